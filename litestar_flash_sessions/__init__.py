@@ -1,0 +1,21 @@
+"""Sessions with flash messages for Litestar, after the Deno library oak_sessions.
+
+>>> from litestar import Litestar
+>>> from litestar_flash_sessions import SessionConfig, SessionPlugin
+>>> app = Litestar([], plugins=[SessionPlugin(SessionConfig())])
+"""
+
+from litestar_flash_sessions.config import SessionConfig
+from litestar_flash_sessions.cookies import CookieTooLargeError
+from litestar_flash_sessions.plugin import SessionPlugin
+from litestar_flash_sessions.session import FlashSession, Session
+from litestar_flash_sessions.stores.base import StoreUnavailableError
+
+__all__ = (
+    "CookieTooLargeError",
+    "FlashSession",
+    "Session",
+    "SessionConfig",
+    "SessionPlugin",
+    "StoreUnavailableError",
+)

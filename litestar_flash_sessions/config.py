@@ -1,0 +1,68 @@
+"""Configuration of the session plugin."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from litestar_flash_sessions.cookies import COOKIE_NAME
+from litestar_flash_sessions.stores.base import SessionStore
+from litestar_flash_sessions.stores.cookie import CookieStore
+from litestar_flash_sessions.stores.memory import MemoryStore
+
+__all__ = ("SessionConfig",)
+
+_ATTRIBUTE_VALUE = re.compile(r"[\x21-\x3a\x3c-\x7e]+")
+"""A cookie attribute value: printable ASCII without ``;``."""
+
+
+@dataclass
+class SessionConfig:
+    """How sessions are stored and how their cookie is sent.
+
+    Every field is checked when the config is created; a bad value raises ``ValueError``
+    saying what to change.
+    """
+
+    store: SessionStore | CookieStore = field(default_factory=MemoryStore)
+    """Where sessions live. The default, :class:`MemoryStore`, suits tests and one process."""
+    cookie_name: str = "session"
+    """The cookie holding the session id (server-side stores; a ``CookieStore`` names its own)."""
+    expire_after_seconds: int | None = None
+    """Sliding idle timeout: a session not used for this long expires. ``None`` or ``0``: never."""
+    cookie_path: str = "/"
+    """The cookie's ``Path``."""
+    cookie_domain: str | None = None
+    """The cookie's ``Domain``; ``None`` sends none (the cookie stays on the exact host)."""
+    cookie_secure: bool | None = None
+    """``Secure``: ``None`` sets it exactly when the request came over HTTPS."""
+    cookie_httponly: bool = True
+    """``HttpOnly``: keeps the cookie away from JavaScript."""
+    cookie_samesite: Literal["lax", "strict", "none"] = "lax"
+    """``SameSite``; ``"none"`` requires a secure cookie."""
+    cookie_max_age: int | None = None
+    """``Max-Age`` in seconds; ``None`` makes a browser-session cookie."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.store, (SessionStore, CookieStore)):
+            raise ValueError(f"store must be a SessionStore or a CookieStore, got {self.store!r}")
+        if not COOKIE_NAME.fullmatch(self.cookie_name):
+            raise ValueError(f"cookie_name {self.cookie_name!r} is not a valid cookie name (an HTTP token)")
+        if self.expire_after_seconds is not None and self.expire_after_seconds < 0:
+            raise ValueError("expire_after_seconds must be a positive number of seconds, or None for never")
+        if self.cookie_max_age is not None and self.cookie_max_age <= 0:
+            raise ValueError("cookie_max_age must be a positive number of seconds, or None for a browser session")
+        if not self.cookie_path.startswith("/") or not _ATTRIBUTE_VALUE.fullmatch(self.cookie_path):
+            raise ValueError(f"cookie_path {self.cookie_path!r} must start with '/' and hold no ';' or space")
+        if self.cookie_domain is not None and not _ATTRIBUTE_VALUE.fullmatch(self.cookie_domain):
+            raise ValueError(f"cookie_domain {self.cookie_domain!r} must hold no ';' or space")
+        if self.cookie_samesite not in ("lax", "strict", "none"):
+            raise ValueError(f"cookie_samesite must be 'lax', 'strict' or 'none', not {self.cookie_samesite!r}")
+        if self.cookie_samesite == "none" and self.cookie_secure is False:
+            raise ValueError("cookie_samesite='none' needs a secure cookie: browsers reject it otherwise")
+
+    @property
+    def ttl(self) -> int | None:
+        """The idle timeout in seconds, ``None`` when sessions never expire."""
+        return self.expire_after_seconds or None

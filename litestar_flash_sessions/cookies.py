@@ -1,0 +1,103 @@
+"""Reading one cookie from a request and rendering ``Set-Cookie`` headers, cheaply.
+
+Only the session's own cookie is looked for: the other cookies of the request are not parsed.
+The attributes are rendered once per configuration and reused for every response.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from litestar.types import Scope
+
+    from litestar_flash_sessions.config import SessionConfig
+
+__all__ = ("COOKIE_NAME", "MAX_SET_COOKIE_BYTES", "CookieJar", "CookieTooLargeError", "read_cookie")
+
+COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An RFC 6265 cookie name (an HTTP token)."""
+
+MAX_SET_COOKIE_BYTES = 4096
+"""The largest ``Set-Cookie`` header (name, value and attributes) that browsers keep."""
+
+SET_COOKIE = b"set-cookie"
+
+
+class CookieTooLargeError(ValueError):
+    """A ``Set-Cookie`` header would exceed :data:`MAX_SET_COOKIE_BYTES`, so browsers would drop it."""
+
+
+def read_cookie(scope: Scope, name: str) -> str | None:
+    """Return the value of the first cookie called ``name`` in the request, or ``None``."""
+    prefix = name + "="
+    for header, value in scope["headers"]:
+        if header != b"cookie":
+            continue
+        for pair in value.decode("latin-1").split(";"):
+            pair = pair.strip()  # noqa: PLW2901 (the stripped pair is the pair)
+            if pair.startswith(prefix):
+                return pair[len(prefix) :]
+    return None
+
+
+class CookieJar:
+    """Render ``Set-Cookie`` headers with the attributes of one configuration.
+
+    Args:
+        config: The cookie attributes.
+        name: The cookie's name.
+    """
+
+    __slots__ = ("_expired", "_name", "_plain", "_secure", "_secure_setting")
+
+    def __init__(self, config: SessionConfig, name: str) -> None:
+        attributes = f"; Path={config.cookie_path}"
+        if config.cookie_domain:
+            attributes += f"; Domain={config.cookie_domain}"
+        if config.cookie_max_age:
+            attributes += f"; Max-Age={config.cookie_max_age}"
+        if config.cookie_httponly:
+            attributes += "; HttpOnly"
+        attributes += f"; SameSite={config.cookie_samesite.capitalize()}"
+        self._name = name
+        self._plain = attributes
+        self._secure = attributes + "; Secure"
+        self._secure_setting = config.cookie_secure
+        expired = f"{name}=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path={config.cookie_path}"
+        if config.cookie_domain:
+            expired += f"; Domain={config.cookie_domain}"
+        self._expired = expired
+
+    @property
+    def name(self) -> str:
+        """The cookie's name."""
+        return self._name
+
+    def is_secure(self, scope: Scope) -> bool:
+        """Whether the cookie gets ``Secure`` on this request."""
+        if self._secure_setting is None:
+            return scope.get("scheme") == "https"
+        return self._secure_setting
+
+    def render(self, value: str, scope: Scope) -> tuple[bytes, bytes]:
+        """Return the ``Set-Cookie`` header that sets the cookie to ``value``.
+
+        Raises:
+            CookieTooLargeError: The header would be over 4096 bytes.
+        """
+        attributes = self._secure if self.is_secure(scope) else self._plain
+        header = f"{self._name}={value}{attributes}".encode("latin-1")
+        if len(header) > MAX_SET_COOKIE_BYTES:
+            raise CookieTooLargeError(
+                f"the {self._name!r} Set-Cookie header would be {len(header)} bytes, over the "
+                f"{MAX_SET_COOKIE_BYTES}-byte limit of browsers: store less in the session, "
+                "or use a server-side store"
+            )
+        return SET_COOKIE, header
+
+    def render_expired(self, scope: Scope) -> tuple[bytes, bytes]:
+        """Return the ``Set-Cookie`` header that makes the browser drop the cookie."""
+        suffix = "; Secure" if self.is_secure(scope) else ""
+        return SET_COOKIE, f"{self._expired}{suffix}".encode("latin-1")

@@ -1,0 +1,99 @@
+"""Sealing: authenticated encryption of cookie payloads with rotating secrets.
+
+A sealed token is the URL-safe base64 (no padding) of::
+
+    version (1 byte) | key id (4 bytes) | nonce (12 bytes) | AES-256-GCM ciphertext and tag
+
+Each secret gives a 256-bit key through HKDF-SHA256, and a key id that names it. The first
+secret seals; every secret opens, so that a secret can be replaced without logging users out.
+The version, the key id and a caller-chosen context (the cookie's name) are authenticated too, so
+a token cannot be moved to another cookie.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+from base64 import urlsafe_b64decode, urlsafe_b64encode
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ("MIN_SECRET_LENGTH", "Sealer")
+
+MIN_SECRET_LENGTH = 32
+_VERSION = b"\x01"
+_HEADER = len(_VERSION) + 4 + 12
+_TAG = 16
+_SALT = b"litestar-flash-sessions"
+
+
+class Sealer:
+    """Seal and open byte strings with AES-256-GCM under a list of secrets.
+
+    Args:
+        secrets: One secret, or a list of them: the first seals, all open.
+        context: Bound into every token: a token sealed for one context does not open in another.
+
+    Raises:
+        ValueError: No secret was given, or one is shorter than 32 characters.
+        ImportError: ``cryptography`` is not installed (the ``[cookie]`` extra).
+    """
+
+    __slots__ = ("_context", "_keys", "_sealing_key", "_sealing_key_id")
+
+    def __init__(self, secrets: str | Sequence[str], context: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        secret_list = [secrets] if isinstance(secrets, str) else list(secrets)
+        if not secret_list:
+            raise ValueError("CookieStore needs at least one secret")
+        for secret in secret_list:
+            if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"CookieStore secrets must be strings of at least {MIN_SECRET_LENGTH} characters; "
+                    "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+        self._keys: dict[bytes, AESGCM] = {}
+        for secret in secret_list:
+            key_id, key = _derive(secret)
+            self._keys.setdefault(key_id, AESGCM(key))
+        self._sealing_key_id = _derive(secret_list[0])[0]
+        self._sealing_key = self._keys[self._sealing_key_id]
+        self._context = context
+
+    def seal(self, plaintext: bytes) -> str:
+        """Encrypt and authenticate ``plaintext`` with the first secret."""
+        header = _VERSION + self._sealing_key_id + os.urandom(12)
+        ciphertext = self._sealing_key.encrypt(header[5:], plaintext, header[:5] + self._context)
+        return urlsafe_b64encode(header + ciphertext).rstrip(b"=").decode("ascii")
+
+    def open(self, token: str) -> bytes | None:
+        """Return the plaintext of ``token``, or ``None`` if it is malformed, tampered, or sealed
+        with a secret that is not in the list.
+        """
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            raw = urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (binascii.Error, ValueError):
+            return None
+        if len(raw) < _HEADER + _TAG or raw[:1] != _VERSION:
+            return None
+        key = self._keys.get(raw[1:5])
+        if key is None:
+            return None
+        try:
+            return key.decrypt(raw[5:_HEADER], raw[_HEADER:], raw[:5] + self._context)
+        except InvalidTag:
+            return None
+
+
+def _derive(secret: str) -> tuple[bytes, bytes]:
+    """Derive a key id and a 256-bit key from one secret."""
+    from cryptography.hazmat.primitives.hashes import SHA256
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    material = HKDF(SHA256(), length=36, salt=_SALT, info=b"cookie-store aes-256-gcm").derive(secret.encode("utf-8"))
+    return material[32:], material[:32]

@@ -1,0 +1,98 @@
+"""The protocol every server-side session store implements.
+
+A store maps a session id to an opaque record (the bytes of an encoded session) with an
+optional idle expiry. It knows nothing about cookies, flashes or Litestar: the middleware does
+the rest. Every method is one round trip to the server, so that the cost of a request can be
+read off the calls it makes:
+
+* a handler that only reads: one :meth:`SessionStore.get` (which also slides the expiry);
+* a handler that changes the session: one ``get`` and one :meth:`SessionStore.set`;
+* a handler that does not take the session: none.
+
+:meth:`SessionStore.set` is a compare-and-set on the record that was read, which lets the
+middleware merge concurrent changes of one session instead of losing one of them.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+
+__all__ = ("SessionStore", "StoreUnavailableError", "validate_identifier")
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+class StoreUnavailableError(Exception):
+    """The store's server could not be reached or did not answer in time.
+
+    The middleware answers ``503 Service Unavailable`` and logs the store's name.
+    """
+
+
+class SessionStore(ABC):
+    """A server-side store of session records, keyed by session id."""
+
+    @abstractmethod
+    async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
+        """Return the record stored under ``session_id``.
+
+        Args:
+            session_id: A well-formed session id (the middleware never passes any other).
+            expires_in: When not ``None``, also reset the record's expiry to this many seconds
+                from now, in the same round trip (sliding expiry).
+
+        Returns:
+            The record, or ``None`` when there is none or it has expired, even if the server
+            has not reaped it yet.
+
+        Raises:
+            StoreUnavailableError: The server could not be reached or timed out.
+        """
+
+    @abstractmethod
+    async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
+        """Store ``record`` under ``session_id`` if the stored record is still ``previous``.
+
+        Args:
+            session_id: The session id.
+            record: The encoded session.
+            expires_in: Seconds until the record expires; ``None`` keeps it until deleted.
+            previous: The record this request read, or ``None`` when the id must be new.
+
+        Returns:
+            ``True`` if the record was written, ``False`` if another request changed or
+            deleted it since it was read (nothing is written then).
+
+        Raises:
+            StoreUnavailableError: The server could not be reached or timed out.
+        """
+
+    @abstractmethod
+    async def delete(self, session_id: str) -> None:
+        """Delete the record stored under ``session_id``, if any.
+
+        Raises:
+            StoreUnavailableError: The server could not be reached or timed out.
+        """
+
+    async def startup(self) -> None:  # noqa: B027 (optional hook, empty by default)
+        """Open connections the store owns. The plugin calls it when the app starts."""
+
+    async def shutdown(self) -> None:  # noqa: B027 (optional hook, empty by default)
+        """Close connections the store owns. The plugin calls it when the app stops."""
+
+
+def validate_identifier(name: str, what: str) -> str:
+    """Return ``name`` if it is a plain SQL/collection identifier.
+
+    Raises:
+        ValueError: ``name`` is not 1 to 63 letters, digits or underscores starting with a
+            letter or underscore (so it can never inject SQL).
+    """
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(
+            f"{what} {name!r} is not a plain identifier: use 1 to 63 letters, digits or underscores, "
+            "starting with a letter or underscore"
+        )
+    return name

@@ -1,0 +1,93 @@
+"""A store that keeps the whole session in an encrypted cookie: no server needed."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from litestar_flash_sessions.cookies import COOKIE_NAME
+from litestar_flash_sessions.crypto import Sealer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+__all__ = ("CookieStore",)
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{45,4096}")
+"""A sealed token: URL-safe base64, from the smallest sealed payload to the cookie size limit."""
+
+
+class _Sealed(msgspec.Struct, array_like=True):
+    session_id: str
+    expires_at: float | None
+    record: msgspec.Raw
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(_Sealed).decode
+
+
+class CookieStore:
+    """Keep each session, sealed with AES-256-GCM, in a cookie of its own.
+
+    The session's expiry is sealed with it, so a client cannot extend it. The cookie is limited
+    to 4096 bytes: a session that does not fit raises an error naming the limit.
+
+    Because the data lives with the client, the server cannot revoke a cookie: rotating the key
+    or deleting the session replaces or expires the cookie in this browser, but a copy taken
+    earlier still opens until it expires. Set ``expire_after_seconds`` to bound that.
+
+    Args:
+        secret: A string of at least 32 characters, or a list of them: the first seals new
+            cookies, every one opens (rotate secrets by putting the new one first).
+        cookie_name: The cookie holding the sealed session.
+        clock: Seconds since the epoch; injectable so that tests can move time.
+
+    Raises:
+        ValueError: A secret is shorter than 32 characters, there is none, or the cookie name
+            is not a valid cookie name.
+        ImportError: ``cryptography`` is not installed: install the ``[cookie]`` extra.
+    """
+
+    __slots__ = ("_clock", "_sealer", "cookie_name")
+
+    def __init__(
+        self,
+        secret: str | Sequence[str],
+        *,
+        cookie_name: str = "session_data",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not COOKIE_NAME.fullmatch(cookie_name):
+            raise ValueError(f"cookie_name {cookie_name!r} is not a valid cookie name (an HTTP token)")
+        self.cookie_name = cookie_name
+        self._sealer = Sealer(secret, context=cookie_name.encode("ascii"))
+        self._clock = clock
+
+    def seal(self, session_id: str, record: bytes, expires_in: int | None) -> str:
+        """Return the cookie value holding ``record``, expiring ``expires_in`` seconds from now."""
+        expires_at = None if expires_in is None else self._clock() + expires_in
+        return self._sealer.seal(_encode(_Sealed(session_id, expires_at, msgspec.Raw(record))))
+
+    def open(self, token: str) -> tuple[str, bytes] | None:
+        """Return the session id and record sealed in ``token``.
+
+        Returns:
+            ``None`` when the token is malformed, oversized, tampered, sealed with an unknown
+            secret, or expired.
+        """
+        if not _TOKEN.fullmatch(token):
+            return None
+        plaintext = self._sealer.open(token)
+        if plaintext is None:
+            return None
+        try:
+            sealed = _decode(plaintext)
+        except msgspec.DecodeError:
+            return None
+        if sealed.expires_at is not None and sealed.expires_at <= self._clock():
+            return None
+        return sealed.session_id, bytes(sealed.record)
