@@ -15,10 +15,17 @@ middleware merge concurrent changes of one session instead of losing one of them
 
 from __future__ import annotations
 
+import asyncio
 import re
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, TypeVar
 
-__all__ = ("SessionStore", "StoreUnavailableError", "validate_identifier")
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+__all__ = ("SessionStore", "StoreUnavailableError", "guarded", "validate_identifier")
+
+T = TypeVar("T")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -96,3 +103,25 @@ def validate_identifier(name: str, what: str) -> str:
             "starting with a letter or underscore"
         )
     return name
+
+
+async def guarded(
+    awaitable: Awaitable[T], timeout: float | None, store: str, errors: tuple[type[BaseException], ...] = ()
+) -> T:
+    """Await one store operation, turning a time-out or a connection failure into
+    :class:`StoreUnavailableError`.
+
+    Args:
+        awaitable: The driver call.
+        timeout: Seconds to wait at most; ``None`` waits as long as the driver does.
+        store: The store's name, for the error message (and so the log line).
+        errors: The driver's own exceptions that mean "unreachable", besides ``OSError`` and
+            time-outs.
+
+    Raises:
+        StoreUnavailableError: The call timed out or failed with one of those errors.
+    """
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except (asyncio.TimeoutError, OSError, *errors) as exc:
+        raise StoreUnavailableError(f"{store}: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,158 @@
+"""The app the contract suite drives: one small handler per session operation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from litestar import Litestar, Request, get, post
+from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import HTTPException
+from litestar.handlers import BaseRouteHandler
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.response import Redirect
+
+from litestar_flash_sessions import FlashSession, Session, SessionConfig, SessionPlugin
+
+
+class Point(msgspec.Struct):
+    x: int
+    y: int
+
+
+TYPES: dict[str, Any] = {"uuid": UUID, "datetime": datetime, "point": Point, "int": int}
+
+
+@get("/read/{key:str}")
+async def read(session: Session, key: FromPath[str], type: FromQuery[str | None] = None) -> dict[str, Any]:  # noqa: A002
+    value = session.get(key, type=TYPES[type]) if type else session.get(key)
+    return {"value": msgspec.to_builtins(value), "id": session.id}
+
+
+@get("/has/{key:str}")
+async def has(session: Session, key: FromPath[str]) -> dict[str, Any]:
+    return {"has": session.has(key)}
+
+
+@get("/id")
+async def session_id(session: Session) -> dict[str, Any]:
+    return {"id": session.id}
+
+
+@post("/set", status_code=200)
+async def set_values(session: Session, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
+    for key, value in data.items():
+        session.set(key, value)
+    return {"id": session.id}
+
+
+@post("/set-typed", status_code=200)
+async def set_typed(session: Session) -> None:
+    session.set("uuid", UUID(int=7))
+    session.set("when", datetime(2026, 1, 2, 3, 4, 5).astimezone())
+    session.set("point", Point(1, 2))
+
+
+@post("/flash", status_code=200)
+async def flash(session: Session, data: JSONBody[dict[str, Any]]) -> None:
+    for key, value in data.items():
+        session.flash(key, value)
+
+
+@post("/flash-redirect")
+async def flash_redirect(session: Session) -> Redirect:
+    session.flash("message", "saved")
+    return Redirect("/read/message")
+
+
+@post("/set-unencodable", status_code=200)
+async def set_unencodable(session: Session) -> dict[str, str]:
+    try:
+        session.set("bad", object())
+    except TypeError as exc:
+        return {"error": str(exc)}
+    return {"error": ""}
+
+
+@post("/logout", status_code=200)
+async def logout(session: Session) -> dict[str, Any]:
+    session.delete_session()
+    return {"still_readable": session.get("user")}
+
+
+@post("/rotate", status_code=200)
+async def rotate(session: Session) -> None:
+    session.rotate_key()
+
+
+@post("/rotate-state", status_code=200)
+async def rotate_state(session: Session, request: Request[Any, Any, Any]) -> None:
+    request.state.rotate_session_key = True
+
+
+def rotating_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    connection.state.rotate_session_key = True
+
+
+@post("/rotate-guard", status_code=200, guards=[rotating_guard])
+async def rotate_guard(session: Session) -> None:
+    session.get("user")
+
+
+@post("/fail")
+async def fail(session: Session) -> None:
+    session.set("user", "not saved")
+    raise RuntimeError("handler failed")
+
+
+@post("/fail-400")
+async def fail_400(session: Session) -> None:
+    session.set("user", "saved despite 400")
+    raise HTTPException(status_code=400, detail="bad request")
+
+
+@get("/plain")
+async def plain() -> str:
+    return "plain"
+
+
+async def current_user(session: Session) -> str | None:
+    return session.get("user")  # type: ignore[no-any-return]
+
+
+@get("/through-dependency", dependencies={"user": Provide(current_user)})
+async def through_dependency(user: NamedDependency[str | None]) -> dict[str, Any]:
+    return {"user": user}
+
+
+@get("/is-flash-session")
+async def is_flash_session(session: Session) -> dict[str, bool]:
+    return {"is": isinstance(session, FlashSession)}
+
+
+HANDLERS = [
+    read,
+    has,
+    session_id,
+    set_values,
+    set_typed,
+    flash,
+    flash_redirect,
+    set_unencodable,
+    logout,
+    rotate,
+    rotate_state,
+    rotate_guard,
+    fail,
+    fail_400,
+    plain,
+    through_dependency,
+    is_flash_session,
+]
+
+
+def build_app(config: SessionConfig) -> Litestar:
+    return Litestar(HANDLERS, plugins=[SessionPlugin(config)])

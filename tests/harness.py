@@ -1,0 +1,85 @@
+"""What the contract suite needs from a store: a fresh instance, a look inside, and a clock.
+
+Each store under test has a harness. A harness module registers itself in ``HARNESSES``; the
+contract suite (``test_contract.py``) runs once per registered harness.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+
+import pytest
+
+from litestar_flash_sessions.stores import CookieStore, MemoryStore, SessionStore
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Harness:
+    """One store under test.
+
+    ``open`` yields a fresh, empty store (and closes it after the test). ``clock`` is the store's
+    injected clock, or ``None`` when the server keeps time itself (then expiry tests wait for real).
+    ``server_side`` is False for the cookie store, whose records live in the browser.
+    """
+
+    name: str
+    open: Callable[[FakeClock], AbstractAsyncContextManager[SessionStore | CookieStore]]
+    injects_clock: bool = True
+    server_side: bool = True
+
+
+HARNESSES: dict[str, Harness] = {}
+
+
+def register(harness: Harness) -> Harness:
+    HARNESSES[harness.name] = harness
+    return harness
+
+
+def server_url(variable: str) -> str:
+    """The URL of a test server from the environment (``scripts/servers.sh start`` exports them).
+
+    Without it the test is skipped, except under ``CI=true``, where a missing server fails the run.
+    """
+    url = os.environ.get(variable)
+    if not url:
+        message = f"{variable} is not set: run 'scripts/servers.sh start' and source its env file"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+async def read_record(store: SessionStore, session_id: str) -> bytes | None:
+    """What the store holds for ``session_id``, read without sliding its expiry."""
+    return await store.get(session_id, None)
+
+
+@asynccontextmanager
+async def _memory(clock: FakeClock) -> AsyncIterator[SessionStore | CookieStore]:
+    yield MemoryStore(clock=clock)
+
+
+@asynccontextmanager
+async def _cookie(clock: FakeClock) -> AsyncIterator[SessionStore | CookieStore]:
+    yield CookieStore("s" * 32, clock=clock)
+
+
+register(Harness("memory", _memory))
+register(Harness("cookie", _cookie, server_side=False))

@@ -1,0 +1,349 @@
+"""The behaviour every store must show (SPEC sections 2, 3 and 5), run once per store."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from litestar_flash_sessions.stores import CookieStore, SessionStore
+from tests.conftest import ClientFactory, RecordingHandler
+from tests.harness import FakeClock, Harness, read_record
+
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def cookie_name(store: SessionStore | CookieStore) -> str:
+    return store.cookie_name if isinstance(store, CookieStore) else "session"
+
+
+def set_cookies(response: Any) -> list[str]:
+    return list(response.headers.get_list("set-cookie"))
+
+
+async def stored(store: SessionStore | CookieStore, session_id: str | None) -> bytes | None:
+    """The record a server-side store holds for the id; for the cookie store, always None."""
+    if isinstance(store, CookieStore) or session_id is None:
+        return None
+    return await read_record(store, session_id)
+
+
+def use_cookie(client: AsyncTestClient[Any], name: str, value: str) -> None:
+    """Make the client send exactly this session cookie, as a replaying attacker would."""
+    client.cookies.clear()
+    client.cookies.set(name, value, domain="testserver.local", path="/")
+
+
+async def current_id(client: AsyncTestClient[Any]) -> str | None:
+    return (await client.get("/id")).json()["id"]  # type: ignore[no-any-return]
+
+
+# --- SPEC 2: the Session object -------------------------------------------------------------
+
+
+async def test_set_then_get_across_requests(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        assert (await client.post("/set", json={"user": "ann", "n": 3})).status_code == 200
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+        assert (await client.get("/read/n")).json()["value"] == 3
+        assert (await client.get("/read/missing")).json()["value"] is None
+
+
+async def test_set_none_deletes_the_key(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann", "keep": 1})
+        await client.post("/set", json={"user": None})
+        assert (await client.get("/has/user")).json() == {"has": False}
+        assert (await client.get("/read/keep")).json()["value"] == 1
+
+
+async def test_flash_is_read_once(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann"})
+        await client.post("/flash", json={"message": "hello"})
+        assert (await client.get("/has/message")).json() == {"has": True}
+        assert (await client.get("/has/message")).json() == {"has": True}, "has() must not consume"
+        assert (await client.get("/read/message")).json()["value"] == "hello"
+        assert (await client.get("/read/message")).json()["value"] is None
+        assert (await client.get("/has/message")).json() == {"has": False}
+
+
+async def test_flash_survives_a_redirect(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        response = await client.post("/flash-redirect", follow_redirects=True)
+        assert response.status_code == 200
+        assert response.json()["value"] == "saved"
+        assert (await client.get("/read/message")).json()["value"] is None
+
+
+async def test_stored_value_wins_over_flash_which_stays(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        await client.post("/flash", json={"k": "flashed"})
+        await client.post("/set", json={"k": "stored"})
+        assert (await client.get("/read/k")).json()["value"] == "stored"
+        await client.post("/set", json={"k": None})
+        assert (await client.get("/read/k")).json()["value"] == "flashed"
+        assert (await client.get("/read/k")).json()["value"] is None
+
+
+async def test_bookkeeping_is_not_among_user_keys(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        await client.post("/flash", json={"message": "hello"})
+        for key in ("_flash", "flash", "data", "_data"):
+            assert (await client.get(f"/read/{key}")).json()["value"] is None
+            assert (await client.get(f"/has/{key}")).json() == {"has": False}
+        assert (await client.get("/read/message")).json()["value"] == "hello"
+
+
+async def test_get_converts_with_type(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        assert (await client.post("/set-typed")).status_code == 200
+        uuid = (await client.get("/read/uuid", params={"type": "uuid"})).json()["value"]
+        assert uuid == "00000000-0000-0000-0000-000000000007"
+        when = (await client.get("/read/when", params={"type": "datetime"})).json()["value"]
+        assert when.startswith("2026-01-02T")
+        assert (await client.get("/read/point", params={"type": "point"})).json()["value"] == {"x": 1, "y": 2}
+        response = await client.get("/read/uuid", params={"type": "int"})
+        assert response.status_code == 500, "a value that does not convert is the handler's error"
+
+
+async def test_unencodable_value_raises_type_error_naming_the_key(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        error = (await client.post("/set-unencodable")).json()["error"]
+        assert "'bad'" in error
+        assert "object" in error
+
+
+async def test_id_is_none_until_stored(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        assert await current_id(client) is None
+        await client.post("/set", json={"user": "ann"})
+        session_id = await current_id(client)
+        assert session_id is not None
+        assert SESSION_ID.fullmatch(session_id)
+
+
+async def test_session_is_a_flash_session(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        assert (await client.get("/is-flash-session")).json() == {"is": True}
+
+
+async def test_delete_session(make_client: ClientFactory, store: SessionStore | CookieStore) -> None:
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann"})
+        session_id = await current_id(client)
+        old_cookie = client.cookies[cookie_name(store)]
+        response = await client.post("/logout")
+        assert response.json() == {"still_readable": "ann"}, "data stays readable for the rest of the request"
+        [header] = set_cookies(response)
+        assert header.startswith(f"{cookie_name(store)}=;")
+        assert "Max-Age=0" in header
+        assert await stored(store, session_id) is None
+        assert (await client.get("/read/user")).json() == {"value": None, "id": None}
+        if not isinstance(store, CookieStore):
+            use_cookie(client, cookie_name(store), old_cookie)
+            assert (await client.get("/read/user")).json()["value"] is None, "the old id is dead on the server"
+
+
+@pytest.mark.parametrize("path", ["/rotate", "/rotate-state", "/rotate-guard"])
+async def test_rotation_gives_a_new_id_and_kills_the_old(
+    make_client: ClientFactory, store: SessionStore | CookieStore, path: str
+) -> None:
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann"})
+        old_id = await current_id(client)
+        old_cookie = client.cookies[cookie_name(store)]
+        response = await client.post(path)
+        assert response.status_code == 200
+        assert len(set_cookies(response)) == 1
+        new_id = await current_id(client)
+        assert new_id is not None
+        assert new_id != old_id
+        assert (await client.get("/read/user")).json()["value"] == "ann", "rotation keeps the data"
+        if not isinstance(store, CookieStore):
+            assert await stored(store, old_id) is None
+            use_cookie(client, cookie_name(store), old_cookie)
+            assert (await client.get("/read/user")).json() == {"value": None, "id": None}
+
+
+async def test_rotating_a_new_session_stores_nothing(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        response = await client.post("/rotate")
+        assert set_cookies(response) == []
+
+
+# --- SPEC 3: one request, step by step ------------------------------------------------------
+
+
+async def test_new_empty_session_stores_nothing_and_sends_no_cookie(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        response = await client.get("/read/user")
+        assert response.status_code == 200
+        assert set_cookies(response) == []
+        assert response.headers["vary"] == "Cookie"
+
+
+async def test_handler_without_session_gets_no_cookie_and_no_vary(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann"})
+        response = await client.get("/plain")
+        assert response.text == "plain"
+        assert set_cookies(response) == []
+        assert "vary" not in response.headers
+
+
+async def test_session_through_another_dependency(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann"})
+        response = await client.get("/through-dependency")
+        assert response.json() == {"user": "ann"}
+        assert response.headers["vary"] == "Cookie"
+
+
+async def test_unchanged_session_is_not_rewritten(make_client: ClientFactory, store: SessionStore | CookieStore) -> None:
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann"})
+        session_id = await current_id(client)
+        before = await stored(store, session_id)
+        response = await client.get("/read/user")
+        assert set_cookies(response) == []
+        assert await stored(store, session_id) == before
+
+
+async def test_nothing_is_saved_when_the_handler_fails(
+    make_client: ClientFactory, store: SessionStore | CookieStore
+) -> None:
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann"})
+        response = await client.post("/fail")
+        assert response.status_code == 500
+        assert set_cookies(response) == []
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+
+
+async def test_client_error_still_saves(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        response = await client.post("/fail-400")
+        assert response.status_code == 400
+        assert len(set_cookies(response)) == 1
+        assert (await client.get("/read/user")).json()["value"] == "saved despite 400"
+
+
+async def test_client_chosen_id_is_never_adopted(
+    make_client: ClientFactory, store: SessionStore | CookieStore
+) -> None:
+    planted = "A" * 43
+    async with make_client() as client:
+        use_cookie(client, cookie_name(store), planted)
+        await client.post("/set", json={"user": "ann"})
+        session_id = await current_id(client)
+        assert session_id is not None
+        assert session_id != planted
+        assert await stored(store, planted) is None
+
+
+async def test_ids_are_random_and_url_safe(make_client: ClientFactory) -> None:
+    ids = set()
+    for _ in range(5):
+        async with make_client() as client:
+            await client.post("/set", json={"user": "ann"})
+            session_id = await current_id(client)
+            assert session_id is not None
+            assert SESSION_ID.fullmatch(session_id)
+            ids.add(session_id)
+    assert len(ids) == 5
+
+
+async def test_sliding_expiry(
+    make_client: ClientFactory, harness: Harness, clock: FakeClock, store: SessionStore | CookieStore
+) -> None:
+    ttl = 2 if not harness.injects_clock else 100
+
+    async def advance(seconds: float) -> None:
+        if harness.injects_clock:
+            clock.advance(seconds * ttl / 2)
+        else:
+            await asyncio.sleep(seconds)
+
+    async with make_client(expire_after_seconds=ttl) as client:
+        await client.post("/set", json={"user": "ann"})
+        session_id = await current_id(client)
+        for _ in range(3):  # each read slides the expiry, so 3 x 0.6 TTL stays alive
+            await advance(1.2)
+            assert (await client.get("/read/user")).json()["value"] == "ann"
+        await advance(2.2)
+        assert (await client.get("/read/user")).json() == {"value": None, "id": None}
+        assert await stored(store, session_id) is None
+
+
+# --- SPEC 5: bad input --------------------------------------------------------------------
+
+
+BAD_COOKIES = [
+    "garbage",
+    "",
+    "A" * 42,
+    "A" * 44,
+    "../../etc/passwd",
+    "%00%ff",
+    "A" * 5000,
+    '"quoted"',
+    "é" * 43,
+]
+
+
+@pytest.mark.parametrize("value", BAD_COOKIES)
+async def test_bad_cookie_gives_a_fresh_session(
+    make_client: ClientFactory, store: SessionStore | CookieStore, value: str
+) -> None:
+    async with make_client() as client:
+        raw = f"{cookie_name(store)}={value}".encode()  # UTF-8 bytes, as a broken client sends them
+        response = await client.get("/read/user", headers={"cookie": raw})
+        assert response.status_code == 200
+        assert response.json() == {"value": None, "id": None}
+        response = await client.post("/set", json={"user": "ann"}, headers={"cookie": raw})
+        assert response.status_code == 200
+
+
+async def test_tampered_and_truncated_cookies_give_a_fresh_session(
+    make_client: ClientFactory, store: SessionStore | CookieStore
+) -> None:
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann"})
+        good = client.cookies[cookie_name(store)]
+        client.cookies.clear()
+        flipped = good[:20] + ("A" if good[20] != "A" else "B") + good[21:]
+        for value in (flipped, good[:-1], good[:-10], good[: len(good) // 2], good + "A"):
+            response = await client.get("/read/user", headers={"cookie": f"{cookie_name(store)}={value}"})
+            assert response.status_code == 200
+            assert response.json() == {"value": None, "id": None}
+        response = await client.get("/read/user", headers={"cookie": f"{cookie_name(store)}={good}"})
+        assert response.json()["value"] == "ann", "the untouched cookie still works"
+
+
+async def test_corrupt_record_gives_a_fresh_session_and_a_warning(
+    make_client: ClientFactory, store: SessionStore | CookieStore, session_log: RecordingHandler
+) -> None:
+    if isinstance(store, CookieStore):
+        pytest.skip("a cookie store has no record on the server to corrupt")
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann"})
+        session_id = await current_id(client)
+        assert session_id is not None
+        record = await read_record(store, session_id)
+        assert await store.set(session_id, b"\xc1 not msgpack", None, record)
+        response = await client.get("/read/user")
+        assert response.json() == {"value": None, "id": None}
+        assert "WARNING corrupt session record in" in session_log.text
+
+
+async def test_other_cookies_are_left_alone(make_client: ClientFactory, store: SessionStore | CookieStore) -> None:
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann"})
+        value = client.cookies[cookie_name(store)]
+        header = f"theme=dark; x{cookie_name(store)}=nope; {cookie_name(store)}={value}; other=1"
+        response = await client.get("/read/user", headers={"cookie": header})
+        assert response.json()["value"] == "ann"
