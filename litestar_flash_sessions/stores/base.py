@@ -121,7 +121,8 @@ async def guarded(
     Raises:
         StoreUnavailableError: The call timed out or failed with one of those errors.
     """
+    unreachable: tuple[type[BaseException], ...] = (asyncio.TimeoutError, OSError, *errors)
     try:
         return await asyncio.wait_for(awaitable, timeout)
-    except (asyncio.TimeoutError, OSError, *errors) as exc:
+    except unreachable as exc:
         raise StoreUnavailableError(f"{store}: {type(exc).__name__}: {exc}") from exc
