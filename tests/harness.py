@@ -7,6 +7,7 @@ contract suite (``test_contract.py``) runs once per registered harness.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ from litestar_flash_sessions.stores import CookieStore, MemoryStore, SessionStor
 class FakeClock:
     """A clock the test moves by hand."""
 
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.now = start
+    def __init__(self, start: float | None = None) -> None:
+        # Real time by default: a server's own reaper (a Mongo TTL index) compares with it.
+        self.now = time.time() if start is None else start
 
     def __call__(self) -> float:
         return self.now
