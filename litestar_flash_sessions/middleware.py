@@ -9,7 +9,7 @@ before any byte of the body leaves, so that a store failure can still become a 5
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from litestar.exceptions import ImproperlyConfiguredException, ServiceUnavailableException
 
@@ -19,7 +19,7 @@ from litestar_flash_sessions.stores.base import StoreUnavailableError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
+    from litestar.types import ASGIApp, HTTPResponseStartEvent, HTTPScope, Message, Receive, Scope, Send
 
     from litestar_flash_sessions.backends import Backend
     from litestar_flash_sessions.session import FlashSession
@@ -71,6 +71,10 @@ class SessionMiddleware:
                             replaced = True
                             await _send_plain(send, 500, b"Internal Server Error: session cookie too large")
                             return
+                        if session.redelivers_flash:
+                            replaced = True
+                            await _send_retry(send, cast("HTTPScope", scope), headers)
+                            return
                         message["headers"] = [*message["headers"], *headers, _VARY]
                     else:
                         message["headers"] = [*message["headers"], _VARY]
@@ -81,17 +85,37 @@ class SessionMiddleware:
         await self.app(scope, receive, send_committing)
 
 
-async def _send_plain(send: Send, status: int, body: bytes) -> None:
+async def _send_plain(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     start: HTTPResponseStartEvent = {
         "type": "http.response.start",
         "status": status,
         "headers": [
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", b"%d" % len(body)),
+            *(headers or ()),
         ],
     }
     await send(start)
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _send_retry(send: Send, scope: HTTPScope, headers: list[tuple[bytes, bytes]]) -> None:
+    """Answer instead of a response that would show a flash a concurrent request already showed.
+
+    A GET or HEAD is sent back to the same URL (the session changes are saved; the reload shows
+    the page without the flash); other methods get ``409 Conflict``.
+    """
+    if scope["method"] in ("GET", "HEAD"):
+        location = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": 303,
+            "headers": [(b"location", location), (b"content-length", b"0"), *headers, _VARY],
+        }
+        await send(start)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    else:
+        await _send_plain(send, 409, b"Conflict: a concurrent request of this session consumed its flash", headers)
 
 
 def session_provider(backend: Backend) -> Callable[[Scope], Awaitable[FlashSession]]:

@@ -61,6 +61,7 @@ class FlashSession:
         "_flashed",
         "_id",
         "_record",
+        "_redelivers_flash",
         "_rotate",
     )
 
@@ -85,9 +86,10 @@ class FlashSession:
         self._record = record
         self._changes: dict[str, Any] = {}
         self._flashed: dict[str, Any] = {}
-        self._consumed: set[str] = set()
+        self._consumed: dict[str, bool] = {}  # flash key -> whether this request delivered it
         self._deleted = False
         self._rotate = False
+        self._redelivers_flash = False
 
     @property
     def id(self) -> str | None:
@@ -122,8 +124,10 @@ class FlashSession:
             value = self._data[key]
         elif key in self._flash:
             value = self._flash.pop(key)
-            self._flashed.pop(key, None)
-            self._consumed.add(key)
+            if self._flashed.pop(key, _DELETED) is _DELETED:
+                self._consumed[key] = True  # delivered a flash from the store
+            else:
+                self._consumed.setdefault(key, False)  # this request's own flash, read back
         else:
             return default
         return value if type is None else msgspec.convert(value, type, strict=False)
@@ -157,7 +161,7 @@ class FlashSession:
             if key in self._flash:
                 del self._flash[key]
                 self._flashed.pop(key, None)
-                self._consumed.add(key)
+                self._consumed.setdefault(key, False)
             return
         self._flash[key] = value
         self._flashed[key] = value
@@ -205,6 +209,11 @@ class FlashSession:
         return not self._data and not self._flash
 
     @property
+    def redelivers_flash(self) -> bool:
+        """Whether a flash this request read was also delivered by a concurrent request."""
+        return self._redelivers_flash
+
+    @property
     def loaded_record(self) -> bytes | None:
         """The stored bytes this session was loaded from, ``None`` for a new session."""
         return self._record
@@ -219,6 +228,9 @@ class FlashSession:
         Keys this request set or deleted take this request's value; the others keep the newer
         value. Flashes this request consumed are gone, flashes it added are added.
 
+        If a flash this request read had meanwhile been consumed by the other request,
+        :attr:`redelivers_flash` becomes true: this response must not show it a second time.
+
         Raises:
             msgspec.DecodeError: ``record`` is corrupt.
         """
@@ -228,8 +240,9 @@ class FlashSession:
                 data.pop(key, None)
             else:
                 data[key] = value
-        for key in self._consumed:
-            flash.pop(key, None)
+        for key, delivered in self._consumed.items():
+            if flash.pop(key, _DELETED) is _DELETED and delivered:
+                self._redelivers_flash = True
         flash.update(self._flashed)
         self._data, self._flash, self._record = data, flash, record
 

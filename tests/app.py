@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -21,6 +22,26 @@ from litestar_flash_sessions import FlashSession, Session, SessionConfig, Sessio
 class Point(msgspec.Struct):
     x: int
     y: int
+
+
+class Rendezvous:
+    """Holds each arriving request until ``parties`` have arrived: all have loaded the session
+    before any commits it, the worst interleaving for lost updates.
+    """
+
+    def __init__(self, parties: int = 2) -> None:
+        self.parties = parties
+        self.arrived = 0
+        self.everyone_here = asyncio.Event()
+
+    async def wait(self) -> None:
+        self.arrived += 1
+        if self.arrived >= self.parties:
+            self.everyone_here.set()
+        await asyncio.wait_for(self.everyone_here.wait(), 10)
+
+
+RENDEZVOUS: dict[str, Rendezvous] = {}
 
 
 TYPES: dict[str, Any] = {"uuid": UUID, "datetime": datetime, "point": Point, "int": int}
@@ -47,6 +68,20 @@ async def set_values(session: Session, data: JSONBody[dict[str, Any]]) -> dict[s
     for key, value in data.items():
         session.set(key, value)
     return {"id": session.id}
+
+
+@post("/set-together/{meeting:str}", status_code=200)
+async def set_together(session: Session, meeting: FromPath[str], data: JSONBody[dict[str, Any]]) -> None:
+    for key, value in data.items():
+        session.set(key, value)
+    await RENDEZVOUS[meeting].wait()
+
+
+@get("/read-together/{meeting:str}/{key:str}")
+async def read_together(session: Session, meeting: FromPath[str], key: FromPath[str]) -> dict[str, Any]:
+    value = session.get(key)
+    await RENDEZVOUS[meeting].wait()
+    return {"value": value}
 
 
 @post("/set-typed", status_code=200)
@@ -139,6 +174,8 @@ HANDLERS = [
     session_id,
     set_values,
     set_typed,
+    set_together,
+    read_together,
     flash,
     flash_redirect,
     set_unencodable,

@@ -8,8 +8,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
+from litestar import Litestar
 
 from litestar_flash_sessions import SessionConfig
 from litestar_flash_sessions.stores import CookieStore, SessionStore
@@ -20,7 +21,15 @@ for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
     if module.name.startswith("harness_"):
         importlib.import_module(f"tests.{module.name}")
 
-ClientFactory = Callable[..., AbstractAsyncContextManager[AsyncTestClient[Any]]]
+ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+def in_loop_client(app: Litestar, base_url: str = "http://testserver.local") -> httpx.AsyncClient:
+    """A client that runs the app in the test's own event loop, so that concurrent requests
+    really interleave and the store's connections stay on one loop (Litestar's AsyncTestClient
+    runs the app in a thread of its own, one request at a time). Lifespan is the caller's.
+    """
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
 
 
 @pytest.fixture
@@ -44,9 +53,9 @@ def make_client(store: SessionStore | CookieStore) -> ClientFactory:
     """Open a test client on the contract app with ``store`` and the given config fields."""
 
     @asynccontextmanager
-    async def open_client(base_url: str = "http://testserver.local", **config: Any) -> AsyncIterator[AsyncTestClient[Any]]:
+    async def open_client(base_url: str = "http://testserver.local", **config: Any) -> AsyncIterator[httpx.AsyncClient]:
         app = build_app(SessionConfig(store=store, **config))
-        async with AsyncTestClient(app, base_url=base_url) as client:
+        async with app.lifespan(), in_loop_client(app, base_url) as client:
             yield client
 
     return open_client

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from typing import Any
 
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
 
 from litestar_flash_sessions.stores import CookieStore, SessionStore
+from tests.app import RENDEZVOUS, Rendezvous
 from tests.conftest import ClientFactory, RecordingHandler
 from tests.harness import FakeClock, Harness, read_record
 
@@ -31,13 +33,13 @@ async def stored(store: SessionStore | CookieStore, session_id: str | None) -> b
     return await read_record(store, session_id)
 
 
-def use_cookie(client: AsyncTestClient[Any], name: str, value: str) -> None:
+def use_cookie(client: httpx.AsyncClient, name: str, value: str) -> None:
     """Make the client send exactly this session cookie, as a replaying attacker would."""
     client.cookies.clear()
     client.cookies.set(name, value, domain="testserver.local", path="/")
 
 
-async def current_id(client: AsyncTestClient[Any]) -> str | None:
+async def current_id(client: httpx.AsyncClient) -> str | None:
     return (await client.get("/id")).json()["id"]  # type: ignore[no-any-return]
 
 
@@ -277,6 +279,50 @@ async def test_sliding_expiry(
         await advance(2.2)
         assert (await client.get("/read/user")).json() == {"value": None, "id": None}
         assert await stored(store, session_id) is None
+
+
+# --- concurrency: no lost updates, flashes at most once ------------------------------------
+
+
+async def test_concurrent_changes_of_different_keys_are_both_kept(
+    make_client: ClientFactory, harness: Harness
+) -> None:
+    if not harness.server_side:
+        pytest.skip("a cookie holds the whole session: the browser keeps the last cookie it gets")
+    meeting = uuid.uuid4().hex
+    RENDEZVOUS[meeting] = Rendezvous(2)
+    async with make_client() as client:
+        await client.post("/set", json={"base": 0})
+        first, second = await asyncio.gather(
+            client.post(f"/set-together/{meeting}", json={"a": 1, "base": 1}),
+            client.post(f"/set-together/{meeting}", json={"b": 2}),
+        )
+        assert (first.status_code, second.status_code) == (200, 200)
+        for key, value in {"a": 1, "b": 2, "base": 1}.items():
+            assert (await client.get(f"/read/{key}")).json()["value"] == value
+
+
+async def test_a_flash_read_by_concurrent_requests_is_delivered_once(
+    make_client: ClientFactory, harness: Harness
+) -> None:
+    if not harness.server_side:
+        pytest.skip("a cookie holds the whole session: both requests carry the same flash")
+    meeting = uuid.uuid4().hex
+    RENDEZVOUS[meeting] = Rendezvous(2)
+    async with make_client() as client:
+        await client.post("/flash", json={"message": "once", "other": "kept"})
+        responses = await asyncio.gather(
+            client.get(f"/read-together/{meeting}/message", follow_redirects=False),
+            client.get(f"/read-together/{meeting}/message", follow_redirects=False),
+        )
+        statuses = sorted(response.status_code for response in responses)
+        assert statuses == [200, 303]
+        [shown] = [response.json() for response in responses if response.status_code == 200]
+        assert shown == {"value": "once"}
+        [retry] = [response for response in responses if response.status_code == 303]
+        assert retry.headers["location"] == f"/read-together/{meeting}/message"
+        assert (await client.get("/read/message")).json()["value"] is None
+        assert (await client.get("/read/other")).json()["value"] == "kept"
 
 
 # --- SPEC 5: bad input --------------------------------------------------------------------

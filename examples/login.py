@@ -1,0 +1,144 @@
+"""The oak_sessions login example, ported to Litestar.
+
+Run it with ``python examples/login.py`` (http://127.0.0.1:8002). Choose the store with
+``--store NAME`` or ``SESSION_STORE=NAME``: memory, cookie, sqlite (the default, in
+``./sessions.db``, so sessions survive a restart), postgres, redis, mongo or webdis. The server
+stores read their URL from ``POSTGRES_URL``, ``REDIS_URL``, ``MONGO_URL`` or ``WEBDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+from litestar import Litestar, MediaType, get, post
+from litestar.params import URLEncodedBody
+from litestar.response import Redirect
+
+from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
+
+DEV_SECRET = "demo-secret-change-me-in-production-0123456789"
+
+
+@dataclass
+class LoginForm:
+    email: str = ""
+    password: str = ""
+
+
+@post("/login")
+async def login(session: Session, data: URLEncodedBody[LoginForm]) -> Redirect:
+    if data.password == "correct":
+        session.set("email", data.email)
+        session.set("failed-login-attempts", None)
+        session.flash("message", "Login successful")
+        session.rotate_key()  # a new id after login: an id planted before is worthless
+    else:
+        failed_login_attempts: int = session.get("failed-login-attempts") or 0
+        session.set("failed-login-attempts", failed_login_attempts + 1)
+        session.flash("error", "Incorrect username or password")
+    return Redirect("/")
+
+
+@post("/logout")
+async def logout(session: Session) -> Redirect:
+    session.delete_session()
+    return Redirect("/")
+
+
+@get("/", media_type=MediaType.HTML)
+async def index(session: Session) -> str:
+    message = session.get("message") or ""
+    error = session.get("error") or ""
+    failed_login_attempts = session.get("failed-login-attempts")
+    email = session.get("email")
+    attempts = f"Failed login attempts: {failed_login_attempts}" if failed_login_attempts else ""
+    if email:
+        form = f"""<form id="logout" action="/logout" method="post">
+            <button id="logout-button" name="logout" type="submit">Log out {escape(email)}</button>
+        </form>"""
+    else:
+        form = """<form id="login" action="/login" method="post">
+            <p>
+                <input id="email" name="email" type="text" placeholder="you@email.com">
+            </p>
+            <p>
+                <input id="password" name="password" type="password" placeholder="password">
+            </p>
+            <button id="login-button" name="login" type="submit">Log in</button>
+        </form>"""
+    return f"""<!DOCTYPE html>
+<html>
+<head><meta charset="utf-8"><title>Login</title></head>
+<body>
+    <p id="message">{escape(message)}</p>
+    <p id="error">{escape(error)}</p>
+    <p id="failed-login-attempts">{attempts}</p>
+    {form}
+</body>
+</html>"""
+
+
+def make_store(name: str) -> Any:
+    """Build the named store; drivers are imported only for the store chosen."""
+    if name == "memory":
+        from litestar_flash_sessions.stores import MemoryStore
+
+        return MemoryStore()
+    if name == "cookie":
+        from litestar_flash_sessions.stores import CookieStore
+
+        return CookieStore(os.environ.get("SESSION_SECRET", DEV_SECRET))
+    if name == "sqlite":
+        from litestar_flash_sessions.stores.sqlite import SQLiteStore
+
+        return SQLiteStore(os.environ.get("SESSION_SQLITE_PATH", "sessions.db"))
+    if name == "postgres":
+        from litestar_flash_sessions.stores.postgres import PostgresStore
+
+        return PostgresStore(os.environ["POSTGRES_URL"])
+    if name == "redis":
+        from redis.asyncio import Redis
+
+        from litestar_flash_sessions.stores.redis import RedisStore
+
+        return RedisStore(Redis.from_url(os.environ["REDIS_URL"]))
+    if name == "mongo":
+        from pymongo import AsyncMongoClient
+
+        from litestar_flash_sessions.stores.mongo import MongoStore
+
+        return MongoStore(AsyncMongoClient(os.environ["MONGO_URL"])["sessions_demo"])
+    if name == "webdis":
+        from litestar_flash_sessions.stores.webdis import WebdisStore
+
+        return WebdisStore(os.environ["WEBDIS_URL"])
+    raise ValueError(f"unknown store {name!r}: choose memory, cookie, sqlite, postgres, redis, mongo or webdis")
+
+
+def create_app(store: str | None = None) -> Litestar:
+    """Build the demo app on the named store (default: ``$SESSION_STORE``, else sqlite)."""
+    config = SessionConfig(store=make_store(store or os.environ.get("SESSION_STORE", "sqlite")))
+    return Litestar([index, login, logout], plugins=[SessionPlugin(config)])
+
+
+app = create_app()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", default=os.environ.get("SESSION_STORE", "sqlite"))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8002)
+    args = parser.parse_args()
+
+    import uvicorn
+
+    uvicorn.run(create_app(args.store), host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""A store in a MongoDB collection, through pymongo's ``AsyncMongoClient`` or motor.
+
+One document per session::
+
+    {"_id": <session id>, "data": <record bytes>, "expires_at": <UTC datetime, or null>}
+
+Expiry is computed in Python from the injected clock and enforced on every read by a filter on
+``expires_at``; a TTL index (``expireAfterSeconds=0``) lets the server delete expired documents
+by itself, so that abandoned sessions do not pile up. The reaper only cleans up: it runs about
+once a minute on ``mongod``, and correctness never depends on it.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from pymongo import ReturnDocument
+from pymongo.errors import (
+    AutoReconnect,
+    ConnectionFailure,
+    DuplicateKeyError,
+    NetworkTimeout,
+    ServerSelectionTimeoutError,
+)
+
+from litestar_flash_sessions.stores.base import SessionStore, guarded, validate_identifier
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+    from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
+
+__all__ = ("MongoCollection", "MongoDatabase", "MongoStore")
+
+T = TypeVar("T")
+
+_UNREACHABLE = (ConnectionFailure, ServerSelectionTimeoutError, NetworkTimeout, AutoReconnect)
+"""pymongo's "could not reach the server" errors (all are ``ConnectionFailure``s; listed for the reader)."""
+
+_DATA_ONLY = {"_id": False, "data": True}
+"""Projection: a read transfers the record and nothing else."""
+
+
+class MongoCollection(Protocol):
+    """The part of a collection the store uses: shared by pymongo's ``AsyncCollection`` and motor's."""
+
+    def find_one(self, filter: Mapping[str, Any], *, projection: Mapping[str, Any]) -> Awaitable[Any]: ...  # noqa: A002, D102
+
+    def find_one_and_update(  # noqa: D102
+        self,
+        filter: Mapping[str, Any],  # noqa: A002
+        update: Mapping[str, Any],
+        *,
+        projection: Mapping[str, Any],
+        return_document: bool,
+    ) -> Awaitable[Any]: ...
+
+    def update_one(self, filter: Mapping[str, Any], update: Mapping[str, Any]) -> Awaitable[UpdateResult]: ...  # noqa: A002, D102
+
+    def replace_one(self, filter: Mapping[str, Any], replacement: Mapping[str, Any]) -> Awaitable[UpdateResult]: ...  # noqa: A002, D102
+
+    def insert_one(self, document: Any) -> Awaitable[InsertOneResult]: ...  # noqa: D102
+
+    def delete_one(self, filter: Mapping[str, Any]) -> Awaitable[DeleteResult]: ...  # noqa: A002, D102
+
+    def create_index(self, keys: str, *, expireAfterSeconds: int) -> Awaitable[str]: ...  # noqa: D102, N803
+
+
+class MongoDatabase(Protocol):
+    """A pymongo ``AsyncDatabase`` or a motor ``AsyncIOMotorDatabase``."""
+
+    def __getitem__(self, name: str) -> MongoCollection: ...  # noqa: D105
+
+
+class MongoStore(SessionStore):
+    """Keep session records in a MongoDB collection.
+
+    The store does not own the client: it neither opens nor closes it. Close the client
+    yourself when the app stops (for example in a lifespan hook after the plugin's).
+
+    Args:
+        database: A pymongo ``AsyncDatabase`` (``AsyncMongoClient(url)["app"]``) or a motor
+            ``AsyncIOMotorDatabase``.
+        collection: The collection holding the sessions.
+        timeout: Seconds to wait for the server per operation before answering 503; ``None``
+            waits as long as the driver does. Also give the client a short
+            ``serverSelectionTimeoutMS``, since pymongo's default is 30 s.
+        clock: Seconds since the epoch; injectable so that tests can move time. It must stay
+            close to real time, because the server's TTL reaper compares with its own clock.
+
+    Raises:
+        ValueError: ``collection`` is not a plain identifier.
+    """
+
+    __slots__ = ("_clock", "_collection", "_timeout")
+
+    def __init__(
+        self,
+        database: MongoDatabase,
+        collection: str = "sessions",
+        *,
+        timeout: float | None = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._collection = database[validate_identifier(collection, "collection name")]
+        self._timeout = timeout
+        self._clock = clock
+
+    async def startup(self) -> None:
+        """Create the TTL index on ``expires_at``; a no-op when it already exists.
+
+        Raises:
+            StoreUnavailableError: The server could not be reached or timed out.
+            pymongo.errors.OperationFailure: An index on ``expires_at`` exists with other
+                options (for example a different ``expireAfterSeconds``): drop it first.
+        """
+        await self._guard(self._collection.create_index("expires_at", expireAfterSeconds=0))
+
+    async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
+        """Return the unexpired record; when ``expires_in`` is given, slide its expiry in the same command.
+
+        A plain read is one ``find``; a sliding read is one ``findAndModify`` that matches only an
+        unexpired document, so an expired session is never revived.
+        """
+        now = self._now()
+        query = {"_id": session_id, **_unexpired(now)}
+        if expires_in is None:
+            found = self._collection.find_one(query, projection=_DATA_ONLY)
+        else:
+            found = self._collection.find_one_and_update(
+                query,
+                {"$set": {"expires_at": _expiry(now, expires_in)}},
+                projection=_DATA_ONLY,
+                return_document=ReturnDocument.BEFORE,
+            )
+        document = await self._guard(found)
+        return None if document is None else bytes(document["data"])
+
+    async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
+        """Write ``record`` if the stored, unexpired record is still ``previous``.
+
+        With ``previous``: one ``update`` whose filter includes the old bytes, so the server
+        compares and writes atomically. Without: one ``insert`` (the ``_id`` index refuses an
+        existing id); only if the id is taken, one ``replace`` that succeeds when the document
+        holding it has expired but has not been reaped yet.
+        """
+        now = self._now()
+        fields = {"data": record, "expires_at": _expiry(now, expires_in)}
+        if previous is not None:
+            query = {"_id": session_id, "data": previous, **_unexpired(now)}
+            updated = await self._guard(self._collection.update_one(query, {"$set": fields}))
+            return updated.matched_count == 1
+        try:
+            await self._guard(self._collection.insert_one({"_id": session_id, **fields}))
+        except DuplicateKeyError:
+            stale = {"_id": session_id, "expires_at": {"$lte": now}}
+            replaced = await self._guard(self._collection.replace_one(stale, fields))
+            return replaced.matched_count == 1
+        return True
+
+    async def delete(self, session_id: str) -> None:
+        """Delete the session's document, if any."""
+        await self._guard(self._collection.delete_one({"_id": session_id}))
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), tz=timezone.utc)
+
+    async def _guard(self, operation: Awaitable[T]) -> T:
+        return await guarded(operation, self._timeout, "MongoStore", _UNREACHABLE)
+
+
+def _unexpired(now: datetime) -> dict[str, Any]:
+    """A filter matching documents that never expire or expire after ``now`` (reaped or not)."""
+    return {"$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]}
+
+
+def _expiry(now: datetime, expires_in: int | None) -> datetime | None:
+    return None if expires_in is None else now + timedelta(seconds=expires_in)
