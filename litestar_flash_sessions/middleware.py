@@ -66,8 +66,8 @@ class SessionMiddleware:
                             replaced = True
                             await _send_plain(send, 503, b"Service Unavailable: session store unreachable")
                             return
-                        except CookieTooLargeError:
-                            logger.exception("session not saved")
+                        except CookieTooLargeError as exc:
+                            logger.error("session not saved: %s", exc)
                             replaced = True
                             await _send_plain(send, 500, b"Internal Server Error: session cookie too large")
                             return

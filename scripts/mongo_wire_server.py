@@ -20,6 +20,7 @@ def _raise_exit(signum: int, _frame: object) -> None:
 
 
 def main() -> None:
+    """Serve until SIGTERM/SIGINT, then stop the server."""
     if len(sys.argv) != 3:
         sys.exit(f"usage: {sys.argv[0]} HOST PORT")
     host, port = sys.argv[1], int(sys.argv[2])

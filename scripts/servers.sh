@@ -96,7 +96,7 @@ start_redis_node() {  # PORT [EXTRA ARGS...]
 }
 
 start_redis() {
-    [[ -n ${REDIS_URL:-} ]] && { log "redis: using external $REDIS_URL"; return; }
+    [[ -n ${REDIS_URL:-} ]] && { log "redis: REDIS_URL is set, starting nothing"; return; }
     need_redis
     if redis_up $REDIS_PORT; then log "redis: already running on :$REDIS_PORT"; return; fi
     start_redis_node $REDIS_PORT
@@ -111,7 +111,7 @@ cluster_ok() {
 }
 
 start_redis_cluster() {
-    [[ -n ${REDIS_CLUSTER_URL:-} ]] && { log "cluster: using external $REDIS_CLUSTER_URL"; return; }
+    [[ -n ${REDIS_CLUSTER_URL:-} ]] && { log "cluster: REDIS_CLUSTER_URL is set, starting nothing"; return; }
     need_redis
     if cluster_ok; then log "cluster: already running on :${CLUSTER_PORTS[*]}"; return; fi
     local port any_up=false
@@ -148,7 +148,7 @@ EOF
 }
 
 start_webdis() {
-    [[ -n ${WEBDIS_URL:-} ]] && { log "webdis: using external $WEBDIS_URL"; return; }
+    [[ -n ${WEBDIS_URL:-} ]] && { log "webdis: WEBDIS_URL is set, starting nothing"; return; }
     command -v webdis >/dev/null || apt_install webdis
     if webdis_up; then log "webdis: already running on :$WEBDIS_PORT"; return; fi
     # Backend: the external Redis if REDIS_URL is set (host and port only), else ours.
@@ -184,9 +184,12 @@ pg_bindir() {
 }
 
 start_postgres() {
-    [[ -n ${POSTGRES_URL:-} ]] && { log "postgres: using external $POSTGRES_URL"; return; }
+    [[ -n ${POSTGRES_URL:-} ]] && { log "postgres: POSTGRES_URL is set, starting nothing"; return; }
     local bin pg=$STATE/pg
-    bin=$(pg_bindir) || { apt_install postgresql-15 || apt_install postgresql; bin=$(pg_bindir); }
+    if ! bin=$(pg_bindir); then
+        apt_install postgresql-15 || apt_install postgresql
+        bin=$(pg_bindir) || die "no initdb under /usr/lib/postgresql/*/bin after installing PostgreSQL"
+    fi
     if "$bin/pg_isready" -q -h 127.0.0.1 -p $PG_PORT; then
         log "postgres: already running on :$PG_PORT"
     else
@@ -231,7 +234,7 @@ sys.exit(m.version('secantusdb') != '${MONGO_PKG#*==}')" 2>/dev/null && return
 }
 
 start_mongo() {
-    [[ -n ${MONGO_URL:-} ]] && { log "mongo: using external $MONGO_URL"; return; }
+    [[ -n ${MONGO_URL:-} ]] && { log "mongo: MONGO_URL is set, starting nothing"; return; }
     install_mongo
     if mongo_up >/dev/null 2>&1; then log "mongo: already running on :$MONGO_PORT"; return; fi
     setsid nohup "$MONGO_VENV/bin/python" "$ROOT/scripts/mongo_wire_server.py" 127.0.0.1 $MONGO_PORT \

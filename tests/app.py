@@ -48,7 +48,7 @@ TYPES: dict[str, Any] = {"uuid": UUID, "datetime": datetime, "point": Point, "in
 
 
 @get("/read/{key:str}")
-async def read(session: Session, key: FromPath[str], type: FromQuery[str | None] = None) -> dict[str, Any]:  # noqa: A002
+async def read(session: Session, key: FromPath[str], type: FromQuery[str | None] = None) -> dict[str, Any]:
     value = session.get(key, type=TYPES[type]) if type else session.get(key)
     return {"value": msgspec.to_builtins(value), "id": session.id}
 

@@ -16,6 +16,8 @@ class FaultProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
         self._mode = "up"
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
@@ -32,15 +34,18 @@ class FaultProxy:
 
     def up(self) -> None:
         self._mode = "up"
+        self._flowing.set()
 
     def down(self) -> None:
         """Close every open connection and refuse new ones (as a stopped server does)."""
         self._mode = "down"
+        self._flowing.set()
         self._drop_connections()
 
     def hang(self) -> None:
         """Keep connections open but forward nothing (as an overloaded server does)."""
         self._mode = "hang"
+        self._flowing.clear()
 
     def _drop_connections(self) -> None:
         for writer in list(self._writers):
@@ -65,8 +70,7 @@ class FaultProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
-                while self._mode == "hang":
-                    await asyncio.sleep(0.01)
+                await self._flowing.wait()
                 if self._mode == "down":
                     break
                 writer.write(data)

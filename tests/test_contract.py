@@ -205,7 +205,9 @@ async def test_session_through_another_dependency(make_client: ClientFactory) ->
         assert response.headers["vary"] == "Cookie"
 
 
-async def test_unchanged_session_is_not_rewritten(make_client: ClientFactory, store: SessionStore | CookieStore) -> None:
+async def test_unchanged_session_is_not_rewritten(
+    make_client: ClientFactory, store: SessionStore | CookieStore
+) -> None:
     async with make_client() as client:
         await client.post("/set", json={"user": "ann"})
         session_id = await current_id(client)
@@ -234,9 +236,7 @@ async def test_client_error_still_saves(make_client: ClientFactory) -> None:
         assert (await client.get("/read/user")).json()["value"] == "saved despite 400"
 
 
-async def test_client_chosen_id_is_never_adopted(
-    make_client: ClientFactory, store: SessionStore | CookieStore
-) -> None:
+async def test_client_chosen_id_is_never_adopted(make_client: ClientFactory, store: SessionStore | CookieStore) -> None:
     planted = "A" * 43
     async with make_client() as client:
         use_cookie(client, cookie_name(store), planted)
@@ -284,9 +284,7 @@ async def test_sliding_expiry(
 # --- concurrency: no lost updates, flashes at most once ------------------------------------
 
 
-async def test_concurrent_changes_of_different_keys_are_both_kept(
-    make_client: ClientFactory, harness: Harness
-) -> None:
+async def test_concurrent_changes_of_different_keys_are_both_kept(make_client: ClientFactory, harness: Harness) -> None:
     if not harness.server_side:
         pytest.skip("a cookie holds the whole session: the browser keeps the last cookie it gets")
     meeting = uuid.uuid4().hex

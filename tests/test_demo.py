@@ -32,7 +32,8 @@ def element(page: str, element_id: str) -> str | None:
 def login_story(client: httpx.Client | TestClient[Any]) -> None:
     page = client.get("/").text
     assert element(page, "login-button") == "Log in"
-    assert element(page, "email") == "" and element(page, "password") == ""
+    assert element(page, "email") == ""
+    assert element(page, "password") == ""
     assert element(page, "logout-button") is None
     assert element(page, "failed-login-attempts") == ""
 
@@ -48,7 +49,9 @@ def login_story(client: httpx.Client | TestClient[Any]) -> None:
         assert element(page, "failed-login-attempts") == f"Failed login attempts: {attempt}"
 
     id_before_login = client.cookies.get("session") or client.cookies.get("session_data")
-    response = client.post("/login", data={"email": "<b>ann</b>@example.com", "password": "correct"}, follow_redirects=False)
+    response = client.post(
+        "/login", data={"email": "<b>ann</b>@example.com", "password": "correct"}, follow_redirects=False
+    )
     assert response.status_code == 302
     assert (client.cookies.get("session") or client.cookies.get("session_data")) != id_before_login
     page = client.get("/").text
@@ -68,7 +71,8 @@ def login_story(client: httpx.Client | TestClient[Any]) -> None:
     page = client.get("/").text
     assert element(page, "login-button") == "Log in"
     assert element(page, "failed-login-attempts") == ""
-    assert element(page, "message") == "" and element(page, "error") == ""
+    assert element(page, "message") == ""
+    assert element(page, "error") == ""
     assert not client.cookies, "a fresh session: no cookie at all"
 
 
@@ -88,7 +92,7 @@ def free_port() -> int:
 def demo_server(tmp_path: Path) -> Iterator[str]:
     """The demo as its README command serves it: a real process on a real port, default store."""
     port = free_port()
-    process = subprocess.Popen(  # noqa: S603
+    process = subprocess.Popen(
         [sys.executable, "examples/login.py", "--port", str(port)],
         cwd=ROOT,
         env={**os.environ, "SESSION_SQLITE_PATH": str(tmp_path / "sessions.db"), "SESSION_STORE": "sqlite"},

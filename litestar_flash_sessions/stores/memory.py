@@ -39,28 +39,32 @@ class MemoryStore(SessionStore):
 
     async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
         """Return the record, evicting it if expired; slide its expiry when asked."""
-        entry = self._records.get(session_id)
-        if entry is None:
-            return None
-        record, expires_at = entry
         now = self._clock()
-        if expires_at is not None and expires_at <= now:
-            del self._records[session_id]
-            return None
-        if expires_in is not None:
+        record = self._live_record(session_id, now)
+        if record is not None and expires_in is not None:
             self._records[session_id] = (record, now + expires_in)
         return record
 
     async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
         """Write the record if the stored one is still ``previous``."""
-        if await self.get(session_id, None) != previous:
-            return False
         now = self._clock()
+        if self._live_record(session_id, now) != previous:
+            return False
         self._records[session_id] = (record, None if expires_in is None else now + expires_in)
         self._writes += 1
         if self._writes % _SWEEP_EVERY == 0:
             self.delete_expired(now)
         return True
+
+    def _live_record(self, session_id: str, now: float) -> bytes | None:
+        entry = self._records.get(session_id)
+        if entry is None:
+            return None
+        record, expires_at = entry
+        if expires_at is not None and expires_at <= now:
+            del self._records[session_id]
+            return None
+        return record
 
     async def delete(self, session_id: str) -> None:
         """Delete the record, if any."""

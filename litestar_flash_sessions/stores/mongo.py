@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 
-__all__ = ("MongoCollection", "MongoDatabase", "MongoStore")
+__all__ = ("MongoStore",)
 
 T = TypeVar("T")
 
@@ -43,35 +43,35 @@ _DATA_ONLY = {"_id": False, "data": True}
 """Projection: a read transfers the record and nothing else."""
 
 
-class MongoCollection(Protocol):
+class _Collection(Protocol):
     """The part of a collection the store uses: shared by pymongo's ``AsyncCollection`` and motor's."""
 
-    def find_one(self, filter: Mapping[str, Any], *, projection: Mapping[str, Any]) -> Awaitable[Any]: ...  # noqa: A002, D102
+    def find_one(self, filter: Mapping[str, Any], *, projection: Mapping[str, Any]) -> Awaitable[Any]: ...
 
-    def find_one_and_update(  # noqa: D102
+    def find_one_and_update(
         self,
-        filter: Mapping[str, Any],  # noqa: A002
+        filter: Mapping[str, Any],
         update: Mapping[str, Any],
         *,
         projection: Mapping[str, Any],
         return_document: bool,
     ) -> Awaitable[Any]: ...
 
-    def update_one(self, filter: Mapping[str, Any], update: Mapping[str, Any]) -> Awaitable[UpdateResult]: ...  # noqa: A002, D102
+    def update_one(self, filter: Mapping[str, Any], update: Mapping[str, Any]) -> Awaitable[UpdateResult]: ...
 
-    def replace_one(self, filter: Mapping[str, Any], replacement: Mapping[str, Any]) -> Awaitable[UpdateResult]: ...  # noqa: A002, D102
+    def replace_one(self, filter: Mapping[str, Any], replacement: Mapping[str, Any]) -> Awaitable[UpdateResult]: ...
 
-    def insert_one(self, document: Any) -> Awaitable[InsertOneResult]: ...  # noqa: D102
+    def insert_one(self, document: Any) -> Awaitable[InsertOneResult]: ...
 
-    def delete_one(self, filter: Mapping[str, Any]) -> Awaitable[DeleteResult]: ...  # noqa: A002, D102
+    def delete_one(self, filter: Mapping[str, Any]) -> Awaitable[DeleteResult]: ...
 
-    def create_index(self, keys: str, *, expireAfterSeconds: int) -> Awaitable[str]: ...  # noqa: D102, N803
+    def create_index(self, keys: str, *, expireAfterSeconds: int) -> Awaitable[str]: ...
 
 
-class MongoDatabase(Protocol):
+class _Database(Protocol):
     """A pymongo ``AsyncDatabase`` or a motor ``AsyncIOMotorDatabase``."""
 
-    def __getitem__(self, name: str) -> MongoCollection: ...  # noqa: D105
+    def __getitem__(self, name: str) -> _Collection: ...
 
 
 class MongoStore(SessionStore):
@@ -92,18 +92,23 @@ class MongoStore(SessionStore):
 
     Raises:
         ValueError: ``collection`` is not a plain identifier.
+        TypeError: ``database`` is not a database (a client or a collection, say).
     """
 
     __slots__ = ("_clock", "_collection", "_timeout")
 
     def __init__(
         self,
-        database: MongoDatabase,
+        database: _Database,
         collection: str = "sessions",
         *,
         timeout: float | None = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        # A client or a collection also supports ``[name]`` and would fail only at the first
+        # request, obscurely: the database is the one of the three that lists collections.
+        if not hasattr(type(database), "list_collection_names"):
+            raise TypeError(f"MongoStore needs a database, such as client['app'], not {type(database).__name__}")
         self._collection = database[validate_identifier(collection, "collection name")]
         self._timeout = timeout
         self._clock = clock
@@ -172,7 +177,7 @@ class MongoStore(SessionStore):
 
 
 def _unexpired(now: datetime) -> dict[str, Any]:
-    """A filter matching documents that never expire or expire after ``now`` (reaped or not)."""
+    """Return a filter matching the documents that never expire or expire after ``now``, reaped or not."""
     return {"$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]}
 
 

@@ -1,0 +1,62 @@
+"""Sealing: what the cookie store's tokens resist."""
+
+from __future__ import annotations
+
+from base64 import urlsafe_b64decode, urlsafe_b64encode
+
+import msgspec
+
+from litestar_flash_sessions.crypto import Sealer
+from litestar_flash_sessions.stores import CookieStore
+from tests.harness import FakeClock
+
+OLD, NEW = "o" * 32, "n" * 32
+
+
+def test_round_trip_and_no_plaintext_in_the_token() -> None:
+    sealer = Sealer(OLD, b"session_data")
+    token = sealer.seal(b"secret user data")
+    assert sealer.open(token) == b"secret user data"
+    assert b"secret" not in urlsafe_b64decode(token + "==")
+    assert sealer.seal(b"x") != sealer.seal(b"x"), "a fresh nonce each time"
+
+
+def test_key_rotation_first_seals_all_open() -> None:
+    old_token = Sealer(OLD, b"c").seal(b"from before")
+    rotated = Sealer([NEW, OLD], b"c")
+    assert rotated.open(old_token) == b"from before"
+    new_token = rotated.seal(b"now")
+    assert Sealer(NEW, b"c").open(new_token) == b"now"
+    assert Sealer(OLD, b"c").open(new_token) is None, "sealed with the first secret"
+    assert Sealer(NEW, b"c").open(old_token) is None, "a dropped secret no longer opens"
+
+
+def test_token_is_bound_to_its_context() -> None:
+    token = Sealer(OLD, b"session_data").seal(b"x")
+    assert Sealer(OLD, b"other_cookie").open(token) is None
+
+
+def test_tampering_anywhere_fails() -> None:
+    sealer = Sealer(OLD, b"c")
+    raw = bytearray(urlsafe_b64decode(sealer.seal(b"payload") + "=="))
+    for index in range(len(raw)):
+        tampered = bytearray(raw)
+        tampered[index] ^= 0x01
+        assert sealer.open(urlsafe_b64encode(tampered).rstrip(b"=").decode()) is None, index
+
+
+def test_malformed_tokens() -> None:
+    sealer = Sealer(OLD, b"c")
+    for token in ["", "A", "!!!!", "é", "A" * 10, "=" * 20]:
+        assert sealer.open(token) is None
+
+
+def test_expiry_is_sealed_inside() -> None:
+    clock = FakeClock()
+    store = CookieStore(OLD, clock=clock)
+    record = msgspec.msgpack.encode([{"user": "ann"}, {}])
+    token = store.seal("id", record, 60)
+    assert store.open(token) == ("id", record)
+    clock.advance(61)
+    assert store.open(token) is None
+    assert store.open(store.seal("id", record, None)) == ("id", record)

@@ -1,0 +1,206 @@
+"""The plugin's wiring: who pays for sessions, the OpenAPI schema, lifespan, faults."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+from litestar import Litestar, get
+
+from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
+from litestar_flash_sessions.middleware import SessionMiddleware
+from litestar_flash_sessions.stores import CookieStore, MemoryStore, SessionStore, StoreUnavailableError
+from tests.app import HANDLERS, build_app
+from tests.conftest import RecordingHandler, in_loop_client
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts its calls and can be switched off."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.down = False
+        self.started = self.stopped = 0
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if self.down:
+            raise StoreUnavailableError("CountingStore: connection refused")
+
+    async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
+        self._call("get")
+        return await super().get(session_id, expires_in)
+
+    async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
+        self._call("set")
+        return await super().set(session_id, record, expires_in, previous)
+
+    async def delete(self, session_id: str) -> None:
+        self._call("delete")
+        await super().delete(session_id)
+
+    async def startup(self) -> None:
+        self.started += 1
+
+    async def shutdown(self) -> None:
+        self.stopped += 1
+
+
+def handler_stack(app: Litestar, path: str) -> list[type]:
+    """The classes of the ASGI apps wrapped around a route's handler."""
+    handler = app.asgi_router.root_route_map_node.children[path].asgi_handlers  # type: ignore[attr-defined]
+    layers = []
+    current: Any = next(iter(handler.values()))[0]
+    while current is not None:
+        layers.append(type(current))
+        current = getattr(current, "app", None)
+    return layers
+
+
+async def test_handler_without_session_does_no_session_work() -> None:
+    store = CountingStore()
+    app = build_app(SessionConfig(store=store))
+    async with app.lifespan(), in_loop_client(app) as client:
+        await client.post("/set", json={"user": "ann"})
+        store.calls.clear()
+        response = await client.get("/plain")
+        assert response.text == "plain"
+        assert store.calls == []
+        assert "set-cookie" not in response.headers
+        assert "vary" not in response.headers
+    assert SessionMiddleware not in handler_stack(app, "/plain"), "its response is not wrapped"
+    assert SessionMiddleware in handler_stack(app, "/id")
+
+
+async def test_store_calls_per_request() -> None:
+    store = CountingStore()
+    app = build_app(SessionConfig(store=store))
+    async with app.lifespan(), in_loop_client(app) as client:
+        await client.get("/id")
+        assert store.calls == [], "no cookie: nothing to read"
+        await client.post("/set", json={"user": "ann"})
+        assert store.calls == ["set"]
+        store.calls.clear()
+        await client.get("/read/user")
+        assert store.calls == ["get"], "read only: one read, no write"
+        store.calls.clear()
+        await client.post("/set", json={"user": "bob"})
+        assert store.calls == ["get", "set"], "changed: one read and one write"
+
+
+async def test_store_lifespan_hooks_run() -> None:
+    store = CountingStore()
+    app = build_app(SessionConfig(store=store))
+    async with app.lifespan():
+        assert (store.started, store.stopped) == (1, 0)
+    assert (store.started, store.stopped) == (1, 1)
+
+
+async def test_store_down_gives_503_and_recovers(session_log: RecordingHandler) -> None:
+    store = CountingStore()
+    app = build_app(SessionConfig(store=store))
+    async with app.lifespan(), in_loop_client(app) as client:
+        await client.post("/set", json={"user": "ann"})
+        store.down = True
+        response = await client.get("/read/user")
+        assert response.status_code == 503
+        assert len(response.content) < 200
+        assert "set-cookie" not in response.headers
+        assert "CountingStore" in session_log.text
+        store.down = False
+        assert (await client.get("/read/user")).json()["value"] == "ann", "no restart needed"
+
+
+async def test_store_down_at_save_gives_503_and_writes_nothing() -> None:
+    store = CountingStore()
+    app = build_app(SessionConfig(store=store))
+    async with app.lifespan(), in_loop_client(app) as client:
+        await client.post("/set", json={"user": "ann"})
+
+        original_set = store.set
+
+        async def failing_set(*args: Any) -> bool:
+            raise StoreUnavailableError("CountingStore: timed out")
+
+        store.set = failing_set  # type: ignore[method-assign]
+        response = await client.post("/set", json={"user": "bob"})
+        assert response.status_code == 503
+        assert response.text == "Service Unavailable: session store unreachable"
+        assert "set-cookie" not in response.headers
+        store.set = original_set  # type: ignore[method-assign]
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+
+
+async def test_oversized_cookie_is_a_clear_error_not_a_dropped_cookie(session_log: RecordingHandler) -> None:
+    app = build_app(SessionConfig(store=CookieStore("k" * 32)))
+    async with app.lifespan(), in_loop_client(app) as client:
+        await client.post("/set", json={"user": "ann"})
+        response = await client.post("/set", json={"big": "x" * 5000})
+        assert response.status_code == 500
+        assert response.text == "Internal Server Error: session cookie too large"
+        assert "set-cookie" not in response.headers
+        assert "4096" in session_log.text
+        assert (await client.get("/read/user")).json()["value"] == "ann", "the old cookie still works"
+        near_limit = await client.post("/set", json={"big": "x" * 2500})
+        assert near_limit.status_code == 200
+
+
+def test_no_deprecation_warning_from_litestar() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Litestar(HANDLERS, plugins=[SessionPlugin()])
+    assert [str(w.message) for w in caught] == []
+
+
+def test_default_config_uses_a_memory_store() -> None:
+    plugin = SessionPlugin()
+    assert isinstance(plugin.config.store, MemoryStore)
+    assert isinstance(plugin.config.store, SessionStore)
+
+
+def openapi(app: Litestar) -> dict[str, Any]:
+    return app.openapi_schema.to_schema()
+
+
+@pytest.mark.parametrize(("store", "name"), [(MemoryStore(), "session"), (CookieStore("k" * 32), "session_data")])
+def test_openapi_documents_the_cookie_only_where_it_is_used(store: SessionStore | CookieStore, name: str) -> None:
+    schema = openapi(build_app(SessionConfig(store=store)))
+    scheme = schema["components"]["securitySchemes"]["sessionCookie"]
+    assert scheme["type"] == "apiKey"
+    assert scheme["in"] == "cookie"
+    assert scheme["name"] == name
+
+    read = schema["paths"]["/read/{key}"]["get"]
+    cookie_params = [p for p in read["parameters"] if p["in"] == "cookie"]
+    assert cookie_params == [
+        {
+            "name": name,
+            "in": "cookie",
+            "schema": {"type": "string"},
+            "description": "The session cookie. Invalid, unknown or expired values start a fresh session.",
+            "required": False,
+            "deprecated": False,
+        }
+    ]
+    assert read["security"] == [{"sessionCookie": []}]
+    assert "Set-Cookie" in read["responses"]["200"]["headers"]
+    through = schema["paths"]["/through-dependency"]["get"]
+    assert through["security"] == [{"sessionCookie": []}], "a session taken through a dependency counts"
+
+    plain = schema["paths"]["/plain"]["get"]
+    assert "security" not in plain
+    assert not [p for p in plain.get("parameters", []) if p["in"] == "cookie"]
+    assert "Set-Cookie" not in plain["responses"]["200"].get("headers", {})
+
+
+def test_two_apps_from_one_handler_set_do_not_share_wiring() -> None:
+    @get("/x")
+    async def x(session: Session) -> None:
+        session.set("a", 1)
+
+    first = Litestar([x], plugins=[SessionPlugin()])
+    second = Litestar([x], plugins=[SessionPlugin()])
+    assert handler_stack(first, "/x").count(SessionMiddleware) == 1
+    assert handler_stack(second, "/x").count(SessionMiddleware) == 1
