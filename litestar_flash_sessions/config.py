@@ -43,6 +43,9 @@ class SessionConfig:
     """``SameSite``; ``"none"`` requires a secure cookie."""
     cookie_max_age: int | None = None
     """``Max-Age`` in seconds; ``None`` makes a browser-session cookie."""
+    cleanup_interval_seconds: float | None = 300.0
+    """How often the plugin deletes expired records from a store that does not expire them by
+    itself (SQL). ``None`` switches it off (then call ``store.delete_expired()`` yourself)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.store, (SessionStore, CookieStore)):
@@ -59,6 +62,8 @@ class SessionConfig:
             raise ValueError(f"cookie_domain {self.cookie_domain!r} must hold no ';' or space")
         if self.cookie_samesite not in ("lax", "strict", "none"):
             raise ValueError(f"cookie_samesite must be 'lax', 'strict' or 'none', not {self.cookie_samesite!r}")
+        if self.cleanup_interval_seconds is not None and self.cleanup_interval_seconds <= 0:
+            raise ValueError("cleanup_interval_seconds must be a positive number of seconds, or None for off")
         if self.cookie_samesite == "none" and self.cookie_secure is False:
             raise ValueError("cookie_samesite='none' needs a secure cookie: browsers reject it otherwise")
 

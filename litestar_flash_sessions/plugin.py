@@ -22,6 +22,7 @@ from litestar.plugins import InitPlugin, ReceiveRoutePlugin
 from litestar.routes import HTTPRoute
 
 from litestar_flash_sessions.backends import create_backend
+from litestar_flash_sessions.cleanup import PeriodicCleanup
 from litestar_flash_sessions.config import SessionConfig
 from litestar_flash_sessions.middleware import SessionMiddleware, session_provider
 from litestar_flash_sessions.session import FlashSession, Session
@@ -72,6 +73,11 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin):
         store = self._config.store
         if isinstance(store, SessionStore):
             app_config.on_startup.append(store.startup)
+            interval = self._config.cleanup_interval_seconds
+            if interval is not None and type(store).delete_expired is not SessionStore.delete_expired:
+                cleanup = PeriodicCleanup(store, interval)
+                app_config.on_startup.append(cleanup.start)
+                app_config.on_shutdown.append(cleanup.stop)
             app_config.on_shutdown.append(store.shutdown)
         if app_config.openapi_config is not None:
             scheme = Components(

@@ -25,6 +25,7 @@ from litestar_flash_sessions.stores.base import validate_identifier
         ({"cookie_domain": "a.com; Secure"}, "cookie_domain"),
         ({"cookie_samesite": "sometimes"}, "cookie_samesite must be"),
         ({"cookie_samesite": "none", "cookie_secure": False}, "needs a secure cookie"),
+        ({"cleanup_interval_seconds": 0}, "cleanup_interval_seconds must be a positive"),
     ],
 )
 def test_bad_config_is_a_value_error(fields: dict[str, Any], message: str) -> None:

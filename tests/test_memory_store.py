@@ -16,7 +16,7 @@ async def test_expired_records_are_evicted() -> None:
     assert await store.get("a", None) is None
     assert len(store) == 2, "reading an expired record evicts it"
     clock.advance(100)
-    assert store.delete_expired() == 1
+    assert await store.delete_expired() == 1
     assert len(store) == 1
     assert await store.get("b", None) == b"2"
 

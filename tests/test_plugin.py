@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from typing import Any
 
@@ -204,3 +205,39 @@ def test_two_apps_from_one_handler_set_do_not_share_wiring() -> None:
     second = Litestar([x], plugins=[SessionPlugin()])
     assert handler_stack(first, "/x").count(SessionMiddleware) == 1
     assert handler_stack(second, "/x").count(SessionMiddleware) == 1
+
+
+class CleanedStore(MemoryStore):
+    def __init__(self, fail_first: bool = False) -> None:
+        super().__init__()
+        self.runs = 0
+        self.fail_first = fail_first
+        self.ran_twice = asyncio.Event()
+
+    async def delete_expired(self) -> int:
+        self.runs += 1
+        if self.runs >= 2:
+            self.ran_twice.set()
+        if self.fail_first and self.runs == 1:
+            raise StoreUnavailableError("CleanedStore: down")
+        return await super().delete_expired()
+
+
+async def test_expired_sessions_are_cleaned_periodically_even_after_a_failure(session_log: RecordingHandler) -> None:
+    store = CleanedStore(fail_first=True)
+    app = build_app(SessionConfig(store=store, cleanup_interval_seconds=0.001))
+    async with app.lifespan():
+        await asyncio.wait_for(store.ran_twice.wait(), 5)
+    runs = store.runs
+    assert "deleting expired sessions from CleanedStore failed" in session_log.text
+    await asyncio.sleep(0)
+    assert store.runs == runs, "the loop stops with the app"
+
+
+async def test_cleanup_can_be_switched_off() -> None:
+    store = CleanedStore()
+    app = build_app(SessionConfig(store=store, cleanup_interval_seconds=None))
+    async with app.lifespan():
+        for _ in range(10):
+            await asyncio.sleep(0)
+    assert store.runs == 0

@@ -83,6 +83,18 @@ class SessionStore(ABC):
             StoreUnavailableError: The server could not be reached or timed out.
         """
 
+    async def delete_expired(self) -> int:
+        """Delete expired records and return how many were deleted.
+
+        Stores whose server does not expire records by itself (SQL) override this; the plugin
+        then calls it every ``SessionConfig.cleanup_interval_seconds``. Reads never return an
+        expired record either way.
+
+        Raises:
+            StoreUnavailableError: The server could not be reached or timed out.
+        """
+        return 0
+
     async def startup(self) -> None:  # noqa: B027 (optional hook, empty by default)
         """Open connections the store owns. The plugin calls it when the app starts."""
 

@@ -53,7 +53,7 @@ class MemoryStore(SessionStore):
         self._records[session_id] = (record, None if expires_in is None else now + expires_in)
         self._writes += 1
         if self._writes % _SWEEP_EVERY == 0:
-            self.delete_expired(now)
+            self._evict_expired(now)
         return True
 
     def _live_record(self, session_id: str, now: float) -> bytes | None:
@@ -70,9 +70,11 @@ class MemoryStore(SessionStore):
         """Delete the record, if any."""
         self._records.pop(session_id, None)
 
-    def delete_expired(self, now: float | None = None) -> int:
+    async def delete_expired(self) -> int:
         """Evict every expired record and return how many were evicted."""
-        now = self._clock() if now is None else now
+        return self._evict_expired(self._clock())
+
+    def _evict_expired(self, now: float) -> int:
         expired = [key for key, (_, at) in self._records.items() if at is not None and at <= now]
         for key in expired:
             del self._records[key]

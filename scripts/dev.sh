@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine with nothing but Python 3 (and root, for apt on CI).
+#
+#   scripts/dev.sh demo [--store NAME]   set up .venv and serve the login demo on :8002 (SQLite store)
+#   scripts/dev.sh test [PYTEST ARGS]    set up .venv, start the real servers, run the whole test suite
+#   scripts/dev.sh check                 ruff (lint and format) and mypy --strict on the package
+#
+# The servers are stopped when the tests end, unless KEEP_SERVERS=1.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${VENV:-$ROOT/.venv}
+cd "$ROOT"
+
+setup() {
+    if [[ ! -x $VENV/bin/python ]]; then
+        if ! python3 -m venv "$VENV" 2>/dev/null; then
+            # Debian's own python3 keeps venv in a package of its own.
+            rm -rf "$VENV"
+            apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+            python3 -m venv "$VENV"
+        fi
+    fi
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$1]" 2> >(grep -v "is ignored" >&2)
+}
+
+command=${1:-}
+shift || true
+case $command in
+demo)
+    setup demo
+    exec "$VENV/bin/python" examples/login.py "$@"
+    ;;
+test)
+    setup test
+    if [[ ${KEEP_SERVERS:-0} != 1 ]]; then trap 'scripts/servers.sh stop' EXIT; fi
+    eval "$(scripts/servers.sh start)"
+    "$VENV/bin/python" -m pytest "$@"
+    ;;
+check)
+    setup "test,lint"
+    "$VENV/bin/ruff" check litestar_flash_sessions tests examples benchmarks noxfile.py
+    "$VENV/bin/ruff" format --check litestar_flash_sessions tests examples benchmarks noxfile.py
+    "$VENV/bin/mypy"
+    ;;
+*)
+    sed -n '2,9p' "$0" >&2
+    exit 2
+    ;;
+esac
