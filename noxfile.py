@@ -42,3 +42,10 @@ def demo(session: nox.Session) -> None:
     """Serve the login demo on http://127.0.0.1:8002 (SQLite store; `-- --store redis` to change)."""
     session.install("-e", ".[demo]")
     session.run("python", "examples/login.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The in-process benchmark: microseconds per request and ratios, all cases in one run."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "benchmarks.bench", *session.posargs)

@@ -1,0 +1,193 @@
+"""In-process benchmark: microseconds per request, driven over ASGI with no sockets.
+
+Run it with ``nox -s bench`` or ``python -m benchmarks.bench [--rounds N] [--requests N]``.
+Every case runs once per round, the cases interleaved, so that drift of the machine hits all
+alike; the figure is the median over the rounds of the mean time per request in a round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Litestar, Request, get
+from litestar.middleware.session.client_side import CookieBackendConfig
+from litestar.middleware.session.server_side import ServerSideSessionConfig
+from litestar.stores.memory import MemoryStore as LitestarMemoryStore
+
+from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
+from litestar_flash_sessions.stores import CookieStore, MemoryStore
+
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+SECRET = "benchmark-secret-0123456789abcdef"
+
+
+@get("/")
+async def bare() -> str:
+    return "ok"
+
+
+@get("/")
+async def ours_read_write(session: Session) -> str:
+    session.set("visits", (session.get("visits") or 0) + 1)
+    session.set("user", "ann")
+    return "ok"
+
+
+@get("/")
+async def builtin_read_write(request: Request[Any, Any, Any]) -> str:
+    request.session["visits"] = request.session.get("visits", 0) + 1
+    request.session["user"] = "ann"
+    return "ok"
+
+
+@get("/login")
+async def ours_login(session: Session) -> str:
+    session.set("user", "ann")
+    return "ok"
+
+
+@get("/login")
+async def builtin_login(request: Request[Any, Any, Any]) -> str:
+    request.set_session({"user": "ann"})
+    return "ok"
+
+
+def litestar_cases() -> dict[str, Litestar]:
+    return {
+        "bare litestar": Litestar([bare]),
+        "ours, handler without session": Litestar([bare, ours_login], plugins=[SessionPlugin()]),
+        "ours MemoryStore read+write": Litestar([ours_read_write, ours_login], plugins=[SessionPlugin()]),
+        "ours CookieStore read+write": Litestar(
+            [ours_read_write, ours_login], plugins=[SessionPlugin(SessionConfig(store=CookieStore(SECRET)))]
+        ),
+        "litestar ServerSideSessionConfig": Litestar(
+            [builtin_read_write, builtin_login],
+            middleware=[ServerSideSessionConfig().middleware],
+            stores={"sessions": LitestarMemoryStore()},
+        ),
+        "litestar CookieBackendConfig": Litestar(
+            [builtin_read_write, builtin_login],
+            middleware=[CookieBackendConfig(secret=SECRET.encode()[:32]).middleware],
+        ),
+    }
+
+
+@dataclass
+class Driver:
+    """Calls an ASGI app in-process with a fixed request and a session cookie, if it sets one."""
+
+    app: ASGIApp
+    cookie: bytes = b""
+
+    def scope(self, path: str) -> dict[str, Any]:
+        headers = [(b"host", b"bench"), (b"cookie", self.cookie)] if self.cookie else [(b"host", b"bench")]
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "client": ("127.0.0.1", 1234),
+            "server": ("bench", 80),
+            "state": {},
+        }
+
+    async def request(self, path: str = "/") -> list[tuple[bytes, bytes]]:
+        response_headers: list[tuple[bytes, bytes]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                if message["status"] >= 400:
+                    raise RuntimeError(f"{path}: status {message['status']}")
+                response_headers.extend(message["headers"])
+
+        await self.app(self.scope(path), receive, send)
+        return response_headers
+
+    async def log_in(self) -> None:
+        """Get a session cookie, as a returning visitor has one."""
+        cookies = [value.split(b";", 1)[0] for name, value in await self.request("/login") if name == b"set-cookie"]
+        if cookies:
+            self.cookie = b"; ".join(cookies)
+
+    async def time(self, requests: int) -> float:
+        """Mean microseconds per request over ``requests`` requests."""
+        start = time.perf_counter_ns()
+        for _ in range(requests):
+            await self.request()
+        return (time.perf_counter_ns() - start) / requests / 1000
+
+
+def lifespan(app: Any) -> contextlib.AbstractAsyncContextManager[Any]:
+    return app.lifespan() if isinstance(app, Litestar) else app.router.lifespan_context(app)
+
+
+async def measure(apps: dict[str, Any], rounds: int, requests: int) -> dict[str, float]:
+    async with contextlib.AsyncExitStack() as stack:
+        for app in apps.values():
+            await stack.enter_async_context(lifespan(app))
+        return await measure_started(apps, rounds, requests)
+
+
+async def measure_started(apps: dict[str, Any], rounds: int, requests: int) -> dict[str, float]:
+    drivers = {}
+    for name, app in apps.items():
+        driver = Driver(app)
+        if "bare" not in name:
+            await driver.log_in()
+        await driver.time(max(requests // 10, 10))  # warm up
+        drivers[name] = driver
+    samples: dict[str, list[float]] = {name: [] for name in drivers}
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for name, driver in drivers.items():
+                samples[name].append(await driver.time(requests))
+            gc.collect()
+    finally:
+        gc.enable()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def report(results: dict[str, float]) -> None:
+    base = results["bare litestar"]
+    print(f"{'case':40} {'us/request':>11} {'x bare litestar':>16}")
+    for name, micros in results.items():
+        print(f"{name:40} {micros:11.1f} {micros / base:16.2f}")
+    ours_memory = results["ours MemoryStore read+write"]
+    ours_cookie = results["ours CookieStore read+write"]
+    print()
+    print(
+        f"MemoryStore vs ServerSideSessionConfig: {results['litestar ServerSideSessionConfig'] / ours_memory:.2f}x faster"
+    )
+    print(
+        f"CookieStore vs CookieBackendConfig:     {results['litestar CookieBackendConfig'] / ours_cookie:.2f}x faster"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    report(asyncio.run(measure(litestar_cases(), args.rounds, args.requests)))
+
+
+if __name__ == "__main__":
+    main()
