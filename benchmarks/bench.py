@@ -23,7 +23,7 @@ from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.stores.memory import MemoryStore as LitestarMemoryStore
 
 from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
-from litestar_flash_sessions.stores import CookieStore, MemoryStore
+from litestar_flash_sessions.stores import CookieStore
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 SECRET = "benchmark-secret-0123456789abcdef"
