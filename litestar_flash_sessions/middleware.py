@@ -9,8 +9,9 @@ before any byte of the body leaves, so that a store failure can still become a 5
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from litestar import Request
 from litestar.exceptions import ImproperlyConfiguredException, ServiceUnavailableException
 
 from litestar_flash_sessions.cookies import CookieTooLargeError
@@ -118,10 +119,13 @@ async def _send_retry(send: Send, scope: HTTPScope, headers: list[tuple[bytes, b
         await _send_plain(send, 409, b"Conflict: a concurrent request of this session consumed its flash", headers)
 
 
-def session_provider(backend: Backend) -> Callable[[Scope], Awaitable[FlashSession]]:
+def session_provider(backend: Backend) -> Callable[[Request[Any, Any, Any]], Awaitable[FlashSession]]:
     """Return the ``session`` dependency: it loads the session and hands it to the middleware."""
 
-    async def provide_session(scope: Scope) -> FlashSession:
+    # It takes the request, not the scope: Litestar validates a ``Scope`` parameter field by
+    # field on every call, while the request is passed as it is.
+    async def provide_session(request: Request[Any, Any, Any]) -> FlashSession:
+        scope = request.scope
         state = scope["state"]
         if SESSION_STATE_KEY not in state:
             raise ImproperlyConfiguredException(
