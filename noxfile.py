@@ -47,5 +47,5 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The in-process benchmark: microseconds per request and ratios, all cases in one run."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks.bench", *session.posargs)

@@ -80,6 +80,46 @@ def litestar_cases() -> dict[str, Litestar]:
     }
 
 
+def starlette_cases() -> dict[str, Any]:
+    """Bare Starlette and starsessions, when installed (``pip install starsessions``)."""
+    try:
+        from starlette.applications import Starlette
+        from starlette.middleware import Middleware
+        from starlette.requests import Request as StarletteRequest
+        from starlette.responses import PlainTextResponse
+        from starlette.routing import Route
+        from starsessions import CookieStore as StarCookieStore
+        from starsessions import InMemoryStore, SessionAutoloadMiddleware
+        from starsessions import SessionMiddleware as StarSessionMiddleware
+    except ImportError:
+        return {}
+
+    async def plain(request: StarletteRequest) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    async def read_write(request: StarletteRequest) -> PlainTextResponse:
+        request.session["visits"] = request.session.get("visits", 0) + 1
+        request.session["user"] = "ann"
+        return PlainTextResponse("ok")
+
+    async def login(request: StarletteRequest) -> PlainTextResponse:
+        request.session["user"] = "ann"
+        return PlainTextResponse("ok")
+
+    def with_sessions(store: Any) -> Starlette:
+        middleware = [
+            Middleware(StarSessionMiddleware, store=store, cookie_https_only=False),  # type: ignore[arg-type]
+            Middleware(SessionAutoloadMiddleware),  # type: ignore[arg-type]
+        ]
+        return Starlette(routes=[Route("/", read_write), Route("/login", login)], middleware=middleware)
+
+    return {
+        "bare starlette": Starlette(routes=[Route("/", plain)]),
+        "starsessions memory read+write": with_sessions(InMemoryStore()),
+        "starsessions cookie read+write": with_sessions(StarCookieStore(SECRET)),
+    }
+
+
 @dataclass
 class Driver:
     """Calls an ASGI app in-process with a fixed request and a session cookie, if it sets one."""
@@ -169,7 +209,19 @@ def report(results: dict[str, float]) -> None:
     base = results["bare litestar"]
     print(f"{'case':40} {'us/request':>11} {'x bare litestar':>16}")
     for name, micros in results.items():
+        if "starlette" in name or "starsessions" in name:
+            continue
         print(f"{name:40} {micros:11.1f} {micros / base:16.2f}")
+    if "bare starlette" in results:
+        starlette = results["bare starlette"]
+        print(f"{'bare starlette':40} {starlette:11.1f} {starlette / base:16.2f}")
+        for kind, ours in (("memory", "ours MemoryStore read+write"), ("cookie", "ours CookieStore read+write")):
+            theirs = results[f"starsessions {kind} read+write"]
+            print(
+                f"{'starsessions ' + kind + ' read+write':40} {theirs:11.1f} {theirs / base:16.2f}"
+                f"   overhead {theirs - starlette:6.1f} us over starlette, ours {results[ours] - base:6.1f} us"
+                " over litestar"
+            )
     print()
     for ours, theirs in (
         ("ours MemoryStore read+write", "litestar ServerSideSessionConfig"),
@@ -183,7 +235,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
-    report(asyncio.run(measure(litestar_cases(), args.rounds, args.requests)))
+    cases = {**litestar_cases(), **starlette_cases()}
+    report(asyncio.run(measure(cases, args.rounds, args.requests)))
 
 
 if __name__ == "__main__":
