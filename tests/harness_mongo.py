@@ -1,4 +1,6 @@
-"""The contract suite on MongoStore, through pymongo's AsyncMongoClient on ``MONGO_URL``.
+"""The contract suite on MongoStore against ``MONGO_URL``: once through pymongo's
+``AsyncMongoClient`` ("mongo"), once through motor ("mongo_motor"), the two drivers the store
+accepts.
 
 Each test gets a database of its own (``lfs_<uuid>``), dropped afterwards, so that tests running
 at the same time against the same server never see each other's sessions.
@@ -11,11 +13,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from litestar_flash_sessions.stores import CookieStore, SessionStore
 from litestar_flash_sessions.stores.mongo import MongoStore
 from tests.harness import FakeClock, Harness, register, server_url
+
+Document = dict[str, Any]
 
 
 def unique_database_name() -> str:
@@ -23,9 +29,9 @@ def unique_database_name() -> str:
 
 
 @asynccontextmanager
-async def mongo_client(url: str | None = None, **options: Any) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+async def mongo_client(url: str | None = None, **options: Any) -> AsyncIterator[AsyncMongoClient[Document]]:
     """A pymongo client on ``url`` (default ``MONGO_URL``), closed afterwards."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
         url or server_url("MONGO_URL"), **{"serverSelectionTimeoutMS": 5000, **options}
     )
     try:
@@ -35,7 +41,7 @@ async def mongo_client(url: str | None = None, **options: Any) -> AsyncIterator[
 
 
 @asynccontextmanager
-async def scratch_database(client: AsyncMongoClient[dict[str, Any]]) -> AsyncIterator[Any]:
+async def scratch_database(client: AsyncMongoClient[Document]) -> AsyncIterator[AsyncDatabase[Document]]:
     """A fresh database on ``client``, dropped afterwards."""
     database = client[unique_database_name()]
     try:
@@ -55,4 +61,19 @@ async def _mongo(clock: FakeClock) -> AsyncIterator[SessionStore | CookieStore]:
             await store.shutdown()
 
 
+@asynccontextmanager
+async def _mongo_motor(clock: FakeClock) -> AsyncIterator[SessionStore | CookieStore]:
+    client: AsyncIOMotorClient[Document] = AsyncIOMotorClient(server_url("MONGO_URL"), serverSelectionTimeoutMS=5000)
+    database = client[unique_database_name()]
+    try:
+        store = MongoStore(database, clock=clock)
+        await store.startup()
+        yield store
+        await store.shutdown()
+    finally:
+        await client.drop_database(database.name)
+        client.close()
+
+
 register(Harness("mongo", _mongo))
+register(Harness("mongo_motor", _mongo_motor))

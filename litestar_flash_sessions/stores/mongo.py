@@ -141,6 +141,7 @@ class MongoStore(SessionStore):
                 return_document=ReturnDocument.BEFORE,
             )
         document = await self._guard(found)
+        # bytes(): a client with a custom codec may hand back bson.Binary (a bytes subclass).
         return None if document is None else bytes(document["data"])
 
     async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
@@ -177,7 +178,7 @@ class MongoStore(SessionStore):
 
 
 def _unexpired(now: datetime) -> dict[str, Any]:
-    """Return a filter matching the documents that never expire or expire after ``now``, reaped or not."""
+    """Return a filter for documents unexpired at ``now``; expired ones may linger until the reaper runs."""
     return {"$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]}
 
 

@@ -1,0 +1,276 @@
+"""A store in a PostgreSQL table, through :mod:`asyncpg`; the SQL is also valid on CockroachDB.
+
+One table holds the sessions::
+
+    id TEXT PRIMARY KEY, data BYTEA NOT NULL, expires_at TIMESTAMPTZ NULL   -- plus an index on expires_at
+
+``expires_at`` is computed in Python from the store's clock and sent as a parameter (``NULL``: never
+expires), so the server's clock plays no part. Every read filters on it, so an expired row is never
+returned even before :meth:`PostgresStore.delete_expired` removes it. Each operation is one
+statement: asyncpg prepares each statement once per connection and reuses it.
+
+The SQL sticks to what CockroachDB accepts as well: ``INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE``,
+``UPDATE ... RETURNING``, no PL/pgSQL, no advisory locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import asyncpg
+
+from litestar_flash_sessions.stores.base import SessionStore, guarded, validate_identifier
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+__all__ = ("PostgresStore",)
+
+T = TypeVar("T")
+
+_STORE = "PostgresStore"
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08: connection failed or lost
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: server shutting down, starting, query cancelled
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
+    asyncpg.exceptions.InterfaceError,  # the connection is closed, the pool is closing
+)
+_CLOSE_FAILURES: tuple[type[BaseException], ...] = (asyncio.TimeoutError, OSError, *_UNREACHABLE)
+_CREATED_CONCURRENTLY: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.UniqueViolationError,
+    asyncpg.exceptions.DuplicateTableError,
+    asyncpg.exceptions.DuplicateObjectError,
+)
+"""What ``CREATE ... IF NOT EXISTS`` raises when another process creates the same table at the same moment."""
+_DELETE_BATCH = 1000
+"""Rows removed per statement by :meth:`PostgresStore.delete_expired`, so that no statement runs long."""
+
+
+class PostgresStore(SessionStore):
+    """Keep session records in a PostgreSQL (or CockroachDB) table.
+
+    ``pool`` may be:
+
+    * an ``asyncpg`` pool: each operation borrows a connection. The pool's reset query, which
+      asyncpg runs whenever a connection goes back (unless the pool was created with ``reset=``),
+      costs one more round trip per operation;
+    * an ``asyncpg`` connection: operations take turns on it (one query at a time); if the
+      connection drops it stays dead, so prefer a pool in production;
+    * a DSN string: the store creates its own pool in :meth:`startup` (or at first use), with
+      ``pool_options`` passed to ``asyncpg.create_pool``, and closes it in :meth:`shutdown`. That
+      pool skips asyncpg's reset query, since the store leaves no state on its connections.
+
+    A pool or connection given to the store is never closed by it.
+
+    Args:
+        pool: An ``asyncpg`` pool or connection, or a DSN.
+        table: The table's name, a plain identifier.
+        timeout: Seconds an operation may take before the store counts as unavailable;
+            ``None`` waits as long as asyncpg does.
+        clock: Seconds since the epoch; injectable so that tests can move time.
+        pool_options: Keyword arguments for ``asyncpg.create_pool`` (for example ``max_size`` or
+            ``ssl``), only with a DSN. The defaults are ``min_size=1`` and ``max_size=10``.
+
+    Raises:
+        ValueError: ``table`` is not a plain identifier, or ``pool_options`` come without a DSN.
+        TypeError: ``pool`` is neither a pool, a connection nor a string.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_connection",
+        "_dsn",
+        "_pool",
+        "_pool_options",
+        "_query_lock",
+        "_ready",
+        "_setup_lock",
+        "_sql",
+        "_timeout",
+    )
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool | asyncpg.Connection | str,
+        table: str = "sessions",
+        *,
+        timeout: float | None = 5.0,
+        clock: Callable[[], float] = time.time,
+        pool_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._sql = _Statements(validate_identifier(table, "table"))
+        self._timeout = timeout
+        self._clock = clock
+        self._dsn: str | None = pool if isinstance(pool, str) else None
+        self._pool: Any = pool if isinstance(pool, asyncpg.Pool) else None
+        self._connection: Any = pool if isinstance(pool, asyncpg.Connection) else None
+        if self._dsn is None and self._pool is None and self._connection is None:
+            raise TypeError(f"{_STORE} needs an asyncpg Pool or Connection, or a DSN string; got {pool!r}")
+        if pool_options is not None and self._dsn is None:
+            raise ValueError("pool_options only apply when PostgresStore creates its pool from a DSN")
+        connect = {} if timeout is None else {"timeout": timeout}
+        self._pool_options = {"min_size": 1, "max_size": 10, "reset": _keep, **connect, **(pool_options or {})}
+        self._query_lock = asyncio.Lock()  # a single connection runs one query at a time
+        self._setup_lock = asyncio.Lock()  # one pool, one CREATE TABLE, even when first requests race
+        self._ready = False
+
+    async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
+        """Return the unexpired record; with ``expires_in``, slide its expiry in the same statement."""
+        now = self._clock()
+        if expires_in is None:
+            record = await self._fetchval(self._sql.select, session_id, _at(now))
+        else:
+            record = await self._fetchval(self._sql.touch, session_id, _at(now + expires_in), _at(now))
+        return cast("bytes | None", record)
+
+    async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
+        """Write the record if the stored unexpired record is still ``previous``, in one statement.
+
+        ``previous is None`` inserts, or replaces a row that has expired but is still in the table;
+        otherwise the ``UPDATE`` matches only the row still holding ``previous``. Concurrent writers
+        of one row queue on its row lock and each re-checks the condition on the row the one
+        before it left.
+        """
+        now = self._clock()
+        expires_at = None if expires_in is None else _at(now + expires_in)
+        if previous is None:
+            written = await self._fetchval(self._sql.insert, session_id, record, expires_at, _at(now))
+        else:
+            written = await self._fetchval(self._sql.replace, session_id, record, expires_at, previous, _at(now))
+        return written is not None
+
+    async def delete(self, session_id: str) -> None:
+        """Delete the row, if any."""
+        await self._run(lambda connection: connection.execute(self._sql.delete, session_id))
+
+    async def delete_expired(self) -> int:
+        """Delete every expired row and return how many were deleted.
+
+        Rows go in batches of 1000, one statement each, so that no statement holds many row locks.
+
+        Raises:
+            StoreUnavailableError: The server could not be reached or timed out.
+        """
+        now = _at(self._clock())
+        deleted = 0
+        while True:
+            status = await self._run(
+                lambda connection: connection.execute(self._sql.delete_expired, now, _DELETE_BATCH)
+            )
+            batch = int(status.rsplit(" ", 1)[1])  # "DELETE <count>"
+            deleted += batch
+            if batch < _DELETE_BATCH:
+                return deleted
+
+    async def init_sessions_table(self) -> None:
+        """Create the table and its index if they are missing (as oak_sessions' ``initSessionsTable``).
+
+        :meth:`startup` runs it, and so does the first operation of a store that was never started.
+
+        Raises:
+            StoreUnavailableError: The server could not be reached or timed out.
+        """
+        self._ready = False
+        await guarded(self._prepare(), self._timeout, _STORE, _UNREACHABLE)
+
+    async def startup(self) -> None:
+        """Create the store's pool (given a DSN) and the table; see :meth:`init_sessions_table`."""
+        await self.init_sessions_table()
+
+    async def shutdown(self) -> None:
+        """Close the pool if the store created it; a pool or connection it was given stays open."""
+        if self._dsn is None or self._pool is None:
+            return
+        pool, self._pool, self._ready = self._pool, None, False
+        try:
+            await asyncio.wait_for(pool.close(), self._timeout)
+        except _CLOSE_FAILURES:
+            pool.terminate()  # a server that does not answer cannot hold the app's shutdown
+
+    async def _fetchval(self, query: str, *args: object) -> object:
+        """Return the first column of the first row, or ``None`` when there is no row."""
+        return await self._run(lambda connection: connection.fetchval(query, *args))
+
+    async def _run(self, operation: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``operation`` on a connection, turning connection failures and time-outs into
+        :class:`StoreUnavailableError`.
+        """
+        return await guarded(self._on_ready_connection(operation), self._timeout, _STORE, _UNREACHABLE)
+
+    async def _on_ready_connection(self, operation: Callable[[Any], Awaitable[T]]) -> T:
+        if not self._ready:
+            await self._prepare()
+        return await self._on_connection(operation)
+
+    async def _on_connection(self, operation: Callable[[Any], Awaitable[T]]) -> T:
+        if self._connection is not None:
+            async with self._query_lock:
+                return await operation(self._connection)
+        # With a timeout on acquire, asyncpg also bounds the clean-up of a connection whose query
+        # was cancelled by our timeout, instead of waiting on a server that does not answer.
+        async with self._pool.acquire(timeout=self._timeout) as connection:
+            return await operation(connection)
+
+    async def _prepare(self) -> None:
+        """Create the pool (given a DSN) and the table, once."""
+        async with self._setup_lock:
+            if self._ready:
+                return
+            if self._dsn is not None and self._pool is None:
+                self._pool = await asyncpg.create_pool(self._dsn, **self._pool_options)
+            await self._on_connection(self._create_schema)
+            self._ready = True
+
+    async def _create_schema(self, connection: Any) -> None:
+        for statement in self._sql.schema:
+            try:
+                await connection.execute(statement)
+            except _CREATED_CONCURRENTLY:
+                # Another process created it between our "IF NOT EXISTS" check and our creation,
+                # and has committed by now: run it again to see it there.
+                await connection.execute(statement)
+
+
+async def _keep(connection: Any) -> None:
+    """Return a connection to the store's own pool as it is.
+
+    The store sets no session state (no ``SET``, ``LISTEN``, cursors or advisory locks), so
+    asyncpg's default reset query would only cost a round trip per operation.
+    """
+
+
+def _at(seconds: float) -> datetime:
+    """Convert the clock's seconds since the epoch to a ``TIMESTAMPTZ`` parameter."""
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+class _Statements:
+    """The SQL of one table; the name is a validated identifier, quoted against reserved words."""
+
+    __slots__ = ("delete", "delete_expired", "insert", "replace", "schema", "select", "touch")
+
+    def __init__(self, table: str) -> None:
+        t = f'"{table}"'
+        self.schema = (
+            f"CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, data BYTEA NOT NULL, expires_at TIMESTAMPTZ NULL)",
+            f'CREATE INDEX IF NOT EXISTS "{table}_expires_at_idx" ON {t} (expires_at)',
+        )
+        self.select = f"SELECT data FROM {t} WHERE id = $1 AND (expires_at IS NULL OR expires_at > $2)"  # noqa: S608
+        self.touch = (
+            f"UPDATE {t} SET expires_at = $2 WHERE id = $1 AND (expires_at IS NULL OR expires_at > $3) RETURNING data"  # noqa: S608
+        )
+        self.replace = (
+            f"UPDATE {t} SET data = $2, expires_at = $3 "  # noqa: S608
+            "WHERE id = $1 AND data = $4 AND (expires_at IS NULL OR expires_at > $5) RETURNING 1"
+        )
+        # The conflict branch fires only over a row that has expired but is still in the table.
+        self.insert = (
+            f"INSERT INTO {t} (id, data, expires_at) VALUES ($1, $2, $3) "  # noqa: S608
+            "ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at "
+            f"WHERE {t}.expires_at IS NOT NULL AND {t}.expires_at <= $4 RETURNING 1"
+        )
+        self.delete = f"DELETE FROM {t} WHERE id = $1"  # noqa: S608
+        self.delete_expired = f"DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= $1 LIMIT $2)"  # noqa: S608

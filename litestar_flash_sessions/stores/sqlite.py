@@ -1,0 +1,212 @@
+"""A store in an SQLite database, through :mod:`aiosqlite`.
+
+One table holds the sessions::
+
+    id TEXT PRIMARY KEY, data BLOB NOT NULL, expires_at REAL NULL   -- plus an index on expires_at
+
+``expires_at`` is in seconds since the epoch, computed in Python from the store's clock (``NULL``:
+never expires). Every read filters on it, so an expired row is never returned even before
+:meth:`SQLiteStore.delete_expired` removes it. Each operation is one SQL statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+
+from litestar_flash_sessions.stores.base import SessionStore, guarded, validate_identifier
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+__all__ = ("SQLiteStore",)
+
+_STORE = "SQLiteStore"
+_UNREACHABLE: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
+"""Locked, unopenable or unreadable database files: the store is unavailable, not broken."""
+_BUSY_SHARE = 0.8
+"""Share of the store's timeout that SQLite itself waits for a lock held by another connection.
+
+SQLite then fails with "database is locked" (nothing written) before the asyncio timeout gives up
+on a statement that would otherwise still run, late, in aiosqlite's thread.
+"""
+_DEFAULT_BUSY_TIMEOUT = 5.0
+_DELETE_BATCH = 1000
+"""Rows removed per statement by :meth:`SQLiteStore.delete_expired`, so writers wait briefly."""
+_MIN_SQLITE = (3, 35, 0)
+"""``RETURNING`` (used to read and slide the expiry in one statement) appeared in SQLite 3.35."""
+
+
+class SQLiteStore(SessionStore):
+    """Keep session records in a table of an SQLite database.
+
+    Given a path, the store owns its connection: it opens it in :meth:`startup` (or at first use),
+    switches the file to WAL mode so that several processes can share it, runs every statement in
+    autocommit mode, and closes it in :meth:`shutdown`. Given an open ``aiosqlite.Connection``,
+    the store uses it as it is and never closes it; if the connection is not in autocommit mode
+    (``isolation_level=None``), the store commits after each of its statements, which also commits
+    anything else pending on that connection, so give the store a connection of its own.
+
+    Args:
+        db: An open ``aiosqlite.Connection``, or the path of the database file.
+        table: The table's name, a plain identifier.
+        timeout: Seconds an operation may take before the store counts as unavailable;
+            ``None`` waits as long as SQLite does (its busy timeout).
+        clock: Seconds since the epoch; injectable so that tests can move time.
+
+    Raises:
+        ValueError: ``table`` is not a plain identifier.
+        RuntimeError: The Python's SQLite library is older than 3.35.
+    """
+
+    __slots__ = ("_clock", "_db", "_lock", "_path", "_ready", "_sql", "_timeout")
+
+    def __init__(
+        self,
+        db: aiosqlite.Connection | str | os.PathLike[str],
+        table: str = "sessions",
+        *,
+        timeout: float | None = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+            raise RuntimeError(f"{_STORE} needs SQLite 3.35 or later; this Python has {sqlite3.sqlite_version}")
+        self._sql = _Statements(validate_identifier(table, "table"))
+        self._timeout = timeout
+        self._clock = clock
+        self._path = None if isinstance(db, aiosqlite.Connection) else os.fspath(db)
+        self._db = db if isinstance(db, aiosqlite.Connection) else None
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
+        """Return the unexpired record; with ``expires_in``, slide its expiry in the same statement."""
+        now = self._clock()
+        if expires_in is None:
+            rows = await self._run(self._sql.select, (session_id, now))
+        else:
+            rows = await self._run(self._sql.touch, (now + expires_in, session_id, now))
+        return bytes(rows[0][0]) if rows else None
+
+    async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
+        """Write the record if the stored unexpired record is still ``previous``, in one statement.
+
+        ``previous is None`` inserts, or replaces a row that has expired but is still on disk;
+        otherwise the ``UPDATE`` matches only the row still holding ``previous``.
+        """
+        now = self._clock()
+        expires_at = None if expires_in is None else now + expires_in
+        if previous is None:
+            rows = await self._run(self._sql.insert, (session_id, record, expires_at, now))
+        else:
+            rows = await self._run(self._sql.replace, (record, expires_at, session_id, previous, now))
+        return bool(rows)
+
+    async def delete(self, session_id: str) -> None:
+        """Delete the row, if any."""
+        await self._run(self._sql.delete, (session_id,))
+
+    async def delete_expired(self) -> int:
+        """Delete every expired row and return how many were deleted.
+
+        Rows go in batches of 1000, one statement each, so that requests are not held up behind one
+        long write.
+
+        Raises:
+            StoreUnavailableError: The database could not be opened, stayed locked or timed out.
+        """
+        now = self._clock()
+        deleted = 0
+        while True:
+            batch = len(await self._run(self._sql.delete_expired, (now, _DELETE_BATCH)))
+            deleted += batch
+            if batch < _DELETE_BATCH:
+                return deleted
+
+    async def startup(self) -> None:
+        """Open the database file (given a path) and create the table and its index if missing.
+
+        Raises:
+            StoreUnavailableError: The database could not be opened or stayed locked.
+        """
+        await guarded(self._connection(), self._timeout, _STORE, _UNREACHABLE)
+
+    async def shutdown(self) -> None:
+        """Close the connection if the store opened it; a connection it was given stays open."""
+        if self._path is None or self._db is None:
+            return
+        db, self._db, self._ready = self._db, None, False
+        await db.close()
+
+    async def _run(self, sql: str, parameters: Iterable[Any]) -> list[Any]:
+        """Run one statement and return its rows, turning lock waits and I/O errors into
+        :class:`StoreUnavailableError`.
+        """
+        return await guarded(self._execute(sql, parameters), self._timeout, _STORE, _UNREACHABLE)
+
+    async def _execute(self, sql: str, parameters: Iterable[Any]) -> list[Any]:
+        db = await self._connection()
+        rows = list(await db.execute_fetchall(sql, parameters))
+        if db.in_transaction:  # only a connection given in Python's default transaction mode
+            await db.commit()
+        return rows
+
+    async def _connection(self) -> aiosqlite.Connection:
+        """Return the connection, opening it (given a path) and creating the table on first use."""
+        if self._db is not None and self._ready:
+            return self._db
+        async with self._lock:  # one opener, even when the first requests arrive together
+            if self._db is None:  # only a store given a path is ever without a connection
+                self._db = await self._open()
+            if not self._ready:
+                for statement in self._sql.schema:
+                    await self._db.execute_fetchall(statement)
+                self._ready = True
+            return self._db
+
+    async def _open(self) -> aiosqlite.Connection:
+        """Open the store's own connection to its file, in autocommit mode and WAL."""
+        assert self._path is not None
+        busy = _DEFAULT_BUSY_TIMEOUT if self._timeout is None else self._timeout * _BUSY_SHARE
+        db = await aiosqlite.connect(self._path, timeout=busy, isolation_level=None)
+        try:
+            # WAL lets readers and one writer of other processes work at the same time; with WAL,
+            # synchronous=NORMAL stays consistent after a crash and only risks the last commits.
+            await db.execute_fetchall("PRAGMA journal_mode=WAL")
+            await db.execute_fetchall("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+
+class _Statements:
+    """The SQL of one table; the name is a validated identifier, quoted against reserved words."""
+
+    __slots__ = ("delete", "delete_expired", "insert", "replace", "schema", "select", "touch")
+
+    def __init__(self, table: str) -> None:
+        t = f'"{table}"'
+        unexpired = "(expires_at IS NULL OR expires_at > ?)"
+        self.schema = (
+            f"CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, data BLOB NOT NULL, expires_at REAL NULL)",
+            f'CREATE INDEX IF NOT EXISTS "{table}_expires_at_idx" ON {t} (expires_at)',
+        )
+        self.select = f"SELECT data FROM {t} WHERE id = ? AND {unexpired}"  # noqa: S608 (identifier validated)
+        self.touch = f"UPDATE {t} SET expires_at = ? WHERE id = ? AND {unexpired} RETURNING data"  # noqa: S608
+        self.replace = f"UPDATE {t} SET data = ?, expires_at = ? WHERE id = ? AND data = ? AND {unexpired} RETURNING 1"  # noqa: S608
+        # The conflict branch fires only over a row that has expired but is still on disk.
+        self.insert = (
+            f"INSERT INTO {t} (id, data, expires_at) VALUES (?, ?, ?) "  # noqa: S608
+            f"ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at "
+            f"WHERE {t}.expires_at IS NOT NULL AND {t}.expires_at <= ? RETURNING 1"
+        )
+        self.delete = f"DELETE FROM {t} WHERE id = ?"  # noqa: S608
+        self.delete_expired = (
+            f"DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= ? LIMIT ?) RETURNING 1"  # noqa: S608
+        )

@@ -1,0 +1,484 @@
+"""What is specific to MongoStore: the documents and the TTL index on the server, expiry filtered
+on every read, compare-and-set under concurrency, one command per store call, motor, and a
+server that goes away or hangs.
+
+Round trips are counted with pymongo's command monitoring: the test's client carries a
+``CommandListener`` that records every command sent to the test's own database (each test has
+one, so other tests on the same server never show up in the count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from bson.codec_options import CodecOptions
+from motor.motor_asyncio import AsyncIOMotorClient
+from pymongo import AsyncMongoClient, monitoring
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
+from pymongo.uri_parser import parse_uri
+
+from litestar_flash_sessions import SessionConfig
+from litestar_flash_sessions.stores import StoreUnavailableError
+from litestar_flash_sessions.stores.mongo import MongoStore
+from tests.app import build_app
+from tests.conftest import RecordingHandler, in_loop_client
+from tests.faults import FaultProxy, fault_proxy
+from tests.harness import FakeClock, server_url
+from tests.harness_mongo import Document, mongo_client, scratch_database, unique_database_name
+
+TTL = 600
+T = TypeVar("T")
+
+
+class CommandLog(monitoring.CommandListener):
+    """The names of the commands the client sent to one database, in order."""
+
+    def __init__(self) -> None:
+        self.database = ""
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.database_name == self.database:
+            self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def since_last(self) -> list[str]:
+        """The commands since the previous call."""
+        names, self.names = self.names, []
+        return names
+
+
+@pytest.fixture
+def commands() -> CommandLog:
+    return CommandLog()
+
+
+@pytest.fixture
+async def database(commands: CommandLog) -> AsyncIterator[AsyncDatabase[Document]]:
+    async with mongo_client(event_listeners=[commands]) as client, scratch_database(client) as scratch:
+        commands.database = scratch.name
+        yield scratch
+
+
+@pytest.fixture
+async def store(database: AsyncDatabase[Document], clock: FakeClock) -> MongoStore:
+    opened = MongoStore(database, clock=clock)
+    await opened.startup()
+    return opened
+
+
+def documents(database: AsyncDatabase[Document]) -> AsyncCollection[Document]:
+    """The sessions collection as stored, with datetimes read back as aware UTC."""
+    return database.get_collection("sessions", codec_options=CodecOptions(tz_aware=True))
+
+
+@asynccontextmanager
+async def app_client(store: MongoStore, **config: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The contract app on ``store``, run in the test's loop (pymongo's client is bound to one loop)."""
+    app = build_app(SessionConfig(store=store, **config))
+    async with app.lifespan(), in_loop_client(app) as client:
+        yield client
+
+
+async def session_id(client: httpx.AsyncClient) -> str:
+    value = (await client.get("/id")).json()["id"]
+    assert isinstance(value, str)
+    return value
+
+
+def utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc)
+
+
+# --- the collection on the server -----------------------------------------------------------
+
+
+async def test_startup_creates_the_ttl_index_once(store: MongoStore, database: AsyncDatabase[Document]) -> None:
+    await store.startup()  # the plugin calls it at every app start: must be harmless
+    indexes = await database["sessions"].index_information()
+    ttl_indexes = [spec for spec in indexes.values() if spec["key"] == [("expires_at", 1)]]
+    assert len(ttl_indexes) == 1, indexes
+    assert ttl_indexes[0]["expireAfterSeconds"] == 0
+
+
+async def test_a_conflicting_index_fails_startup_loudly(database: AsyncDatabase[Document]) -> None:
+    await database["sessions"].create_index("expires_at", expireAfterSeconds=3600)
+    with pytest.raises(OperationFailure):
+        await MongoStore(database).startup()
+
+
+async def test_custom_collection_name(database: AsyncDatabase[Document], clock: FakeClock) -> None:
+    store = MongoStore(database, "web_sessions", clock=clock)
+    await store.startup()
+    assert await store.set("s" * 43, b"record", TTL, None)
+    assert await database["web_sessions"].count_documents({}) == 1
+    assert "sessions" not in await database.list_collection_names()
+
+
+async def test_document_shape_with_expiry(
+    store: MongoStore, database: AsyncDatabase[Document], clock: FakeClock
+) -> None:
+    async with app_client(store, expire_after_seconds=TTL) as client:
+        await client.post("/set", json={"user": "ann"})
+        sid = await session_id(client)
+    document = await documents(database).find_one({})
+    assert document is not None
+    assert set(document) == {"_id", "data", "expires_at"}
+    assert document["_id"] == sid
+    assert document["data"] == await store.get(sid, None)
+    assert abs(document["expires_at"] - utc(clock.now + TTL)) < timedelta(milliseconds=2)
+
+
+async def test_document_without_expiry_has_null_expires_at(
+    store: MongoStore, database: AsyncDatabase[Document]
+) -> None:
+    async with app_client(store) as client:
+        await client.post("/set", json={"user": "ann"})
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+        sid = await session_id(client)
+    document = await documents(database).find_one({"_id": sid})
+    assert document is not None
+    assert document["expires_at"] is None, "a read without sliding expiry must not add one"
+
+
+async def test_a_read_slides_expires_at_without_rewriting_the_data(
+    store: MongoStore, database: AsyncDatabase[Document], clock: FakeClock
+) -> None:
+    async with app_client(store, expire_after_seconds=TTL) as client:
+        await client.post("/set", json={"user": "ann"})
+        sid = await session_id(client)
+        before = await documents(database).find_one({"_id": sid})
+        clock.advance(TTL - 1)
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+    after = await documents(database).find_one({"_id": sid})
+    assert before is not None
+    assert after is not None
+    assert after["data"] == before["data"]
+    assert abs(after["expires_at"] - utc(clock.now + TTL)) < timedelta(milliseconds=2)
+
+
+async def test_binary_records_round_trip(store: MongoStore) -> None:
+    sid = "b" * 43
+    record = bytes(range(256)) * 400 + "é/.%$\x00".encode()
+    assert await store.set(sid, record, TTL, None)
+    assert await store.get(sid, TTL) == record
+    assert await store.set(sid, b"\x00", TTL, record)
+    assert await store.get(sid, None) == b"\x00"
+
+
+# --- expiry is filtered, never left to the reaper --------------------------------------------
+
+
+async def test_an_expired_document_is_not_returned_before_the_reaper_runs(
+    store: MongoStore, database: AsyncDatabase[Document], clock: FakeClock
+) -> None:
+    sid = "e" * 43
+    assert await store.set(sid, b"record", 60, None)
+    clock.advance(61)  # expired for the store; in real time it expires in a minute, so still there
+    assert await store.get(sid, None) is None
+    assert await store.get(sid, TTL) is None, "a sliding read must not revive an expired session"
+    document = await documents(database).find_one({"_id": sid})
+    assert document is not None, "the document is still on the server: only the filter hid it"
+    assert document["expires_at"] <= utc(clock.now), "and its expiry was not slid"
+    assert not await store.set(sid, b"changed", TTL, b"record"), "nor can it be updated"
+
+
+async def test_an_expired_session_through_the_app_is_a_fresh_one(store: MongoStore, clock: FakeClock) -> None:
+    async with app_client(store, expire_after_seconds=60) as client:
+        await client.post("/set", json={"user": "ann"})
+        clock.advance(61)
+        assert (await client.get("/read/user")).json() == {"value": None, "id": None}
+
+
+async def test_a_new_record_replaces_an_expired_unreaped_one_only(
+    store: MongoStore, database: AsyncDatabase[Document], clock: FakeClock
+) -> None:
+    sid = "r" * 43
+    assert await store.set(sid, b"old", 60, None)
+    assert not await store.set(sid, b"intruder", TTL, None), "the id holds an unexpired record"
+    clock.advance(61)
+    assert await store.set(sid, b"new", TTL, None), "an expired record no longer blocks the id"
+    document = await documents(database).find_one({"_id": sid})
+    assert document is not None
+    assert document["data"] == b"new"
+    assert abs(document["expires_at"] - utc(clock.now + TTL)) < timedelta(milliseconds=2)
+
+
+async def test_a_record_without_expiry_never_expires(store: MongoStore, clock: FakeClock) -> None:
+    sid = "n" * 43
+    assert await store.set(sid, b"forever", None, None)
+    clock.advance(10 * 365 * 86400)
+    assert await store.get(sid, None) == b"forever"
+    assert not await store.set(sid, b"other", None, None)
+
+
+# --- compare-and-set --------------------------------------------------------------------------
+
+
+async def test_compare_and_set_on_the_server(store: MongoStore) -> None:
+    sid = "c" * 43
+    assert await store.set(sid, b"one", TTL, None)
+    assert not await store.set(sid, b"other", TTL, b"stale"), "the record changed since it was read"
+    assert await store.get(sid, None) == b"one"
+    assert await store.set(sid, b"two", TTL, b"one")
+    await store.delete(sid)
+    assert not await store.set(sid, b"three", TTL, b"two"), "the record was deleted since it was read"
+    assert await store.get(sid, None) is None
+    await store.delete(sid)  # deleting what is not there is fine
+
+
+async def test_concurrent_writers_of_one_version_exactly_one_wins(
+    store: MongoStore, database: AsyncDatabase[Document]
+) -> None:
+    for round_ in range(5):
+        sid = f"{round_}" * 43
+        assert await store.set(sid, b"base", TTL, None)
+        results = await asyncio.gather(*(store.set(sid, b"w%d" % n, TTL, b"base") for n in range(10)))
+        assert sum(results) == 1, results
+        [winner] = [n for n, won in enumerate(results) if won]
+        assert await store.get(sid, None) == b"w%d" % winner
+
+
+async def test_concurrent_creators_of_one_id_exactly_one_wins(store: MongoStore) -> None:
+    for round_ in range(5):
+        sid = f"{round_}" * 43
+        results = await asyncio.gather(*(store.set(sid, b"c%d" % n, TTL, None) for n in range(10)))
+        assert sum(results) == 1, results
+
+
+async def test_sliding_reads_never_miss_under_concurrent_writes(store: MongoStore) -> None:
+    """``findAndModify`` of an existing document, amid updates of it, always finds it.
+
+    (The wire server used in development returns ``None`` for about 1% of ``findAndModify``
+    calls that *upsert* a missing document; the store never upserts, and this shows its reads
+    are not affected.)
+    """
+    sids = [f"{n:02d}" * 21 + "x" for n in range(5)]
+    for sid in sids:
+        assert await store.set(sid, b"v", TTL, None)
+
+    async def write(sid: str) -> None:
+        current = await store.get(sid, None)
+        assert current is not None
+        await store.set(sid, current[:20] + b"v", TTL, current)
+
+    for _ in range(5):
+        reads = [store.get(sid, TTL) for sid in sids for _ in range(8)]
+        writes = [write(sid) for sid in sids for _ in range(3)]
+        results = await asyncio.gather(*reads, *writes)
+        assert None not in results[: len(reads)]
+
+
+# --- round trips ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("ttl", "read"), [(TTL, "findAndModify"), (None, "find")])
+async def test_one_command_per_store_call(store: MongoStore, commands: CommandLog, ttl: int | None, read: str) -> None:
+    async with app_client(store, expire_after_seconds=ttl) as client:
+        commands.since_last()  # the start-up's createIndexes
+        await client.post("/set", json={"user": "ann"})
+        assert commands.since_last() == ["insert"], "a new session: one write, nothing to read"
+
+        await client.get("/read/user")
+        assert commands.since_last() == [read], "a handler that only reads: one read"
+
+        await client.post("/set", json={"user": "bob"})
+        assert commands.since_last() == [read, "update"], "a handler that changes: one read, one write"
+
+        await client.get("/plain")
+        assert commands.since_last() == [], "a handler without the session: nothing"
+
+        await client.post("/rotate")
+        assert commands.since_last() == [read, "insert", "delete"], "rotation: read, write new id, delete old"
+
+        await client.post("/logout")
+        assert commands.since_last() == [read, "delete"]
+
+        await client.get("/read/user")
+        assert commands.since_last() == [], "no cookie any more: nothing to read"
+
+
+async def test_startup_is_one_command(store: MongoStore, commands: CommandLog) -> None:
+    commands.since_last()
+    await store.startup()
+    assert commands.since_last() == ["createIndexes"]
+
+
+# --- motor --------------------------------------------------------------------------------
+
+
+async def test_the_app_works_on_a_motor_database(clock: FakeClock) -> None:
+    motor: AsyncIOMotorClient[Document] = AsyncIOMotorClient(server_url("MONGO_URL"), serverSelectionTimeoutMS=5000)
+    database = motor[unique_database_name()]
+    try:
+        store = MongoStore(database, clock=clock)
+        async with app_client(store, expire_after_seconds=TTL) as client:
+            indexes = await database["sessions"].index_information()
+            assert indexes["expires_at_1"]["expireAfterSeconds"] == 0
+
+            await client.post("/set", json={"user": "ann"})
+            first_id = await session_id(client)
+            assert (await client.get("/read/user")).json()["value"] == "ann"
+
+            await client.post("/flash", json={"message": "hello"})
+            assert (await client.get("/read/message")).json()["value"] == "hello"
+            assert (await client.get("/read/message")).json()["value"] is None
+
+            await client.post("/rotate")
+            second_id = await session_id(client)
+            assert second_id != first_id
+            assert (await client.get("/read/user")).json()["value"] == "ann"
+            assert await database["sessions"].find_one({"_id": first_id}) is None
+
+            response = await client.post("/logout")
+            assert "Max-Age=0" in response.headers["set-cookie"]
+            assert await database["sessions"].count_documents({}) == 0
+            assert (await client.get("/read/user")).json() == {"value": None, "id": None}
+    finally:
+        await motor.drop_database(database.name)
+        motor.close()
+
+
+# --- faults -------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def store_behind(proxy: FaultProxy, database_name: str, timeout: float | None = 0.5) -> AsyncIterator[MongoStore]:
+    """A store whose client reaches the server only through ``proxy``, with short time-outs."""
+    parsed = parse_uri(server_url("MONGO_URL"))
+    host, port = parsed["nodelist"][0]
+    url = server_url("MONGO_URL").replace(f"{host}:{port}", f"127.0.0.1:{proxy.port}", 1)
+    assert url != server_url("MONGO_URL"), "MONGO_URL must name its port for the proxy to replace it"
+    short = {"serverSelectionTimeoutMS": 300, "connectTimeoutMS": 300, "socketTimeoutMS": 300}
+    async with mongo_client(url, directConnection=True, **short) as client:
+        yield MongoStore(client[database_name], timeout=timeout)
+
+
+def proxied_server() -> tuple[str, int]:
+    host, port = parse_uri(server_url("MONGO_URL"))["nodelist"][0]
+    return host, port
+
+
+async def eventually_ok(client: httpx.AsyncClient, path: str) -> httpx.Response:
+    """The first non-503 answer: after an outage the driver needs a moment to find the server."""
+    deadline = time.monotonic() + 10
+    while True:
+        response = await client.get(path)
+        if response.status_code != 503 or time.monotonic() > deadline:
+            return response
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("fault", ["down", "hang"])
+async def test_unreachable_server_gives_503_then_recovers(
+    database: AsyncDatabase[Document], session_log: RecordingHandler, fault: str
+) -> None:
+    async with (
+        fault_proxy(*proxied_server()) as proxy,
+        store_behind(proxy, database.name) as store,
+        app_client(store) as client,
+    ):
+        await client.post("/set", json={"user": "ann"})
+        before = await documents(database).find_one({})
+
+        getattr(proxy, fault)()
+        started = time.monotonic()
+        for response in (await client.get("/read/user"), await client.post("/set", json={"user": "bob"})):
+            assert response.status_code == 503
+            assert len(response.content) < 100
+        assert time.monotonic() - started < 3, "the store's time-out bounds the wait"
+        assert "session store unavailable" in session_log.text
+        assert "MongoStore" in session_log.text
+
+        proxy.up()
+        response = await eventually_ok(client, "/read/user")
+        assert response.status_code == 200
+        assert response.json()["value"] == "ann", "nothing of the failed change was written"
+        assert await documents(database).find_one({}) == before
+        assert (await client.post("/set", json={"user": "cid"})).status_code == 200
+        assert (await client.get("/read/user")).json()["value"] == "cid"
+
+
+async def eventually(call: Callable[[], Awaitable[T]]) -> T:
+    """The first result of ``call`` that is not a StoreUnavailableError, retried for up to 10 s.
+
+    Waiting for the driver to be healthy again also lets its monitor finish the connection
+    attempt the fault stalled, instead of leaving a half-open socket behind at ``close()``.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return await call()
+        except StoreUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("fault", ["down", "hang"])
+async def test_driver_errors_become_store_unavailable(database: AsyncDatabase[Document], fault: str) -> None:
+    """Without the store's own time-out, pymongo's errors (its time-outs included) still mean 503."""
+    async with fault_proxy(*proxied_server()) as proxy, store_behind(proxy, database.name, timeout=None) as store:
+        assert await store.get("x" * 43, None) is None  # connected once, then the fault
+        getattr(proxy, fault)()
+        driver_error = "MongoStore: (AutoReconnect|ServerSelectionTimeoutError|NetworkTimeout): "
+        for call in (store.startup(), store.get("x" * 43, TTL), store.set("x" * 43, b"r", TTL, None)):
+            with pytest.raises(StoreUnavailableError, match=driver_error):
+                await call
+        with pytest.raises(StoreUnavailableError, match=driver_error):
+            await store.delete("x" * 43)
+        proxy.up()
+        assert await eventually(lambda: store.get("x" * 43, None)) is None, "the same store works again"
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def unconnected() -> AsyncIterator[AsyncDatabase[Document]]:
+    """A database whose client never connects: configuration is checked without a server."""
+    client: AsyncMongoClient[Document] = AsyncMongoClient("mongodb://127.0.0.1:9", connect=False)
+    yield client["app"]
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "1sessions", "web-sessions", "a.b", "system.sessions", "$cmd", "sessions; drop", "séances", "x" * 64],
+)
+async def test_invalid_collection_names_raise_value_error(unconnected: AsyncDatabase[Document], name: str) -> None:
+    with pytest.raises(ValueError, match="collection name"):
+        MongoStore(unconnected, name)
+
+
+async def test_valid_collection_names_are_accepted(unconnected: AsyncDatabase[Document]) -> None:
+    for name in ("sessions", "_s", "Web_Sessions_2", "x" * 63):
+        MongoStore(unconnected, name)
+
+
+async def test_a_client_or_collection_instead_of_a_database_raises_type_error(
+    unconnected: AsyncDatabase[Document],
+) -> None:
+    with pytest.raises(TypeError, match="needs a database"):
+        MongoStore(unconnected.client)
+    with pytest.raises(TypeError, match="needs a database"):
+        MongoStore(unconnected["sessions"])
+
+
+async def test_the_store_does_not_close_the_client(store: MongoStore, database: AsyncDatabase[Document]) -> None:
+    await store.shutdown()
+    assert await database["sessions"].count_documents({}) == 0, "the client still works"
