@@ -12,7 +12,7 @@ import logging
 import re
 import secrets
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -22,8 +22,6 @@ from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableEr
 from litestar_flash_sessions.stores.cookie import CookieStore
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
-
     from litestar.types import Scope
 
     from litestar_flash_sessions.config import SessionConfig
@@ -38,7 +36,6 @@ _SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 _MAX_MERGE_ATTEMPTS = 8
 
 Header = tuple[bytes, bytes]
-T = TypeVar("T")
 
 
 def new_session_id() -> str:
@@ -49,11 +46,12 @@ def new_session_id() -> str:
 class Backend(ABC):
     """Load the session of a request, and commit it when the response starts."""
 
-    __slots__ = ("jar", "ttl")
+    __slots__ = ("jar", "store_name", "ttl")
 
-    def __init__(self, config: SessionConfig, cookie_name: str) -> None:
+    def __init__(self, config: SessionConfig, cookie_name: str, store: object) -> None:
         self.jar = CookieJar(config, cookie_name)
         self.ttl = config.ttl
+        self.store_name = type(store).__name__
 
     @abstractmethod
     async def load(self, scope: Scope) -> FlashSession:
@@ -111,7 +109,7 @@ class ServerSideBackend(Backend):
     __slots__ = ("store",)
 
     def __init__(self, config: SessionConfig, store: SessionStore) -> None:
-        super().__init__(config, config.cookie_name)
+        super().__init__(config, config.cookie_name, store)
         self.store = store
 
     async def load(self, scope: Scope) -> FlashSession:
@@ -119,38 +117,32 @@ class ServerSideBackend(Backend):
         session_id = read_cookie(scope, self.jar.name)
         if session_id is None or not _SESSION_ID.fullmatch(session_id):
             return FlashSession()
-        record = await self._call("get", self.store.get(session_id, self.ttl))
+        record = await self.store.get(session_id, self.ttl)
         if record is None:
             return FlashSession()
-        return self._decode(session_id, record, type(self.store).__name__)
+        return self._decode(session_id, record, self.store_name)
 
     async def _discard(self, session_id: str) -> None:
-        await self._call("delete", self.store.delete(session_id))
+        await self.store.delete(session_id)
 
     async def _persist(self, session: FlashSession, rotate: bool) -> str | None:
         old_id = session.id
         if old_id is None or rotate:
             new_id = new_session_id()
-            await self._call("set", self.store.set(new_id, session.encode(), self.ttl, None))
+            await self.store.set(new_id, session.encode(), self.ttl, None)
             if old_id is not None:
                 await self._discard(old_id)
             return new_id
         # Another request of this session may have written since we read: replay our
         # changes on its record instead of overwriting it (see docs: concurrency).
         for _ in range(_MAX_MERGE_ATTEMPTS):
-            if await self._call("set", self.store.set(old_id, session.encode(), self.ttl, session.loaded_record)):
+            if await self.store.set(old_id, session.encode(), self.ttl, session.loaded_record):
                 return old_id
-            current = await self._call("get", self.store.get(old_id, None))
+            current = await self.store.get(old_id, None)
             if current is None:
                 return None
             session.rebase(current)
         raise StoreUnavailableError(f"session kept changing under {_MAX_MERGE_ATTEMPTS} concurrent writes")
-
-    async def _call(self, operation: str, awaitable: Awaitable[T]) -> T:
-        try:
-            return await awaitable
-        except (StoreUnavailableError, OSError, TimeoutError) as exc:
-            raise StoreUnavailableError(f"{type(self.store).__name__}.{operation} failed: {exc!r}") from exc
 
 
 class CookieBackend(Backend):
@@ -159,7 +151,7 @@ class CookieBackend(Backend):
     __slots__ = ("store",)
 
     def __init__(self, config: SessionConfig, store: CookieStore) -> None:
-        super().__init__(config, store.cookie_name)
+        super().__init__(config, store.cookie_name, store)
         self.store = store
 
     async def load(self, scope: Scope) -> FlashSession:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import binascii
 import os
-from base64 import urlsafe_b64decode, urlsafe_b64encode
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,6 +26,8 @@ _VERSION = b"\x01"
 _HEADER = len(_VERSION) + 4 + 12
 _TAG = 16
 _SALT = b"litestar-flash-sessions"
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 
 
 class Sealer:
@@ -41,9 +42,10 @@ class Sealer:
         ImportError: ``cryptography`` is not installed (the ``[cookie]`` extra).
     """
 
-    __slots__ = ("_context", "_keys", "_sealing_key", "_sealing_key_id")
+    __slots__ = ("_invalid_tag", "_keys", "_sealing_aad", "_sealing_key")
 
     def __init__(self, secrets: str | Sequence[str], context: bytes) -> None:
+        from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         secret_list = [secrets] if isinstance(secrets, str) else list(secrets)
@@ -55,38 +57,38 @@ class Sealer:
                     f"CookieStore secrets must be strings of at least {MIN_SECRET_LENGTH} characters; "
                     "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
                 )
-        self._keys: dict[bytes, AESGCM] = {}
+        # key id -> (cipher, authenticated data: the token's version and key id, then the context)
+        self._keys: dict[bytes, tuple[AESGCM, bytes]] = {}
         for secret in secret_list:
             key_id, key = _derive(secret)
-            self._keys.setdefault(key_id, AESGCM(key))
-        self._sealing_key_id = _derive(secret_list[0])[0]
-        self._sealing_key = self._keys[self._sealing_key_id]
-        self._context = context
+            self._keys.setdefault(key_id, (AESGCM(key), _VERSION + key_id + context))
+        self._sealing_key, self._sealing_aad = self._keys[_derive(secret_list[0])[0]]
+        self._invalid_tag = InvalidTag
 
     def seal(self, plaintext: bytes) -> str:
         """Encrypt and authenticate ``plaintext`` with the first secret."""
-        header = _VERSION + self._sealing_key_id + os.urandom(12)
-        ciphertext = self._sealing_key.encrypt(header[5:], plaintext, header[:5] + self._context)
-        return urlsafe_b64encode(header + ciphertext).rstrip(b"=").decode("ascii")
+        nonce = os.urandom(12)
+        header = self._sealing_aad[:5] + nonce
+        sealed = header + self._sealing_key.encrypt(nonce, plaintext, self._sealing_aad)
+        return binascii.b2a_base64(sealed, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
 
     def open(self, token: str) -> bytes | None:
         """Return the plaintext of ``token``, or ``None`` if it is malformed, tampered, or sealed
         with a secret that is not in the list.
         """
-        from cryptography.exceptions import InvalidTag
-
         try:
-            raw = urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (binascii.Error, ValueError):
+            raw = binascii.a2b_base64(token.encode("ascii").translate(_TO_STANDARD) + b"==")
+        except (binascii.Error, UnicodeEncodeError):
             return None
         if len(raw) < _HEADER + _TAG or raw[:1] != _VERSION:
             return None
         key = self._keys.get(raw[1:5])
         if key is None:
             return None
+        cipher, aad = key
         try:
-            return key.decrypt(raw[5:_HEADER], raw[_HEADER:], raw[:5] + self._context)
-        except InvalidTag:
+            return cipher.decrypt(raw[5:_HEADER], raw[_HEADER:], aad)
+        except self._invalid_tag:
             return None
 
 

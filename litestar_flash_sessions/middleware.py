@@ -8,13 +8,15 @@ before any byte of the body leaves, so that a store failure can still become a 5
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, cast
 
-from litestar import Request
 from litestar.exceptions import ImproperlyConfiguredException, ServiceUnavailableException
 
 from litestar_flash_sessions.cookies import CookieTooLargeError
+from litestar_flash_sessions.session import FlashSession
 from litestar_flash_sessions.stores.base import StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -23,15 +25,30 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, HTTPResponseStartEvent, HTTPScope, Message, Receive, Scope, Send
 
     from litestar_flash_sessions.backends import Backend
-    from litestar_flash_sessions.session import FlashSession
 
-__all__ = ("SESSION_STATE_KEY", "SessionMiddleware", "session_provider")
+__all__ = ("SessionMiddleware", "session_provider")
 
 logger = logging.getLogger("litestar_flash_sessions")
 
-SESSION_STATE_KEY = "litestar_flash_sessions.session"
-"""Where the request's session waits in ``scope["state"]`` between dependency and middleware."""
+
+class _Slot:
+    """Where one request's session waits between the dependency that loads it and the middleware."""
+
+    __slots__ = ("scope", "session")
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.session: FlashSession | None = None
+
+
+# The dependency finds its request's slot here rather than through a ``request`` parameter:
+# Litestar validates a dependency's parameters on every call, and a context variable costs
+# next to nothing (dependency tasks copy the context, so they see the slot too).
+_CURRENT_SLOT: ContextVar[_Slot | None] = ContextVar("litestar_flash_sessions.slot", default=None)
 _VARY = (b"vary", b"Cookie")
+UNAVAILABLE = (StoreUnavailableError, OSError, asyncio.TimeoutError)
+"""What a store raises when its server is down or slow (the last two from stores that let a
+driver's error through)."""
 
 
 class SessionMiddleware:
@@ -50,40 +67,53 @@ class SessionMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the handler and commit its session at ``http.response.start``."""
-        state = scope["state"]
-        state[SESSION_STATE_KEY] = None
+        slot = _Slot(scope)
         replaced = False
 
         async def send_committing(message: Message) -> None:
             nonlocal replaced
-            if message["type"] == "http.response.start":
-                session: FlashSession | None = state[SESSION_STATE_KEY]
-                if session is not None:
-                    if message["status"] < 500:
-                        try:
-                            headers = await self.backend.commit(session, scope)
-                        except StoreUnavailableError as exc:
-                            logger.error("session store unavailable, answering 503: %s", exc)
-                            replaced = True
-                            await _send_plain(send, 503, b"Service Unavailable: session store unreachable")
-                            return
-                        except CookieTooLargeError as exc:
-                            logger.error("session not saved: %s", exc)
-                            replaced = True
-                            await _send_plain(send, 500, b"Internal Server Error: session cookie too large")
-                            return
-                        if session.redelivers_flash:
-                            replaced = True
-                            await _send_retry(send, cast("HTTPScope", scope), headers)
-                            return
-                        message["headers"] = [*message["headers"], *headers, _VARY]
-                    else:
-                        message["headers"] = [*message["headers"], _VARY]
+            if message["type"] == "http.response.start" and slot.session is not None:
+                replaced = await self._start_response(message, slot.session, scope, send)
+                if replaced:
+                    return
             elif replaced:
-                return
+                return  # the handler's body, after we answered in its place
             await send(message)
 
-        await self.app(scope, receive, send_committing)
+        token = _CURRENT_SLOT.set(slot)
+        try:
+            await self.app(scope, receive, send_committing)
+        finally:
+            _CURRENT_SLOT.reset(token)
+
+    async def _start_response(
+        self, message: HTTPResponseStartEvent, session: FlashSession, scope: Scope, send: Send
+    ) -> bool:
+        """Commit the session into the response's headers.
+
+        Returns:
+            ``True`` when a response was sent in place of the handler's (a 503 when the store
+            failed, a 500 when the cookie would be too large, a retry when a flash would be
+            shown twice); ``False`` when ``message`` is ready to send.
+        """
+        if message["status"] >= 500:  # the handler failed: save nothing, like a rolled-back transaction
+            message["headers"] = [*message["headers"], _VARY]
+            return False
+        try:
+            headers = await self.backend.commit(session, scope)
+        except UNAVAILABLE as exc:
+            logger.error("session store unavailable, answering 503 (%s): %s", self.backend.store_name, exc)
+            await _send_plain(send, 503, b"Service Unavailable: session store unreachable")
+            return True
+        except CookieTooLargeError as exc:
+            logger.error("session not saved: %s", exc)
+            await _send_plain(send, 500, b"Internal Server Error: session cookie too large")
+            return True
+        if session.redelivers_flash:
+            await _send_retry(send, cast("HTTPScope", scope), headers)
+            return True
+        message["headers"] = [*message["headers"], *headers, _VARY]
+        return False
 
 
 async def _send_plain(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -119,25 +149,21 @@ async def _send_retry(send: Send, scope: HTTPScope, headers: list[tuple[bytes, b
         await _send_plain(send, 409, b"Conflict: a concurrent request of this session consumed its flash", headers)
 
 
-def session_provider(backend: Backend) -> Callable[[Request[Any, Any, Any]], Awaitable[FlashSession]]:
+def session_provider(backend: Backend) -> Callable[[], Awaitable[FlashSession]]:
     """Return the ``session`` dependency: it loads the session and hands it to the middleware."""
 
-    # It takes the request, not the scope: Litestar validates a ``Scope`` parameter field by
-    # field on every call, while the request is passed as it is.
-    async def provide_session(request: Request[Any, Any, Any]) -> FlashSession:
-        scope = request.scope
-        state = scope["state"]
-        if SESSION_STATE_KEY not in state:
+    async def provide_session() -> FlashSession:
+        slot = _CURRENT_SLOT.get()
+        if slot is None:
             raise ImproperlyConfiguredException(
                 "the session dependency ran on a route the SessionPlugin did not see; "
                 "sessions work on HTTP handlers of the app the plugin was given to"
             )
         try:
-            session = await backend.load(scope)
-        except StoreUnavailableError as exc:
-            logger.error("session store unavailable, answering 503: %s", exc)
+            slot.session = await backend.load(slot.scope)
+        except UNAVAILABLE as exc:
+            logger.error("session store unavailable, answering 503 (%s): %s", backend.store_name, exc)
             raise ServiceUnavailableException("Session store unavailable") from exc
-        state[SESSION_STATE_KEY] = session
-        return session
+        return slot.session
 
     return provide_session
