@@ -93,8 +93,9 @@ class SessionMiddleware:
 
         Returns:
             ``True`` when a response was sent in place of the handler's (a 503 when the store
-            failed, a 500 when the cookie would be too large, a retry when a flash would be
-            shown twice); ``False`` when ``message`` is ready to send.
+            was unreachable, a 500 when the cookie would be too large or the store failed
+            otherwise, a retry when a flash would be shown twice); ``False`` when ``message``
+            is ready to send.
         """
         if message["status"] >= 500:  # the handler failed: save nothing, like a rolled-back transaction
             message["headers"] = [*message["headers"], _VARY]
@@ -108,6 +109,11 @@ class SessionMiddleware:
         except CookieTooLargeError as exc:
             logger.error("session not saved: %s", exc)
             await _send_plain(send, 500, b"Internal Server Error: session cookie too large")
+            return True
+        except Exception:
+            # Past this point Litestar's exception handlers cannot answer for us any more.
+            logger.exception("session not saved: the store failed (%s)", self.backend.store_name)
+            await _send_plain(send, 500, b"Internal Server Error: session store error")
             return True
         if session.redelivers_flash:
             await _send_retry(send, cast("HTTPScope", scope), headers)

@@ -7,6 +7,7 @@ contract's expiry test waits for real.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,6 +49,54 @@ async def open_redis_store(url: str, *, cluster: bool = False, **options: Any) -
             await delete_keys(client, store.prefix)
         finally:
             await client.aclose()
+
+
+class ServerCommands:
+    """The commands Redis executes that name keys under ``prefix``, read from ``MONITOR``."""
+
+    def __init__(self, monitor: Any, control: Redis, prefix: str) -> None:
+        self._monitor = monitor
+        self._control = control
+        self._prefix = prefix
+
+    async def since_last(self, *, scripts: bool = False) -> list[str]:
+        """The names of the prefix's commands since the previous call, in order.
+
+        With ``scripts``, the commands Lua scripts ran are listed too, as ``lua:NAME``.
+        """
+        sentinel = f"lfs-sentinel-{uuid.uuid4().hex}"
+        await self._control.echo(sentinel)
+        names: list[str] = []
+        while True:
+            info = await asyncio.wait_for(self._monitor.next_command(), 5)
+            command: str = info["command"]
+            if command == f"ECHO {sentinel}":
+                return names
+            if self._prefix not in command:
+                continue
+            name = command.split(" ", 1)[0].upper()
+            if info["client_type"] != "lua":
+                names.append(name)
+            elif scripts:
+                names.append(f"lua:{name}")
+
+
+@asynccontextmanager
+async def server_commands(url: str, prefix: str) -> AsyncIterator[ServerCommands]:
+    """Watch, with ``MONITOR``, the commands Redis at ``url`` runs on keys under ``prefix``.
+
+    ``MONITOR`` reports every command of every client in execution order. Counting only those
+    that name the test's unique key prefix (and not those a Lua script runs inside) makes the
+    count exact even while other tests use the same server, which ``INFO commandstats`` deltas
+    are not (the Webdis tests share this Redis). A sentinel ``ECHO`` sent after a request marks
+    where its commands end: Redis runs commands one at a time, so all of them came before.
+    """
+    control = Redis.from_url(url)
+    try:
+        async with control.monitor() as monitor:
+            yield ServerCommands(monitor, control, prefix)
+    finally:
+        await control.aclose()
 
 
 @asynccontextmanager

@@ -241,3 +241,19 @@ async def test_cleanup_can_be_switched_off() -> None:
         for _ in range(10):
             await asyncio.sleep(0)
     assert store.runs == 0
+
+
+async def test_a_store_bug_at_save_is_a_short_500_with_a_log_line(session_log: RecordingHandler) -> None:
+    store = CountingStore()
+    app = build_app(SessionConfig(store=store))
+    async with app.lifespan(), in_loop_client(app) as client:
+
+        async def broken_set(*args: Any) -> bool:
+            raise RuntimeError("permission denied by the server's ACL")
+
+        store.set = broken_set  # type: ignore[method-assign]
+        response = await client.post("/set", json={"user": "bob"})
+        assert response.status_code == 500
+        assert response.text == "Internal Server Error: session store error"
+        assert "set-cookie" not in response.headers
+        assert "session not saved: the store failed (CountingStore)" in session_log.text

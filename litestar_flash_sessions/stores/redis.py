@@ -132,5 +132,8 @@ class RedisStore(SessionStore):
         await self._guard(self._client.delete(self.key(session_id)))
 
     async def _guard(self, reply: Awaitable[object] | object) -> object:
-        """Await one command under the store's timeout, mapping unreachability to a 503."""
+        """Await one command under the store's timeout, mapping unreachability to a 503.
+
+        (redis-py types each command for its sync and asyncio clients at once, hence the cast.)
+        """
         return await guarded(cast("Awaitable[object]", reply), self._timeout, "RedisStore", _UNREACHABLE)

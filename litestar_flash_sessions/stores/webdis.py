@@ -1,0 +1,236 @@
+"""A store in Redis reached over HTTP through Webdis, with Redis's own key expiry.
+
+Each session is one Redis string key, ``prefix + session_id``, as with
+:class:`~litestar_flash_sessions.stores.redis.RedisStore`. Every operation is one HTTP request
+running one small Lua script: ``/EVAL/<script>/1/<key>/<tag>/<arguments>.raw``.
+
+* read: ``GET key``, or ``GETEX key EX n`` to slide the expiry;
+* write: a compare-and-set, sent with ``PUT`` and the record as the request body, which Webdis
+  appends as the script's last argument;
+* delete: ``DEL key``.
+
+Why scripts even for a plain read: Webdis 0.1.9 can hand the reply of a request whose client
+disconnected (a timed-out request, for example) to the next connection it accepts, that is to
+another request, possibly another user's. So each script returns a random tag sent with its own
+request next to the result, and the store accepts only a reply that carries its tag.
+
+Webdis's JSON replies are not binary-safe (a NUL truncates, invalid UTF-8 turns into ``{}``), so
+the store asks for ``.raw`` replies (Redis's own RESP framing) and sends records only in request
+bodies. Every path argument is percent-encoded, ``.`` included, because Webdis reads ``/`` as an
+argument separator and the last ``.`` of the path as the reply format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from urllib.parse import quote
+
+import httpx
+
+from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError, guarded
+
+__all__ = ("WebdisError", "WebdisStore")
+
+_PREFIX = re.compile(r"[A-Za-z0-9_:.\-]{1,100}")
+
+# Every script gets KEYS[1] = the key and ARGV[1] = the request's tag, and returns one string:
+# the tag, then its result. (Webdis re-encodes arrays in ``.raw`` replies and drops their nil
+# items, so one binary-safe string is the only shape that comes back intact.)
+_GET = """
+local record = redis.call('GET', KEYS[1])
+if record then return ARGV[1] .. '1' .. record end
+return ARGV[1] .. '0'
+"""
+_GETEX = """
+local record = redis.call('GETEX', KEYS[1], 'EX', ARGV[2])
+if record then return ARGV[1] .. '1' .. record end
+return ARGV[1] .. '0'
+"""
+_DEL = "return ARGV[1] .. redis.call('DEL', KEYS[1])"
+_CAS = """
+local current = redis.call('GET', KEYS[1])
+if ARGV[2] == '-' then
+    if current then return ARGV[1] .. '0' end
+elseif not current or redis.sha1hex(current) ~= ARGV[2] then
+    return ARGV[1] .. '0'
+end
+local record = ARGV[4] or ''
+if ARGV[3] == '0' then
+    redis.call('SET', KEYS[1], record)
+else
+    redis.call('SET', KEYS[1], record, 'EX', ARGV[3])
+end
+return ARGV[1] .. '1'
+"""
+"""Compare-and-set: ``ARGV[2]`` the SHA-1 (hex) of the record the request read, or ``-`` when
+the key must not exist; ``ARGV[3]`` the TTL in seconds, ``0`` for none (a plain ``SET`` also
+drops an old TTL); ``ARGV[4]`` the record, from the request body (Webdis drops an empty body,
+hence the ``or ''``). The result is ``1`` when written, ``0`` on conflict (nothing written)."""
+
+_UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+"""Webdis answers 503 while it cannot reach Redis; a proxy in front may answer 502 or 504."""
+
+_TRANSIENT_ERRORS = ("LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
+"""Redis error replies that mean "not now" rather than "wrong request"."""
+
+
+class WebdisError(RuntimeError):
+    """Webdis or Redis refused a request: a misconfiguration, not an outage.
+
+    For example a Webdis ACL that disables ``EVAL``, or a Redis older than 6.2 (no ``GETEX``).
+    """
+
+
+class WebdisStore(SessionStore):
+    """Keep session records in Redis behind a Webdis HTTP server, with native TTLs.
+
+    Args:
+        url: Webdis's base URL.
+        prefix: Prepended to every session id to form the Redis key: letters, digits and
+            ``_ - : .``, 1 to 100 characters.
+        client: An ``httpx.AsyncClient`` to send requests with. The store never closes a client
+            it is given. Without one, the store opens its own keep-alive client (at
+            :meth:`startup`, or at first use) and closes it at :meth:`shutdown`.
+        timeout: Seconds one request may take before the store counts as unavailable; ``None``
+            waits as long as the client does. Also the timeout of the store's own client.
+
+    Raises:
+        ValueError: ``url`` is not an http(s) URL, or ``prefix`` holds other characters.
+    """
+
+    __slots__ = ("_client", "_owns_client", "_prefix", "_timeout", "_url")
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:7379",
+        prefix: str = "session_",
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout: float | None = 5.0,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"url {url!r} is not a Webdis URL: it must start with http:// or https://")
+        if not _PREFIX.fullmatch(prefix):
+            raise ValueError(
+                f"prefix {prefix!r} is not a valid Redis key prefix: use 1 to 100 letters, digits, '_', '-', ':' or '.'"
+            )
+        self._url = url.rstrip("/")
+        self._prefix = prefix
+        self._client = client
+        self._owns_client = client is None
+        self._timeout = timeout
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of every key this store writes."""
+        return self._prefix
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client the store sends its requests with (its own one is opened on first use)."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self._timeout)
+        return self._client
+
+    def key(self, session_id: str) -> str:
+        """Return the Redis key holding the session ``session_id``."""
+        return self._prefix + session_id
+
+    async def startup(self) -> None:
+        """Open the store's own HTTP client, unless it was given one."""
+        _ = self.client
+
+    async def shutdown(self) -> None:
+        """Close the store's own HTTP client; a client it was given stays open."""
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
+        """Return the record: ``GETEX key EX expires_in`` to slide the expiry, else ``GET key``."""
+        if expires_in is None:
+            result = await self._eval(_GET, session_id)
+        else:
+            result = await self._eval(_GETEX, session_id, str(expires_in))
+        return result[1:] if result[:1] == b"1" else None
+
+    async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
+        """Run the compare-and-set script: write only if the key still holds ``previous``."""
+        # A hash, not the record itself, keeps the URL short. It only tells "unchanged since I
+        # read it" from "changed": a collision could at worst lose one concurrent change.
+        previous_hash = "-" if previous is None else hashlib.sha1(previous, usedforsecurity=False).hexdigest()
+        ttl = "0" if expires_in is None else str(expires_in)
+        return await self._eval(_CAS, session_id, previous_hash, ttl, body=record) == b"1"
+
+    async def delete(self, session_id: str) -> None:
+        """Delete the key, if any."""
+        await self._eval(_DEL, session_id)
+
+    async def _eval(self, script: str, session_id: str, *args: str, body: bytes | None = None) -> bytes:
+        """Run ``script`` on the session's key in one HTTP request and return its result.
+
+        Args:
+            script: One of the scripts above.
+            session_id: Its key is the script's ``KEYS[1]``.
+            args: ``ARGV[2]`` and on (``ARGV[1]`` is the request's tag).
+            body: Sent with ``PUT``; Webdis appends it to the arguments, byte for byte.
+
+        Returns:
+            What the script returned after the tag.
+
+        Raises:
+            StoreUnavailableError: Webdis is unreachable, timed out, cannot reach Redis, or
+                answered with a reply that is not this request's.
+            WebdisError: Webdis or Redis refused the command.
+        """
+        tag = secrets.token_hex(8).encode()
+        path = "/".join(_encode(arg) for arg in ("EVAL", script, "1", self.key(session_id), tag.decode(), *args))
+        request = self.client.request("GET" if body is None else "PUT", f"{self._url}/{path}.raw", content=body)
+        response = await guarded(request, self._timeout, "WebdisStore", (httpx.TransportError,))
+        if response.status_code in _UNAVAILABLE_STATUSES:
+            raise StoreUnavailableError(f"WebdisStore: Webdis answered {response.status_code} (is Redis down?)")
+        if response.status_code != 200:
+            raise WebdisError(f"Webdis answered {response.status_code}: {response.text[:200]!r}")
+        reply = _bulk_string(response.content)
+        if reply is None or not reply.startswith(tag):
+            await _drop_connection(response)
+            raise StoreUnavailableError(
+                f"WebdisStore: Webdis answered with a reply that is not this request's: {response.content[:80]!r}"
+            )
+        return reply[len(tag) :]
+
+
+def _encode(arg: str) -> str:
+    """Percent-encode one path argument: ``quote`` leaves ``.`` alone, but Webdis reads it as a format."""
+    return quote(arg, safe="").replace(".", "%2E")
+
+
+def _bulk_string(reply: bytes) -> bytes | None:
+    r"""Decode a RESP bulk string (``$N\r\n<bytes>\r\n``); ``None`` if ``reply`` is anything else.
+
+    Raises:
+        StoreUnavailableError: Redis answered an error that means "try later".
+        WebdisError: Redis answered another error.
+    """
+    if reply.startswith(b"-"):
+        message = reply[1:].rstrip(b"\r\n").decode(errors="replace")
+        if message.startswith(_TRANSIENT_ERRORS):
+            raise StoreUnavailableError(f"WebdisStore: Redis answered {message!r}")
+        raise WebdisError(f"Redis answered {message!r}")
+    header, _, data = reply.partition(b"\r\n")
+    if header[:1] != b"$" or not header[1:].isdigit() or len(data) != int(header[1:]) + 2 or data[-2:] != b"\r\n":
+        return None
+    return data[:-2]
+
+
+async def _drop_connection(response: httpx.Response) -> None:
+    """Close the connection a wrong reply came on.
+
+    The right reply may follow on it, and would then be taken for the reply to the next request.
+    httpx's pool discards a closed connection instead of reusing it.
+    """
+    stream = response.extensions.get("network_stream")
+    if stream is not None:
+        await stream.aclose()

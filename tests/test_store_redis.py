@@ -1,0 +1,328 @@
+"""What is specific to RedisStore: keys and TTLs on the server, one command per store call,
+sessions spread over a cluster, and a Redis that goes away or hangs.
+
+Round trips are counted on the server, with ``MONITOR`` (see ``tests.harness_redis.server_commands``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import redis
+from redis.asyncio import Redis, RedisCluster
+
+from litestar_flash_sessions import SessionConfig
+from litestar_flash_sessions.stores.redis import RedisStore
+from tests.app import build_app
+from tests.conftest import RecordingHandler, in_loop_client
+from tests.faults import fault_proxy
+from tests.harness import server_url
+from tests.harness_redis import ServerCommands, delete_keys, open_redis_store, server_commands, unique_prefix
+
+TTL = 100
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore]:
+    cluster = request.param == "cluster"
+    url = server_url("REDIS_CLUSTER_URL" if cluster else "REDIS_URL")
+    async with open_redis_store(url, cluster=cluster) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def standalone() -> AsyncIterator[RedisStore]:
+    async with open_redis_store(server_url("REDIS_URL")) as opened:
+        yield opened
+
+
+def client_of(store: RedisStore) -> Redis | RedisCluster:
+    return store._client  # the test looks at the server through the store's own connection
+
+
+@asynccontextmanager
+async def app_client(store: RedisStore, **config: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The contract app on ``store``, run in the test's own loop (so is the store's client)."""
+    app = build_app(SessionConfig(store=store, **config))
+    async with app.lifespan(), in_loop_client(app) as client:
+        yield client
+
+
+async def session_id(client: httpx.AsyncClient) -> str:
+    value = (await client.get("/id")).json()["id"]
+    assert isinstance(value, str)
+    return value
+
+
+# --- keys and TTLs on the server ------------------------------------------------------------
+
+
+async def test_record_lives_under_prefix_and_id_with_its_ttl(store: RedisStore) -> None:
+    redis_client = client_of(store)
+    async with app_client(store, expire_after_seconds=100) as client:
+        await client.post("/set", json={"user": "ann"})
+        sid = await session_id(client)
+        key = store.prefix + sid
+        assert await redis_client.get(key) == await store.get(sid, None)
+        assert 95_000 <= await redis_client.pttl(key) <= 100_000
+
+
+async def test_a_read_slides_the_ttl_without_rewriting(store: RedisStore) -> None:
+    redis_client = client_of(store)
+    async with app_client(store, expire_after_seconds=100) as client:
+        await client.post("/set", json={"user": "ann"})
+        key = store.prefix + await session_id(client)
+        before = await redis_client.get(key)
+        await redis_client.expire(key, 10)  # as if 90 s had passed
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+        assert 95_000 <= await redis_client.pttl(key) <= 100_000
+        assert await redis_client.get(key) == before
+
+
+async def test_no_ttl_without_expiry(store: RedisStore) -> None:
+    redis_client = client_of(store)
+    async with app_client(store) as client:
+        await client.post("/set", json={"user": "ann"})
+        key = store.prefix + await session_id(client)
+        assert await redis_client.ttl(key) == -1
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+        assert await redis_client.ttl(key) == -1, "a read without sliding expiry must not add a TTL"
+
+
+async def test_a_write_without_expiry_drops_an_old_ttl(store: RedisStore) -> None:
+    sid = "s" * 43
+    assert await store.set(sid, b"one", 100, None)
+    assert await store.set(sid, b"two", None, b"one")
+    assert await client_of(store).ttl(store.key(sid)) == -1
+
+
+async def test_an_expired_key_is_never_returned(store: RedisStore) -> None:
+    sid = "e" * 43
+    assert await store.set(sid, b"record", 100, None)
+    await client_of(store).pexpire(store.key(sid), 1)
+    await asyncio.sleep(0.01)
+    assert await store.get(sid, None) is None
+    assert await store.get(sid, 100) is None
+    assert await store.set(sid, b"new", 100, None), "an expired record no longer blocks a new one"
+
+
+async def test_compare_and_set_on_the_server(store: RedisStore) -> None:
+    sid = "c" * 43
+    assert await store.set(sid, b"one", 100, None)
+    assert not await store.set(sid, b"other", 100, None), "the id must not hold a record"
+    assert not await store.set(sid, b"other", 100, b"stale"), "the record changed since it was read"
+    assert await store.get(sid, None) == b"one"
+    assert await store.set(sid, b"two", 100, b"one")
+    await store.delete(sid)
+    assert not await store.set(sid, b"three", 100, b"two"), "the record was deleted since it was read"
+    assert await store.get(sid, None) is None
+
+
+async def test_binary_records_round_trip(store: RedisStore) -> None:
+    sid = "b" * 43
+    record = bytes(range(256)) * 400 + "é/.%\x00".encode()
+    assert await store.set(sid, record, 100, None)
+    assert await store.get(sid, 100) == record
+    assert await store.set(sid, b"\x00", 100, record)
+    assert await store.get(sid, None) == b"\x00"
+
+
+# --- round trips, counted on the server -----------------------------------------------------
+
+
+def watch(store: RedisStore) -> AbstractAsyncContextManager[ServerCommands]:
+    return server_commands(server_url("REDIS_URL"), store.prefix)
+
+
+@pytest.mark.parametrize(("ttl", "read"), [(100, "GETEX"), (None, "GET")])
+async def test_one_command_per_store_call(standalone: RedisStore, ttl: int | None, read: str) -> None:
+    async with (
+        app_client(standalone, expire_after_seconds=ttl) as client,
+        watch(standalone) as seen,
+    ):
+        await client.post("/set", json={"user": "ann"})  # also makes sure Redis has the script cached
+        first = await seen.since_last()
+        assert first in (["EVALSHA"], ["EVALSHA", "EVAL"]), first
+
+        await client.get("/read/user")
+        assert await seen.since_last() == [read], "a handler that only reads: one read"
+
+        await client.post("/set", json={"user": "bob"})
+        assert await seen.since_last() == [read, "EVALSHA"], "a handler that changes: one read, one write"
+
+        await client.get("/plain")
+        assert await seen.since_last() == [], "a handler without the session: nothing"
+
+        await client.post("/logout")
+        assert await seen.since_last() == [read, "DEL"]
+
+        await client.get("/read/user")
+        assert await seen.since_last() == [], "no cookie any more: nothing to read"
+
+
+async def test_a_new_session_is_one_write_and_an_empty_one_nothing(standalone: RedisStore) -> None:
+    async with (
+        app_client(standalone, expire_after_seconds=100) as client,
+        watch(standalone) as seen,
+    ):
+        await client.post("/set", json={"warm": "up"})
+        await seen.since_last()
+        client.cookies.clear()
+        await client.get("/read/user")
+        assert await seen.since_last() == []
+        await client.post("/set", json={"user": "ann"})
+        assert await seen.since_last() == ["EVALSHA"]
+
+
+@asynccontextmanager
+async def private_redis(tmp_path: Path) -> AsyncIterator[str]:
+    """A Redis of this test's own, on a free port: the test may flush its script cache."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.skip("redis-server is not installed (scripts/servers.sh start installs it)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    arguments = ["--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    process = await asyncio.create_subprocess_exec(executable, *arguments, stdout=asyncio.subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        async with Redis.from_url(url) as probe_client:
+            for _ in range(200):
+                with contextlib.suppress(redis.ConnectionError):
+                    if await probe_client.ping():
+                        break
+                await asyncio.sleep(0.02)
+        yield url
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_a_server_without_the_script_gets_it_once(tmp_path: Path) -> None:
+    async with private_redis(tmp_path) as url, open_redis_store(url) as store:
+        async with server_commands(url, store.prefix) as seen:
+            await client_of(store).script_flush()
+            assert await store.set("n" * 43, b"one", TTL, None)
+            assert await seen.since_last() == ["EVALSHA", "EVAL"], "NOSCRIPT, then EVAL, which caches it"
+            assert await store.set("n" * 43, b"two", TTL, b"one")
+            assert await seen.since_last() == ["EVALSHA"]
+        assert await store.get("n" * 43, None) == b"two"
+
+
+# --- Redis Cluster --------------------------------------------------------------------------
+
+
+async def test_sessions_spread_over_cluster_nodes_and_all_work() -> None:
+    async with open_redis_store(server_url("REDIS_CLUSTER_URL"), cluster=True, prefix=unique_prefix()) as store:
+        cluster = client_of(store)
+        assert isinstance(cluster, RedisCluster)
+        sessions: dict[str, str] = {}
+        for n in range(24):
+            async with app_client(store, expire_after_seconds=100) as client:
+                await client.post("/set", json={"user": f"user-{n}"})
+                sessions[await session_id(client)] = client.cookies["session"]
+
+        keys_per_node: dict[str, set[str]] = {}
+        for node in cluster.get_primaries():
+            async with Redis(host=node.host, port=int(node.port)) as direct:
+                found = {key.decode() async for key in direct.scan_iter(match=f"{store.prefix}*")}
+                keys_per_node[node.name] = found
+                for key in found:
+                    assert 90 <= await direct.ttl(key) <= 100
+        assert sum(len(keys) for keys in keys_per_node.values()) == len(sessions)
+        assert set().union(*keys_per_node.values()) == {store.prefix + sid for sid in sessions}
+        assert sum(1 for keys in keys_per_node.values() if keys) >= 2, keys_per_node
+
+        async with app_client(store, expire_after_seconds=100) as client:
+            for n, cookie in enumerate(sessions.values()):
+                client.cookies.set("session", cookie, domain="testserver.local")
+                assert (await client.get("/read/user")).json()["value"] == f"user-{n}"
+                response = await client.post("/set", json={"user": f"changed-{n}"})
+                assert response.status_code == 200
+                assert (await client.get("/read/user")).json()["value"] == f"changed-{n}"
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+def redis_address() -> tuple[str, int]:
+    url = urlsplit(server_url("REDIS_URL"))
+    return url.hostname or "127.0.0.1", url.port or 6379
+
+
+async def assert_unavailable(response: Any, log: RecordingHandler) -> None:
+    assert response.status_code == 503
+    assert len(response.content) < 100
+    assert "RedisStore" in log.text
+    log.records.clear()
+
+
+@pytest.mark.parametrize("fault", ["down", "hang"])
+async def test_unreachable_redis_gives_503_then_recovers(session_log: RecordingHandler, fault: str) -> None:
+    async with fault_proxy(*redis_address()) as proxy:
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        async with open_redis_store(url, timeout=0.5) as store, app_client(store, expire_after_seconds=100) as client:
+            await client.post("/set", json={"user": "ann"})
+            sid = await session_id(client)
+
+            getattr(proxy, fault)()
+            started = time.monotonic()
+            await assert_unavailable(await client.get("/read/user"), session_log)
+            await assert_unavailable(await client.post("/set", json={"user": "bob"}), session_log)
+            await assert_unavailable(await client.post("/logout"), session_log)
+            assert time.monotonic() - started < 5, "each request gives up after the store's timeout"
+            assert (await client.get("/plain")).status_code == 200, "handlers without the session still work"
+
+            proxy.up()
+            async with Redis.from_url(server_url("REDIS_URL")) as direct:
+                assert await direct.exists(store.key(sid)) == 1, "the failed logout deleted nothing"
+            assert (await client.get("/read/user")).json()["value"] == "ann", "the failed write wrote nothing"
+            assert (await client.post("/set", json={"user": "bob"})).status_code == 200
+            assert (await client.get("/read/user")).json()["value"] == "bob"
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["", "has space", "a/b", "a*", "{tag}", "é", "x" * 101, "a\nb"])
+def test_invalid_prefix_is_refused(prefix: str) -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        RedisStore(Redis(), prefix)
+
+
+@pytest.mark.parametrize("prefix", ["app:session:", "sess.v2-", "S_1"])
+def test_usual_prefixes_are_accepted(prefix: str) -> None:
+    assert RedisStore(Redis(), prefix).prefix == prefix
+
+
+def test_a_decoding_client_is_refused() -> None:
+    with pytest.raises(ValueError, match="decode_responses=False"):
+        RedisStore(Redis(decode_responses=True))
+    with pytest.raises(ValueError, match="decode_responses=False"):
+        RedisStore(RedisCluster(host="127.0.0.1", port=1, decode_responses=True))
+
+
+def test_a_sync_client_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"redis\.asyncio"):
+        RedisStore(redis.Redis())  # type: ignore[arg-type]
+
+
+async def test_the_store_does_not_close_the_client() -> None:
+    async with Redis.from_url(server_url("REDIS_URL")) as client:
+        store = RedisStore(client, unique_prefix())
+        await store.startup()
+        await store.shutdown()
+        assert await client.ping()
+        await delete_keys(client, store.prefix)

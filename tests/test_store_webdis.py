@@ -1,0 +1,437 @@
+"""What is specific to WebdisStore: binary-safe values, keys and TTLs in the Redis behind Webdis,
+one HTTP request per store call, status codes, and a Webdis (or a Redis) that goes away or hangs.
+
+Round trips are counted twice: HTTP requests with httpx event hooks on the store's client, and
+the commands Webdis runs on Redis with ``MONITOR`` (``tests.harness_redis.server_commands``).
+The Redis behind the shared Webdis is the one at ``REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import struct
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from litestar_flash_sessions import SessionConfig, StoreUnavailableError
+from litestar_flash_sessions.stores.webdis import WebdisError, WebdisStore
+from tests.app import build_app
+from tests.conftest import RecordingHandler, in_loop_client
+from tests.faults import FaultProxy, fault_proxy
+from tests.harness import server_url
+from tests.harness_redis import server_commands
+from tests.harness_webdis import delete_keys, open_webdis_store, unique_prefix
+
+TTL = 100
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[WebdisStore]:
+    async with open_webdis_store(server_url("WEBDIS_URL")) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[Redis]:
+    """A direct connection to the Redis behind Webdis."""
+    async with Redis.from_url(server_url("REDIS_URL")) as client:
+        yield client
+
+
+@asynccontextmanager
+async def app_client(store: WebdisStore, **config: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The contract app on ``store``, run in the test's own loop."""
+    app = build_app(SessionConfig(store=store, **config))
+    async with app.lifespan(), in_loop_client(app) as client:
+        yield client
+
+
+async def session_id(client: httpx.AsyncClient) -> str:
+    value = (await client.get("/id")).json()["id"]
+    assert isinstance(value, str)
+    return value
+
+
+def address(url: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
+# --- binary safety --------------------------------------------------------------------------
+
+AWKWARD = ["a/b", "../x", "a.b.raw", "100%", "%2F", "nul\x00byte", "é ü 中文 🙂", "\r\n$-1\r\n", "+-:*$", "?q=1#f"]
+
+
+async def test_awkward_values_round_trip_through_a_session(store: WebdisStore) -> None:
+    values = {f"k{n}": value for n, value in enumerate(AWKWARD)}
+    values["big"] = "".join(AWKWARD) * (100_000 // len("".join(AWKWARD)))
+    async with app_client(store, expire_after_seconds=TTL) as client:
+        assert (await client.post("/set", json=values)).status_code == 200
+        for key, value in values.items():
+            assert (await client.get(f"/read/{key}")).json()["value"] == value
+
+
+@pytest.mark.parametrize("prefix", ["lfs.test.", "lfs:test:", "lfs-test_"])
+async def test_any_bytes_round_trip_byte_exact(redis_client: Redis, prefix: str) -> None:
+    record = bytes(range(256)) * 400 + b"/.%\x00" + "é".encode()  # about 100 KB, every byte value
+    async with open_webdis_store(server_url("WEBDIS_URL"), prefix=f"{prefix}{time.time_ns()}.") as store:
+        sid = "x" * 43
+        assert await store.set(sid, record, TTL, None)
+        assert await redis_client.get(store.key(sid)) == record, "what Redis holds is the exact bytes"
+        assert await store.get(sid, None) == record
+        assert await store.get(sid, TTL) == record
+        assert await store.set(sid, b"\x00", TTL, record)
+        assert await store.get(sid, None) == b"\x00"
+        assert await store.set(sid, b"", TTL, b"\x00"), "Webdis drops an empty body: the script copes"
+        assert await store.get(sid, None) == b""
+
+
+# --- keys and TTLs in the Redis behind Webdis -----------------------------------------------
+
+
+async def test_record_lives_under_prefix_and_id_with_its_ttl(store: WebdisStore, redis_client: Redis) -> None:
+    async with app_client(store, expire_after_seconds=TTL) as client:
+        await client.post("/set", json={"user": "ann"})
+        key = store.key(await session_id(client))
+        assert await redis_client.get(key) == await store.get(key.removeprefix(store.prefix), None)
+        assert 95_000 <= await redis_client.pttl(key) <= 100_000
+
+
+async def test_a_read_slides_the_ttl_without_rewriting(store: WebdisStore, redis_client: Redis) -> None:
+    async with app_client(store, expire_after_seconds=TTL) as client:
+        await client.post("/set", json={"user": "ann"})
+        key = store.key(await session_id(client))
+        before = await redis_client.get(key)
+        await redis_client.expire(key, 10)  # as if 90 s had passed
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+        assert 95_000 <= await redis_client.pttl(key) <= 100_000
+        assert await redis_client.get(key) == before
+
+
+async def test_no_ttl_without_expiry(store: WebdisStore, redis_client: Redis) -> None:
+    async with app_client(store) as client:
+        await client.post("/set", json={"user": "ann"})
+        key = store.key(await session_id(client))
+        assert await redis_client.ttl(key) == -1
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+        assert await redis_client.ttl(key) == -1
+    sid = "t" * 43
+    assert await store.set(sid, b"one", TTL, None)
+    assert await store.set(sid, b"two", None, b"one")
+    assert await redis_client.ttl(store.key(sid)) == -1, "a write without expiry drops the old TTL"
+
+
+async def test_an_expired_key_is_never_returned(store: WebdisStore, redis_client: Redis) -> None:
+    sid = "e" * 43
+    assert await store.set(sid, b"record", TTL, None)
+    await redis_client.pexpire(store.key(sid), 1)
+    await asyncio.sleep(0.01)
+    assert await store.get(sid, None) is None
+    assert await store.get(sid, TTL) is None
+    assert await store.set(sid, b"new", TTL, None)
+
+
+async def test_compare_and_set_on_the_server(store: WebdisStore) -> None:
+    sid = "c" * 43
+    assert await store.set(sid, b"one", TTL, None)
+    assert not await store.set(sid, b"other", TTL, None), "the id must not hold a record"
+    assert not await store.set(sid, b"other", TTL, b"stale"), "the record changed since it was read"
+    assert await store.get(sid, None) == b"one"
+    assert await store.set(sid, b"two", TTL, b"one")
+    await store.delete(sid)
+    assert not await store.set(sid, b"three", TTL, b"two"), "the record was deleted since it was read"
+    assert await store.get(sid, None) is None
+
+
+# --- round trips ----------------------------------------------------------------------------
+
+
+class Requests:
+    """The HTTP requests a client sends, seen through its event hooks."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self, request: httpx.Request) -> None:
+        self.count += 1
+
+    def since_last(self) -> int:
+        count, self.count = self.count, 0
+        return count
+
+
+@pytest.mark.parametrize(("ttl", "read"), [(TTL, "GETEX"), (None, "GET")])
+async def test_one_request_per_store_call(ttl: int | None, read: str) -> None:
+    requests = Requests()
+    async with (
+        httpx.AsyncClient(event_hooks={"request": [requests]}, timeout=5) as http,
+        open_webdis_store(server_url("WEBDIS_URL"), client=http) as store,
+        server_commands(server_url("REDIS_URL"), store.prefix) as redis_commands,
+        app_client(store, expire_after_seconds=ttl) as client,
+    ):
+
+        async def seen() -> tuple[int, list[str]]:
+            """HTTP requests to Webdis, and what they ran in Redis: one EVAL each, and inside it."""
+            commands = await redis_commands.since_last(scripts=True)
+            in_scripts = [name.removeprefix("lua:") for name in commands if name.startswith("lua:")]
+            evals = [name for name in commands if not name.startswith("lua:")]
+            http_requests = requests.since_last()
+            assert evals == ["EVAL"] * http_requests, "each HTTP request is one Redis command"
+            return http_requests, in_scripts
+
+        await client.post("/set", json={"user": "ann"})
+        assert await seen() == (1, ["GET", "SET"]), "a new session: one write"
+
+        await client.get("/read/user")
+        assert await seen() == (1, [read]), "a handler that only reads: one request"
+
+        await client.post("/set", json={"user": "bob"})
+        assert await seen() == (2, [read, "GET", "SET"]), "a handler that changes: one read, one write"
+
+        await client.get("/plain")
+        assert await seen() == (0, []), "a handler without the session: nothing"
+
+        await client.post("/logout")
+        assert await seen() == (2, [read, "DEL"])
+
+        await client.get("/read/user")
+        assert await seen() == (0, []), "no cookie any more: nothing to read"
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@asynccontextmanager
+async def private_webdis(tmp_path: Path, redis_port: int, disabled: list[str]) -> AsyncIterator[str]:
+    """A Webdis of this test's own, on a free port, in front of ``redis_port``: the test can cut
+    its Redis without touching the shared servers."""
+    executable = shutil.which("webdis")
+    if executable is None:
+        pytest.skip("webdis is not installed (scripts/servers.sh start installs it)")
+    port = free_port()
+    config = {
+        "redis_host": "127.0.0.1",
+        "redis_port": redis_port,
+        "http_host": "127.0.0.1",
+        "http_port": port,
+        "threads": 1,
+        "pool_size": 2,
+        "daemonize": False,
+        "database": 0,
+        "acl": [{"disabled": disabled}],
+        "verbosity": 3,
+        "logfile": str(tmp_path / "webdis.log"),
+    }
+    (tmp_path / "webdis.json").write_text(json.dumps(config))
+    process = await asyncio.create_subprocess_exec(executable, str(tmp_path / "webdis.json"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=1) as http:
+            for _ in range(200):  # wait on OUR port: a bad config path would start on 7379
+                try:
+                    if (await http.get(f"{url}/PING.raw")).content == b"+PONG\r\n":
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.02)
+            else:
+                pytest.fail(f"the private Webdis did not start: {(tmp_path / 'webdis.log').read_text()}")
+        yield url
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def assert_unavailable(response: httpx.Response, log: RecordingHandler) -> None:
+    assert response.status_code == 503
+    assert len(response.content) < 100
+    assert "WebdisStore" in log.text
+    log.records.clear()
+
+
+async def exercise_outage(
+    proxy: FaultProxy, fault: str, store: WebdisStore, redis_client: Redis, log: RecordingHandler
+) -> None:
+    """Break ``proxy`` while a session exists; every session request must give a 503 and change
+    nothing; after ``up()`` the same app works again."""
+    async with app_client(store, expire_after_seconds=TTL) as client:
+        await client.post("/set", json={"user": "ann"})
+        key = store.key(await session_id(client))
+        before = await redis_client.get(key)
+
+        getattr(proxy, fault)()
+        started = time.monotonic()
+        await assert_unavailable(await client.get("/read/user"), log)
+        await assert_unavailable(await client.post("/set", json={"user": "bob"}), log)
+        await assert_unavailable(await client.post("/logout"), log)
+        assert time.monotonic() - started < 5, "each request gives up after the store's timeout"
+        assert (await client.get("/plain")).status_code == 200
+        assert await redis_client.get(key) == before, "nothing was written or deleted"
+
+        proxy.up()
+        # The requests held by a hung proxy now reach Webdis from clients that are gone: Webdis
+        # may hand their replies to the next connections (see the crossed-reply test below),
+        # which the store refuses with a 503. Let them drain first.
+        await asyncio.sleep(0.2)
+        for _ in range(50):  # Webdis reconnects to Redis by itself, within a few hundred ms
+            response = await client.get("/read/user")
+            if response.status_code != 503:
+                break
+            await asyncio.sleep(0.05)
+        assert response.json()["value"] == "ann"
+        assert (await client.post("/set", json={"user": "bob"})).status_code == 200
+        assert (await client.get("/read/user")).json()["value"] == "bob"
+
+
+@pytest.mark.parametrize("fault", ["down", "hang"])
+async def test_unreachable_webdis_gives_503_then_recovers(
+    tmp_path: Path, redis_client: Redis, session_log: RecordingHandler, fault: str
+) -> None:
+    # A Webdis of the test's own: cutting requests mid-command makes Webdis misdeliver replies,
+    # which must not disturb other tests using the shared one.
+    async with (
+        private_webdis(tmp_path, address(server_url("REDIS_URL"), 6379)[1], ["DEBUG"]) as url,
+        fault_proxy(*address(url, 7379)) as proxy,
+        open_webdis_store(f"http://127.0.0.1:{proxy.port}", timeout=0.5, cleanup_url=url) as store,
+    ):
+        await exercise_outage(proxy, fault, store, redis_client, session_log)
+
+
+async def test_webdis_503_when_its_redis_is_unreachable(
+    tmp_path: Path, redis_client: Redis, session_log: RecordingHandler
+) -> None:
+    async with (
+        fault_proxy(*address(server_url("REDIS_URL"), 6379)) as redis_proxy,
+        private_webdis(tmp_path, redis_proxy.port, ["DEBUG"]) as url,
+        open_webdis_store(url, timeout=0.5, cleanup_url=server_url("WEBDIS_URL")) as store,
+    ):
+        redis_proxy.down()
+        with pytest.raises(StoreUnavailableError, match="Webdis answered 503"):
+            await store.get("x" * 43, None)
+        redis_proxy.up()
+        await asyncio.sleep(0.5)  # let Webdis reconnect before the app's first request
+        await exercise_outage(redis_proxy, "down", store, redis_client, session_log)
+
+
+async def vanish(port: int, path: str) -> None:
+    """Send a request to Webdis and disconnect (RST) before its reply, as a timed-out client does."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: webdis\r\n\r\n".encode())
+    await writer.drain()
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def test_a_reply_meant_for_another_request_is_never_taken(tmp_path: Path) -> None:
+    # Webdis 0.1.9 may hand the reply of a client that disconnected mid-command to the next
+    # connection it accepts. Here other clients keep reading another session and vanishing,
+    # while the store reads its own session on a fresh connection each time: the store must
+    # never return the other session's record (a 503 is fine).
+    prefix = unique_prefix()
+    foreign_path = f"/GET/{quote(prefix + 'f' * 43, safe='')}.raw"
+    no_keep_alive = httpx.Limits(max_keepalive_connections=0)
+    async with (
+        private_webdis(tmp_path, address(server_url("REDIS_URL"), 6379)[1], ["DEBUG"]) as url,
+        httpx.AsyncClient(limits=no_keep_alive, timeout=0.2) as http,
+    ):
+        store = WebdisStore(url, prefix, client=http, timeout=0.2)
+        port = urlsplit(url).port or 7379
+        try:
+            assert await store.set("o" * 43, b"own record", TTL, None)
+            assert await store.set("f" * 43, b"foreign record", TTL, None)
+            refused = 0
+            for _ in range(3000):
+                if refused == 3:
+                    break
+                await vanish(port, foreign_path)
+                try:
+                    record = await store.get("o" * 43, None)
+                except StoreUnavailableError as error:
+                    # Either a reply that is not ours, or none at all: ours went to someone else.
+                    refused += "not this request's" in str(error)
+                else:
+                    assert record == b"own record"
+        finally:
+            await delete_keys(server_url("WEBDIS_URL"), prefix)
+    if refused == 0:
+        pytest.skip("this Webdis crossed no reply in 3000 tries: the guard was not exercised")
+
+
+async def test_a_refused_command_is_an_error_not_an_outage(tmp_path: Path) -> None:
+    async with private_webdis(tmp_path, address(server_url("REDIS_URL"), 6379)[1], ["DEBUG", "EVAL"]) as url:
+        store = WebdisStore(url, unique_prefix())  # writes nothing: no keys to clean up
+        try:
+            with pytest.raises(WebdisError, match="403"):
+                await store.get("x" * 43, TTL)
+            with pytest.raises(WebdisError, match="403"):
+                await store.set("x" * 43, b"record", TTL, None)
+            app = build_app(SessionConfig(store=store, expire_after_seconds=TTL))
+            # As an ASGI server does, answer 500 when the app raises before its response starts.
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
+            async with app.lifespan(), httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                response = await client.post("/set", json={"user": "ann"})
+                assert response.status_code == 500, "a misconfiguration is not an outage"
+        finally:
+            await store.shutdown()
+
+
+# --- the HTTP client and configuration ------------------------------------------------------
+
+
+async def test_the_store_opens_and_closes_its_own_client() -> None:
+    store = WebdisStore(server_url("WEBDIS_URL"), "lfs-test:own:")
+    await store.startup()
+    own = store.client
+    await store.startup()
+    assert store.client is own, "startup twice opens one client"
+    assert await store.get("x" * 43, None) is None
+    await store.shutdown()
+    await store.shutdown()
+    assert own.is_closed
+
+
+async def test_the_store_never_closes_a_given_client() -> None:
+    async with httpx.AsyncClient() as http:
+        store = WebdisStore(server_url("WEBDIS_URL"), "lfs-test:given:", client=http)
+        await store.startup()
+        assert await store.get("x" * 43, None) is None
+        await store.shutdown()
+        assert not http.is_closed
+        assert store.client is http
+
+
+async def test_a_store_used_without_startup_opens_its_client_lazily() -> None:
+    store = WebdisStore(server_url("WEBDIS_URL"), "lfs-test:lazy:")
+    try:
+        assert await store.get("x" * 43, TTL) is None
+    finally:
+        await store.shutdown()
+
+
+@pytest.mark.parametrize("prefix", ["", "has space", "a/b", "a*", "{tag}", "é", "x" * 101, "a\nb", "a%2F"])
+def test_invalid_prefix_is_refused(prefix: str) -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        WebdisStore("http://127.0.0.1:7379", prefix)
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:7379", "redis://127.0.0.1:6379", ""])
+def test_invalid_url_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="url"):
+        WebdisStore(url)
