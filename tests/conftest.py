@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import pkgutil
@@ -48,17 +49,27 @@ async def store(harness: Harness, clock: FakeClock) -> AsyncIterator[SessionStor
         yield opened
 
 
+@asynccontextmanager
+async def app_client(
+    store: SessionStore | CookieStore, base_url: str = "http://testserver.local", **config: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the contract app on ``store`` with the given config fields, lifespan running."""
+    app = build_app(SessionConfig(store=store, **config))
+    async with app.lifespan(), in_loop_client(app, base_url) as client:
+        yield client
+
+
+async def session_id(client: httpx.AsyncClient) -> str:
+    """The id of the client's stored session."""
+    value = (await client.get("/id")).json()["id"]
+    assert isinstance(value, str)
+    return value
+
+
 @pytest.fixture
 def make_client(store: SessionStore | CookieStore) -> ClientFactory:
     """Open a test client on the contract app with ``store`` and the given config fields."""
-
-    @asynccontextmanager
-    async def open_client(base_url: str = "http://testserver.local", **config: Any) -> AsyncIterator[httpx.AsyncClient]:
-        app = build_app(SessionConfig(store=store, **config))
-        async with app.lifespan(), in_loop_client(app, base_url) as client:
-            yield client
-
-    return open_client
+    return functools.partial(app_client, store)
 
 
 class RecordingHandler(logging.Handler):

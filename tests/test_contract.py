@@ -43,6 +43,55 @@ async def current_id(client: httpx.AsyncClient) -> str | None:
     return (await client.get("/id")).json()["id"]  # type: ignore[no-any-return]
 
 
+# --- the store protocol itself (stores/base.py), on the real server ------------------------
+
+RECORD_ID = "r" * 43
+
+
+def server_side_store(store: SessionStore | CookieStore) -> SessionStore:
+    if isinstance(store, CookieStore):
+        pytest.skip("a cookie store keeps no record on a server")
+    return store
+
+
+async def test_store_set_is_a_compare_and_set(store: SessionStore | CookieStore) -> None:
+    store = server_side_store(store)
+    assert await store.set(RECORD_ID, b"one", 100, None)
+    assert not await store.set(RECORD_ID, b"other", 100, None), "a new id must not hold a record"
+    assert not await store.set(RECORD_ID, b"other", 100, b"stale"), "the record changed since it was read"
+    assert await store.get(RECORD_ID, None) == b"one"
+    assert await store.set(RECORD_ID, b"two", 100, b"one")
+    assert await store.get(RECORD_ID, None) == b"two"
+    await store.delete(RECORD_ID)
+    assert not await store.set(RECORD_ID, b"three", 100, b"two"), "the record was deleted since it was read"
+    assert await store.get(RECORD_ID, None) is None
+    await store.delete(RECORD_ID)  # deleting what is not there is fine
+
+
+async def test_store_expired_record_counts_as_absent(
+    store: SessionStore | CookieStore, harness: Harness, clock: FakeClock
+) -> None:
+    store = server_side_store(store)
+    if not harness.injects_clock:
+        pytest.skip("the server keeps time itself: see test_sliding_expiry and the store's own tests")
+    assert await store.set(RECORD_ID, b"old", 10, None)
+    clock.advance(10)
+    assert await store.get(RECORD_ID, None) is None, "never returned, even before it is reaped"
+    assert await store.get(RECORD_ID, 10) is None, "a sliding read does not revive it"
+    assert not await store.set(RECORD_ID, b"new", 10, b"old"), "an expired record is not the one we read"
+    assert await store.set(RECORD_ID, b"new", 10, None), "an expired record counts as absent"
+    assert await store.get(RECORD_ID, None) == b"new"
+
+
+async def test_store_keeps_any_bytes(store: SessionStore | CookieStore) -> None:
+    store = server_side_store(store)
+    record = bytes(range(256)) * 400 + "é/.%\x00".encode()
+    assert await store.set(RECORD_ID, record, 100, None)
+    assert await store.get(RECORD_ID, 100) == record
+    assert await store.set(RECORD_ID, b"\x00", None, record)
+    assert await store.get(RECORD_ID, None) == b"\x00"
+
+
 # --- SPEC 2: the Session object -------------------------------------------------------------
 
 

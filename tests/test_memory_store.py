@@ -30,12 +30,3 @@ async def test_sweep_runs_during_writes() -> None:
     for index in range(100):
         assert await store.set(f"new{index}", b"x", 1, None)
     assert len(store) < 1000, "abandoned sessions do not pile up"
-
-
-async def test_compare_and_set() -> None:
-    store = MemoryStore()
-    assert await store.set("a", b"1", None, None)
-    assert not await store.set("a", b"2", None, None), "a new id must not exist"
-    assert not await store.set("a", b"2", None, b"0"), "stale previous record"
-    assert await store.set("a", b"2", None, b"1")
-    assert await store.get("a", None) == b"2"

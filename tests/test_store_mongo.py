@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -26,11 +26,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 from pymongo.uri_parser import parse_uri
 
-from litestar_flash_sessions import SessionConfig
 from litestar_flash_sessions.stores import StoreUnavailableError
 from litestar_flash_sessions.stores.mongo import MongoStore
-from tests.app import build_app
-from tests.conftest import RecordingHandler, in_loop_client
+from tests.conftest import RecordingHandler, app_client, session_id
 from tests.faults import FaultProxy, fault_proxy
 from tests.harness import FakeClock, server_url
 from tests.harness_mongo import Document, mongo_client, scratch_database, unique_database_name
@@ -84,20 +82,6 @@ async def store(database: AsyncDatabase[Document], clock: FakeClock) -> MongoSto
 def documents(database: AsyncDatabase[Document]) -> AsyncCollection[Document]:
     """The sessions collection as stored, with datetimes read back as aware UTC."""
     return database.get_collection("sessions", codec_options=CodecOptions(tz_aware=True))
-
-
-@asynccontextmanager
-async def app_client(store: MongoStore, **config: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """The contract app on ``store``, run in the test's loop (pymongo's client is bound to one loop)."""
-    app = build_app(SessionConfig(store=store, **config))
-    async with app.lifespan(), in_loop_client(app) as client:
-        yield client
-
-
-async def session_id(client: httpx.AsyncClient) -> str:
-    value = (await client.get("/id")).json()["id"]
-    assert isinstance(value, str)
-    return value
 
 
 def utc(timestamp: float) -> datetime:
@@ -171,15 +155,6 @@ async def test_a_read_slides_expires_at_without_rewriting_the_data(
     assert abs(after["expires_at"] - utc(clock.now + TTL)) < timedelta(milliseconds=2)
 
 
-async def test_binary_records_round_trip(store: MongoStore) -> None:
-    sid = "b" * 43
-    record = bytes(range(256)) * 400 + "é/.%$\x00".encode()
-    assert await store.set(sid, record, TTL, None)
-    assert await store.get(sid, TTL) == record
-    assert await store.set(sid, b"\x00", TTL, record)
-    assert await store.get(sid, None) == b"\x00"
-
-
 # --- expiry is filtered, never left to the reaper --------------------------------------------
 
 
@@ -227,18 +202,6 @@ async def test_a_record_without_expiry_never_expires(store: MongoStore, clock: F
 
 
 # --- compare-and-set --------------------------------------------------------------------------
-
-
-async def test_compare_and_set_on_the_server(store: MongoStore) -> None:
-    sid = "c" * 43
-    assert await store.set(sid, b"one", TTL, None)
-    assert not await store.set(sid, b"other", TTL, b"stale"), "the record changed since it was read"
-    assert await store.get(sid, None) == b"one"
-    assert await store.set(sid, b"two", TTL, b"one")
-    await store.delete(sid)
-    assert not await store.set(sid, b"three", TTL, b"two"), "the record was deleted since it was read"
-    assert await store.get(sid, None) is None
-    await store.delete(sid)  # deleting what is not there is fine
 
 
 async def test_concurrent_writers_of_one_version_exactly_one_wins(

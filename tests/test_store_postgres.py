@@ -18,7 +18,7 @@ import pytest
 from litestar_flash_sessions import SessionConfig
 from litestar_flash_sessions.stores.postgres import PostgresStore
 from tests.app import build_app
-from tests.conftest import RecordingHandler, in_loop_client
+from tests.conftest import RecordingHandler, app_client, in_loop_client
 from tests.faults import FaultProxy, fault_proxy
 from tests.harness import FakeClock, server_url
 from tests.harness_postgres import drop_table, unique_table
@@ -62,13 +62,6 @@ async def rows(admin: asyncpg.Connection, table: str) -> dict[str, tuple[bytes, 
 
 def at(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc)
-
-
-@asynccontextmanager
-async def client_for(store: PostgresStore, **config: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(SessionConfig(store=store, **config))
-    async with app.lifespan(), in_loop_client(app) as client:
-        yield client
 
 
 def through(url: str, proxy: FaultProxy) -> str:
@@ -178,18 +171,6 @@ async def test_expired_row_is_never_returned_before_it_is_reaped(
     assert await store.get(SID, None) is None
     assert await store.get(SID, 10) is None, "sliding does not revive it"
     assert (await rows(admin, table))[SID] == (b"old", at(clock.now)), "and does not touch it"
-    assert not await store.set(SID, b"new", 10, b"old"), "an expired record is not the one we read"
-    assert await store.set(SID, b"new", 10, None), "an expired row counts as absent"
-    assert await store.get(SID, None) == b"new"
-
-
-async def test_set_with_previous_none_does_not_overwrite_a_live_row(store: PostgresStore) -> None:
-    assert await store.set(SID, b"first", 10, None)
-    assert not await store.set(SID, b"second", 10, None)
-    assert not await store.set(SID, b"second", 10, b"not what is stored")
-    assert await store.get(SID, None) == b"first"
-    assert await store.set(SID, b"second", 10, b"first")
-    assert await store.get(SID, None) == b"second"
 
 
 async def test_delete_expired_removes_only_expired_rows(
@@ -214,7 +195,7 @@ async def test_delete_expired_removes_only_expired_rows(
 async def test_sessions_expire_through_the_app(
     store: PostgresStore, admin: asyncpg.Connection, table: str, clock: FakeClock
 ) -> None:
-    async with client_for(store, expire_after_seconds=100) as client:
+    async with app_client(store, expire_after_seconds=100) as client:
         await client.post("/set", json={"user": "ann"})
         clock.advance(100)
         assert (await client.get("/read/user")).json() == {"value": None, "id": None}
@@ -226,7 +207,7 @@ async def test_sessions_expire_through_the_app(
 async def test_the_plugin_deletes_expired_rows_periodically(
     store: PostgresStore, admin: asyncpg.Connection, table: str, clock: FakeClock
 ) -> None:
-    async with client_for(store, expire_after_seconds=100, cleanup_interval_seconds=0.05) as client:
+    async with app_client(store, expire_after_seconds=100, cleanup_interval_seconds=0.05) as client:
         await client.post("/set", json={"user": "ann"})
         assert await store.set(SID, b"kept", None, None)
         clock.advance(100)
@@ -262,7 +243,7 @@ async def count_requests(store: PostgresStore, log: QueryLog, ttl: int | None, r
     """Drive each kind of request and check the statements it sent (``reset``: what the pool adds
     when a connection goes back)."""
     read = [("SELECT" if ttl is None else "UPDATE"), *reset]
-    async with client_for(store, expire_after_seconds=ttl) as client:
+    async with app_client(store, expire_after_seconds=ttl) as client:
         await client.post("/set", json={"user": "warm up: asyncpg prepares each statement once"})
         await client.post("/set", json={"user": None})
         await log.take()
@@ -368,7 +349,7 @@ async def test_server_down_gives_503_writes_nothing_then_recovers(
 ) -> None:
     async with proxy_to(url) as proxy:
         store = PostgresStore(through(url, proxy), table, timeout=0.5)
-        async with client_for(store, expire_after_seconds=ttl) as client:
+        async with app_client(store, expire_after_seconds=ttl) as client:
             await client.post("/set", json={"user": "ann"})
             before = await rows(admin, table)
             proxy.down()
@@ -386,7 +367,7 @@ async def test_server_hanging_gives_503_then_recovers(
 ) -> None:
     async with proxy_to(url) as proxy:
         store = PostgresStore(through(url, proxy), table, timeout=0.5)
-        async with client_for(store, expire_after_seconds=3600) as client:
+        async with app_client(store, expire_after_seconds=3600) as client:
             await client.post("/set", json={"user": "ann"})
             proxy.hang()
             await assert_unavailable(client, session_log, user="bob")
@@ -402,7 +383,7 @@ async def test_hang_then_drop_writes_nothing(
 ) -> None:
     async with proxy_to(url) as proxy:
         store = PostgresStore(through(url, proxy), table, timeout=0.5)
-        async with client_for(store) as client:
+        async with app_client(store) as client:
             await client.post("/set", json={"user": "ann"})
             before = await rows(admin, table)
             proxy.hang()
@@ -418,7 +399,7 @@ async def test_a_single_connection_recovers_from_a_hang(url: str, table: str, se
         connection = await asyncpg.connect(through(url, proxy))
         try:
             store = PostgresStore(connection, table, timeout=0.5)
-            async with client_for(store, expire_after_seconds=3600) as client:
+            async with app_client(store, expire_after_seconds=3600) as client:
                 await client.post("/set", json={"user": "ann"})
                 proxy.hang()
                 await assert_unavailable(client, session_log, user="bob")

@@ -17,15 +17,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 import redis
 from redis.asyncio import Redis, RedisCluster
 
-from litestar_flash_sessions import SessionConfig
 from litestar_flash_sessions.stores.redis import RedisStore
-from tests.app import build_app
-from tests.conftest import RecordingHandler, in_loop_client
+from tests.conftest import RecordingHandler, app_client, session_id
 from tests.faults import fault_proxy
 from tests.harness import server_url
 from tests.harness_redis import ServerCommands, delete_keys, open_redis_store, server_commands, unique_prefix
@@ -49,20 +46,6 @@ async def standalone() -> AsyncIterator[RedisStore]:
 
 def client_of(store: RedisStore) -> Redis | RedisCluster:
     return store._client  # the test looks at the server through the store's own connection
-
-
-@asynccontextmanager
-async def app_client(store: RedisStore, **config: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """The contract app on ``store``, run in the test's own loop (so is the store's client)."""
-    app = build_app(SessionConfig(store=store, **config))
-    async with app.lifespan(), in_loop_client(app) as client:
-        yield client
-
-
-async def session_id(client: httpx.AsyncClient) -> str:
-    value = (await client.get("/id")).json()["id"]
-    assert isinstance(value, str)
-    return value
 
 
 # --- keys and TTLs on the server ------------------------------------------------------------
@@ -115,27 +98,6 @@ async def test_an_expired_key_is_never_returned(store: RedisStore) -> None:
     assert await store.get(sid, None) is None
     assert await store.get(sid, 100) is None
     assert await store.set(sid, b"new", 100, None), "an expired record no longer blocks a new one"
-
-
-async def test_compare_and_set_on_the_server(store: RedisStore) -> None:
-    sid = "c" * 43
-    assert await store.set(sid, b"one", 100, None)
-    assert not await store.set(sid, b"other", 100, None), "the id must not hold a record"
-    assert not await store.set(sid, b"other", 100, b"stale"), "the record changed since it was read"
-    assert await store.get(sid, None) == b"one"
-    assert await store.set(sid, b"two", 100, b"one")
-    await store.delete(sid)
-    assert not await store.set(sid, b"three", 100, b"two"), "the record was deleted since it was read"
-    assert await store.get(sid, None) is None
-
-
-async def test_binary_records_round_trip(store: RedisStore) -> None:
-    sid = "b" * 43
-    record = bytes(range(256)) * 400 + "é/.%\x00".encode()
-    assert await store.set(sid, record, 100, None)
-    assert await store.get(sid, 100) == record
-    assert await store.set(sid, b"\x00", 100, record)
-    assert await store.get(sid, None) == b"\x00"
 
 
 # --- round trips, counted on the server -----------------------------------------------------

@@ -9,19 +9,15 @@ import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
-import httpx
 import pytest
 
-from litestar_flash_sessions import SessionConfig
 from litestar_flash_sessions.stores import StoreUnavailableError
 from litestar_flash_sessions.stores.sqlite import SQLiteStore
-from tests.app import build_app
-from tests.conftest import RecordingHandler, in_loop_client
+from tests.conftest import RecordingHandler, app_client
 from tests.harness import FakeClock
 
 SID = "S" * 43
@@ -54,13 +50,6 @@ def raw(db_path: Path) -> Iterator[sqlite3.Connection]:
 def rows(db_path: Path, table: str = "sessions") -> dict[str, tuple[bytes, float | None]]:
     with raw(db_path) as connection:
         return {row[0]: (row[1], row[2]) for row in connection.execute(f"SELECT id, data, expires_at FROM {table}")}
-
-
-@asynccontextmanager
-async def client_for(store: SQLiteStore, **config: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(SessionConfig(store=store, **config))
-    async with app.lifespan(), in_loop_client(app) as client:
-        yield client
 
 
 # --- schema ---------------------------------------------------------------------------------
@@ -125,18 +114,6 @@ async def test_expired_row_is_never_returned_before_it_is_reaped(
     assert await store.get(SID, None) is None
     assert await store.get(SID, 10) is None, "sliding does not revive it"
     assert rows(db_path)[SID] == (b"old", clock.now), "and does not touch it"
-    assert not await store.set(SID, b"new", 10, b"old"), "an expired record is not the one we read"
-    assert await store.set(SID, b"new", 10, None), "an expired row counts as absent"
-    assert await store.get(SID, None) == b"new"
-
-
-async def test_set_with_previous_none_does_not_overwrite_a_live_row(store: SQLiteStore) -> None:
-    assert await store.set(SID, b"first", 10, None)
-    assert not await store.set(SID, b"second", 10, None)
-    assert not await store.set(SID, b"second", 10, b"not what is stored")
-    assert await store.get(SID, None) == b"first"
-    assert await store.set(SID, b"second", 10, b"first")
-    assert await store.get(SID, None) == b"second"
 
 
 async def test_delete_expired_removes_only_expired_rows(store: SQLiteStore, db_path: Path, clock: FakeClock) -> None:
@@ -154,7 +131,7 @@ async def test_delete_expired_removes_only_expired_rows(store: SQLiteStore, db_p
 
 
 async def test_sessions_expire_through_the_app(store: SQLiteStore, db_path: Path, clock: FakeClock) -> None:
-    async with client_for(store, expire_after_seconds=100) as client:
+    async with app_client(store, expire_after_seconds=100) as client:
         await client.post("/set", json={"user": "ann"})
         clock.advance(100)
         assert (await client.get("/read/user")).json() == {"value": None, "id": None}
@@ -166,7 +143,7 @@ async def test_sessions_expire_through_the_app(store: SQLiteStore, db_path: Path
 async def test_the_plugin_deletes_expired_rows_periodically(
     store: SQLiteStore, db_path: Path, clock: FakeClock
 ) -> None:
-    async with client_for(store, expire_after_seconds=100, cleanup_interval_seconds=0.05) as client:
+    async with app_client(store, expire_after_seconds=100, cleanup_interval_seconds=0.05) as client:
         await client.post("/set", json={"user": "ann"})
         assert await store.set(SID, b"kept", None, None)
         clock.advance(100)
@@ -207,7 +184,7 @@ async def test_statements_per_request(db_path: Path, isolation_level: str | None
             return [statement] if isolation_level is None else ["BEGIN", statement, "COMMIT"]
 
         read = ["SELECT"] if ttl is None else write("UPDATE")
-        async with client_for(store, expire_after_seconds=ttl) as client:
+        async with app_client(store, expire_after_seconds=ttl) as client:
             log.take()
             await client.post("/set", json={"user": "ann"})
             assert log.take() == write("INSERT"), "a new session: one write"
@@ -225,7 +202,7 @@ async def test_statements_per_request(db_path: Path, isolation_level: str | None
 
 
 async def test_concurrent_changes_of_one_session_are_all_kept(store: SQLiteStore) -> None:
-    async with client_for(store) as client:
+    async with app_client(store) as client:
         await client.post("/set", json={"start": 0})
         # Six writers: the middleware retries a lost compare-and-set up to 8 times.
         responses = await asyncio.gather(*(client.post("/set", json={f"k{n}": n}) for n in range(6)))
@@ -240,7 +217,7 @@ async def test_concurrent_changes_of_one_session_are_all_kept(store: SQLiteStore
 async def test_a_given_connection_is_used_and_left_open(db_path: Path) -> None:
     async with aiosqlite.connect(db_path) as db:
         store = SQLiteStore(db)
-        async with client_for(store) as client:
+        async with app_client(store) as client:
             await client.post("/set", json={"user": "ann"})
         assert list(await db.execute_fetchall("SELECT count(*) FROM sessions")) == [(1,)], "still open"
     assert len(rows(db_path)) == 1, "and committed"
@@ -259,7 +236,7 @@ async def test_a_path_is_opened_lazily_and_reopened_after_shutdown(db_path: Path
 async def test_two_stores_on_one_file_share_sessions(db_path: Path) -> None:
     """Two workers with their own connection to the same file (WAL) see each other's sessions."""
     first, second = SQLiteStore(db_path), SQLiteStore(db_path)
-    async with client_for(first) as one, client_for(second) as two:
+    async with app_client(first) as one, app_client(second) as two:
         await one.post("/set", json={"user": "ann"})
         two.cookies = one.cookies
         assert (await two.get("/read/user")).json()["value"] == "ann"
@@ -325,7 +302,7 @@ async def test_locked_database_gives_503_then_recovers(
     db_path: Path, session_log: RecordingHandler, ttl: int | None
 ) -> None:
     store = SQLiteStore(db_path, timeout=0.5)
-    async with client_for(store, expire_after_seconds=ttl) as client:
+    async with app_client(store, expire_after_seconds=ttl) as client:
         await client.post("/set", json={"user": "ann"})
         before = rows(db_path)
         with locked(db_path):
@@ -347,7 +324,7 @@ async def test_locked_database_gives_503_then_recovers(
 
 async def test_reads_without_sliding_expiry_go_on_while_another_process_writes(db_path: Path) -> None:
     store = SQLiteStore(db_path, timeout=0.5)
-    async with client_for(store) as client:
+    async with app_client(store) as client:
         await client.post("/set", json={"user": "ann"})
         with locked(db_path):
             assert (await client.get("/read/user")).json()["value"] == "ann"

@@ -17,7 +17,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -27,7 +26,7 @@ from redis.asyncio import Redis
 from litestar_flash_sessions import SessionConfig, StoreUnavailableError
 from litestar_flash_sessions.stores.webdis import WebdisError, WebdisStore
 from tests.app import build_app
-from tests.conftest import RecordingHandler, in_loop_client
+from tests.conftest import RecordingHandler, app_client, session_id
 from tests.faults import FaultProxy, fault_proxy
 from tests.harness import server_url
 from tests.harness_redis import server_commands
@@ -47,20 +46,6 @@ async def redis_client() -> AsyncIterator[Redis]:
     """A direct connection to the Redis behind Webdis."""
     async with Redis.from_url(server_url("REDIS_URL")) as client:
         yield client
-
-
-@asynccontextmanager
-async def app_client(store: WebdisStore, **config: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """The contract app on ``store``, run in the test's own loop."""
-    app = build_app(SessionConfig(store=store, **config))
-    async with app.lifespan(), in_loop_client(app) as client:
-        yield client
-
-
-async def session_id(client: httpx.AsyncClient) -> str:
-    value = (await client.get("/id")).json()["id"]
-    assert isinstance(value, str)
-    return value
 
 
 def address(url: str, default_port: int) -> tuple[str, int]:
@@ -140,18 +125,6 @@ async def test_an_expired_key_is_never_returned(store: WebdisStore, redis_client
     assert await store.get(sid, None) is None
     assert await store.get(sid, TTL) is None
     assert await store.set(sid, b"new", TTL, None)
-
-
-async def test_compare_and_set_on_the_server(store: WebdisStore) -> None:
-    sid = "c" * 43
-    assert await store.set(sid, b"one", TTL, None)
-    assert not await store.set(sid, b"other", TTL, None), "the id must not hold a record"
-    assert not await store.set(sid, b"other", TTL, b"stale"), "the record changed since it was read"
-    assert await store.get(sid, None) == b"one"
-    assert await store.set(sid, b"two", TTL, b"one")
-    await store.delete(sid)
-    assert not await store.set(sid, b"three", TTL, b"two"), "the record was deleted since it was read"
-    assert await store.get(sid, None) is None
 
 
 # --- round trips ----------------------------------------------------------------------------
