@@ -15,6 +15,7 @@ from litestar.exceptions import HTTPException
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Redirect
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from litestar_flash_sessions import FlashSession, Session, SessionConfig, SessionPlugin
 
@@ -137,6 +138,22 @@ async def rotate_guard(session: Session) -> None:
     session.get("user")
 
 
+class RotatingMiddleware:
+    """A route middleware that asks for rotation before the handler (and the session) runs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["state"]["rotate_session_key"] = True
+        await self.app(scope, receive, send)
+
+
+@post("/rotate-middleware", status_code=200, middleware=[RotatingMiddleware])
+async def rotate_middleware(session: Session) -> None:
+    session.get("user")
+
+
 @post("/fail")
 async def fail(session: Session) -> None:
     session.set("user", "not saved")
@@ -183,6 +200,7 @@ HANDLERS = [
     rotate,
     rotate_state,
     rotate_guard,
+    rotate_middleware,
     fail,
     fail_400,
     plain,

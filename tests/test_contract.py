@@ -199,7 +199,7 @@ async def test_delete_session(make_client: ClientFactory, store: SessionStore | 
             assert (await client.get("/read/user")).json()["value"] is None, "the old id is dead on the server"
 
 
-@pytest.mark.parametrize("path", ["/rotate", "/rotate-state", "/rotate-guard"])
+@pytest.mark.parametrize("path", ["/rotate", "/rotate-state", "/rotate-guard", "/rotate-middleware"])
 async def test_rotation_gives_a_new_id_and_kills_the_old(
     make_client: ClientFactory, store: SessionStore | CookieStore, path: str
 ) -> None:
