@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-__all__ = ("SessionStore", "StoreUnavailableError", "guarded", "validate_identifier")
+__all__ = ("SessionStore", "StoreUnavailableError", "guarded", "validate_identifier", "validate_key_prefix")
 
 T = TypeVar("T")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_KEY_PREFIX = re.compile(r"[A-Za-z0-9_:.\-]{1,100}")
 
 
 class StoreUnavailableError(Exception):
@@ -115,6 +116,20 @@ def validate_identifier(name: str, what: str) -> str:
             "starting with a letter or underscore"
         )
     return name
+
+
+def validate_key_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it is a sound prefix for Redis keys (``"app:session:"`` is).
+
+    Raises:
+        ValueError: ``prefix`` is empty (sessions would mix with other keys), longer than 100
+            characters, or holds anything but letters, digits, ``_``, ``-``, ``:`` and ``.``.
+    """
+    if not _KEY_PREFIX.fullmatch(prefix):
+        raise ValueError(
+            f"prefix {prefix!r} is not a valid Redis key prefix: use 1 to 100 letters, digits, '_', '-', ':' or '.'"
+        )
+    return prefix
 
 
 async def guarded(

@@ -13,20 +13,17 @@ one key, so everything works unchanged on Redis Cluster.
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import TYPE_CHECKING, cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 
-from litestar_flash_sessions.stores.base import SessionStore, guarded
+from litestar_flash_sessions.stores.base import SessionStore, guarded, validate_key_prefix
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
 __all__ = ("RedisStore",)
-
-_PREFIX = re.compile(r"[A-Za-z0-9_:.\-]{1,100}")
 
 _UNREACHABLE: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,  # refused, reset, pool exhausted, server still loading
@@ -89,12 +86,8 @@ class RedisStore(SessionStore):
                 "the Redis client decodes responses to str, but session records are bytes: "
                 "create it with decode_responses=False"
             )
-        if not _PREFIX.fullmatch(prefix):
-            raise ValueError(
-                f"prefix {prefix!r} is not a valid Redis key prefix: use 1 to 100 letters, digits, '_', '-', ':' or '.'"
-            )
         self._client = client
-        self._prefix = prefix
+        self._prefix = validate_key_prefix(prefix)
         self._timeout = timeout
 
     @property

@@ -23,17 +23,14 @@ argument separator and the last ``.`` of the path as the reply format.
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from urllib.parse import quote
 
 import httpx
 
-from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError, guarded
+from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError, guarded, validate_key_prefix
 
 __all__ = ("WebdisError", "WebdisStore")
-
-_PREFIX = re.compile(r"[A-Za-z0-9_:.\-]{1,100}")
 
 # Every script gets KEYS[1] = the key and ARGV[1] = the request's tag, and returns one string:
 # the tag, then its result. (Webdis re-encodes arrays in ``.raw`` replies and drops their nil
@@ -112,12 +109,8 @@ class WebdisStore(SessionStore):
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"url {url!r} is not a Webdis URL: it must start with http:// or https://")
-        if not _PREFIX.fullmatch(prefix):
-            raise ValueError(
-                f"prefix {prefix!r} is not a valid Redis key prefix: use 1 to 100 letters, digits, '_', '-', ':' or '.'"
-            )
         self._url = url.rstrip("/")
-        self._prefix = prefix
+        self._prefix = validate_key_prefix(prefix)
         self._client = client
         self._owns_client = client is None
         self._timeout = timeout
