@@ -1,6 +1,9 @@
-"""Developer tasks: `nox -s tests`, `nox -s lint`, `nox -s typecheck`, `nox -s demo`."""
+"""Developer tasks: `nox -s tests`, `nox -s lint`, `nox -s typecheck`, `nox -s demo`, `nox -s bench`,
+`nox -s bench_http`, `nox -s bench_scale`."""
 
 from __future__ import annotations
+
+import os
 
 import nox
 
@@ -10,12 +13,23 @@ nox.options.default_venv_backend = "venv"
 SOURCES = ["litestar_flash_sessions", "tests", "examples", "benchmarks", "noxfile.py"]
 
 
+def stop_servers(session: nox.Session) -> None:
+    """Stop the test servers, unless KEEP_SERVERS=1 (as for scripts/dev.sh test)."""
+    if os.environ.get("KEEP_SERVERS") != "1":
+        session.run("scripts/servers.sh", "stop", external=True)
+
+
+def start_servers(session: nox.Session) -> dict[str, str]:
+    """Start the test servers (scripts/servers.sh) and return their URLs as environment variables."""
+    env_lines = session.run("scripts/servers.sh", "start", external=True, silent=True)
+    return dict(line.removeprefix("export ").split("=", 1) for line in str(env_lines).splitlines() if "=" in line)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole suite against real servers (started and stopped by scripts/servers.sh)."""
     session.install("-e", ".[test]")
-    env_lines = session.run("scripts/servers.sh", "start", external=True, silent=True)
-    env = dict(line.removeprefix("export ").split("=", 1) for line in str(env_lines).splitlines() if "=" in line)
+    env = start_servers(session)
     try:
         session.run("pytest", *session.posargs, env=env)
     finally:
@@ -49,3 +63,32 @@ def bench(session: nox.Session) -> None:
     """The in-process benchmark: microseconds per request and ratios, all cases in one run."""
     session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks.bench", *session.posargs)
+
+
+@nox.session
+def bench_http(session: nox.Session) -> None:
+    """The login demo over HTTP (granian + wrk) on Redis, PostgreSQL, no sessions and Litestar's own.
+
+    Needs wrk (`apt-get install -y wrk`). `nox -s bench_http -- --quick` for a smoke run; KEEP_SERVERS=1
+    leaves the servers running.
+    """
+    session.install("-e", ".[bench]")
+    env = start_servers(session)
+    try:
+        session.run("python", "-m", "benchmarks.http_load", *session.posargs, env=env)
+    finally:
+        stop_servers(session)
+
+
+@nox.session
+def bench_scale(session: nox.Session) -> None:
+    """1,000 vs 1,000,000 stored sessions, MemoryStore bytes per session, cleanup under load.
+
+    `nox -s bench_scale -- --quick` for a smoke run; KEEP_SERVERS=1 leaves the servers running.
+    """
+    session.install("-e", ".[bench]")
+    env = start_servers(session)
+    try:
+        session.run("python", "-m", "benchmarks.scale", *session.posargs, env=env)
+    finally:
+        stop_servers(session)

@@ -1,6 +1,6 @@
 """In-process benchmark: microseconds per request, driven over ASGI with no sockets.
 
-Run it with ``nox -s bench`` or ``python -m benchmarks.bench [--rounds N] [--requests N]``.
+Run it with ``nox -s bench`` or ``python -m benchmarks.bench [--rounds N] [--requests N] [--json PATH]``.
 Every case runs once per round, the cases interleaved, so that drift of the machine hits all
 alike; the figure is the median over the rounds of the mean time per request in a round.
 """
@@ -11,10 +11,12 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Request, get
@@ -234,9 +236,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--json", type=Path, help="also write the results (microseconds per request) to this file")
     args = parser.parse_args()
     cases = {**litestar_cases(), **starlette_cases()}
-    report(asyncio.run(measure(cases, args.rounds, args.requests)))
+    results = asyncio.run(measure(cases, args.rounds, args.requests))
+    report(results)
+    if args.json:
+        settings = {"rounds": args.rounds, "requests": args.requests}
+        data = {"benchmark": "bench", "unit": "us/request", "settings": settings, "results": results}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(data, indent=2) + "\n")
 
 
 if __name__ == "__main__":

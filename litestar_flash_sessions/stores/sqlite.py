@@ -36,7 +36,7 @@ SQLite then fails with "database is locked" (nothing written) before the asyncio
 on a statement that would otherwise still run, late, in aiosqlite's thread.
 """
 _DEFAULT_BUSY_TIMEOUT = 5.0
-_DELETE_BATCH = 1000
+_DELETE_BATCH = 100
 """Rows removed per statement by :meth:`SQLiteStore.delete_expired`, so writers wait briefly."""
 _MIN_SQLITE = (3, 35, 0)
 """``RETURNING`` (used to read and slide the expiry in one statement) appeared in SQLite 3.35."""
@@ -114,7 +114,7 @@ class SQLiteStore(SessionStore):
     async def delete_expired(self) -> int:
         """Delete every expired row and return how many were deleted.
 
-        Rows go in batches of 1000, one statement each, so that requests are not held up behind one
+        Rows go in batches of 100, one short statement each, so that requests are not held up behind one
         long write.
 
         Raises:
