@@ -4,6 +4,7 @@
 #   scripts/dev.sh demo [--store NAME]   set up .venv and serve the login demo on :8002 (SQLite store)
 #   scripts/dev.sh test [PYTEST ARGS]    set up .venv, start the real servers, run the whole test suite
 #   scripts/dev.sh check                 ruff (lint and format) and mypy --strict on the package
+#   scripts/dev.sh bench [--quick]       every benchmark (docs/benchmarks.md); --quick: a short smoke run
 #
 # The servers are stopped when the tests end, unless KEEP_SERVERS=1.
 set -euo pipefail
@@ -43,8 +44,21 @@ check)
     "$VENV/bin/ruff" format --check litestar_flash_sessions tests examples benchmarks noxfile.py
     "$VENV/bin/mypy"
     ;;
+bench)
+    setup bench
+    command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+    if [[ ${KEEP_SERVERS:-0} != 1 ]]; then trap 'scripts/servers.sh stop' EXIT; fi
+    eval "$(scripts/servers.sh start)"
+    if [[ ${1:-} == --quick ]]; then
+        "$VENV/bin/python" -m benchmarks.bench --rounds 2 --requests 100
+    else
+        "$VENV/bin/python" -m benchmarks.bench --rounds 15 --requests 2000
+    fi
+    "$VENV/bin/python" -m benchmarks.http_load "$@"
+    "$VENV/bin/python" -m benchmarks.scale "$@"
+    ;;
 *)
-    sed -n '2,9p' "$0" >&2
+    sed -n '2,10p' "$0" >&2
     exit 2
     ;;
 esac
