@@ -18,47 +18,18 @@ the app that is named is built, so ``no_sessions`` needs no Redis.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from html import escape
 from typing import Any
 
 from litestar import Litestar, MediaType, Request, get, post
 from litestar.params import URLEncodedBody
 from litestar.response import Redirect
 
+from examples.login import LoginForm, render_page
+
 BUILTIN_NAMESPACE = "lfs_bench_builtin"
 """The key namespace of the built-in sessions in Redis (``lfs_bench_builtin:<id>``)."""
 EMAIL = "ann@example.com"
 """The logged-in user of every case."""
-
-
-def render_page(message: str, error: str, failed_login_attempts: int | None, email: str | None) -> str:
-    """Return the demo's page (``examples/login.py``), byte for byte."""
-    attempts = f"Failed login attempts: {failed_login_attempts}" if failed_login_attempts else ""
-    if email:
-        form = f"""<form id="logout" action="/logout" method="post">
-            <button id="logout-button" name="logout" type="submit">Log out {escape(email)}</button>
-        </form>"""
-    else:
-        form = """<form id="login" action="/login" method="post">
-            <p>
-                <input id="email" name="email" type="text" placeholder="you@email.com">
-            </p>
-            <p>
-                <input id="password" name="password" type="password" placeholder="password">
-            </p>
-            <button id="login-button" name="login" type="submit">Log in</button>
-        </form>"""
-    return f"""<!DOCTYPE html>
-<html>
-<head><meta charset="utf-8"><title>Login</title></head>
-<body>
-    <p id="message">{escape(message)}</p>
-    <p id="error">{escape(error)}</p>
-    <p id="failed-login-attempts">{attempts}</p>
-    {form}
-</body>
-</html>"""
 
 
 # ---------------------------------------------------------------- no sessions
@@ -74,12 +45,6 @@ def create_no_sessions() -> Litestar:
 
 
 # ---------------------------------------------------------------- Litestar's ServerSideSessionConfig
-
-
-@dataclass
-class LoginForm:
-    email: str = ""
-    password: str = ""
 
 
 @post("/login")

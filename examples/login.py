@@ -51,10 +51,16 @@ async def logout(session: Session) -> Redirect:
 
 @get("/", media_type=MediaType.HTML)
 async def index(session: Session) -> str:
-    message = session.get("message") or ""
-    error = session.get("error") or ""
-    failed_login_attempts = session.get("failed-login-attempts")
-    email = session.get("email")
+    return render_page(
+        message=session.get("message") or "",
+        error=session.get("error") or "",
+        failed_login_attempts=session.get("failed-login-attempts"),
+        email=session.get("email"),
+    )
+
+
+def render_page(message: str, error: str, failed_login_attempts: int | None, email: str | None) -> str:
+    """The page of the oak_sessions example, with what users typed escaped."""
     attempts = f"Failed login attempts: {failed_login_attempts}" if failed_login_attempts else ""
     if email:
         form = f"""<form id="logout" action="/logout" method="post">
