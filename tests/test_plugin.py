@@ -114,24 +114,43 @@ async def test_store_down_gives_503_and_recovers(session_log: RecordingHandler) 
         assert (await client.get("/read/user")).json()["value"] == "ann", "no restart needed"
 
 
-async def test_store_down_at_save_gives_503_and_writes_nothing() -> None:
+@pytest.mark.parametrize(
+    ("error", "status", "body", "logged"),
+    [
+        (
+            StoreUnavailableError("CountingStore: timed out"),
+            503,
+            "Service Unavailable: session store unreachable",
+            "session store unavailable, answering 503 (CountingStore)",
+        ),
+        (
+            RuntimeError("permission denied by the server's ACL"),
+            500,
+            "Internal Server Error: session store error",
+            "session not saved: the store failed (CountingStore)",
+        ),
+    ],
+)
+async def test_a_store_failing_at_save_answers_in_place_of_the_handler_and_writes_nothing(
+    session_log: RecordingHandler, error: Exception, status: int, body: str, logged: str
+) -> None:
     store = CountingStore()
     app = build_app(SessionConfig(store=store))
     async with app.lifespan(), in_loop_client(app) as client:
         await client.post("/set", json={"user": "ann"})
-
         original_set = store.set
 
         async def failing_set(*args: Any) -> bool:
-            raise StoreUnavailableError("CountingStore: timed out")
+            raise error
 
         store.set = failing_set  # type: ignore[method-assign]
         response = await client.post("/set", json={"user": "bob"})
-        assert response.status_code == 503
-        assert response.text == "Service Unavailable: session store unreachable"
+        assert response.status_code == status
+        assert response.text == body
         assert "set-cookie" not in response.headers
+        assert logged in session_log.text
         store.set = original_set  # type: ignore[method-assign]
-        assert (await client.get("/read/user")).json()["value"] == "ann"
+        assert (await client.get("/read/user")).json()["value"] == "ann", "the old session is intact"
 
 
 async def test_oversized_cookie_is_a_clear_error_not_a_dropped_cookie(session_log: RecordingHandler) -> None:
@@ -241,19 +260,3 @@ async def test_cleanup_can_be_switched_off() -> None:
         for _ in range(10):
             await asyncio.sleep(0)
     assert store.runs == 0
-
-
-async def test_a_store_bug_at_save_is_a_short_500_with_a_log_line(session_log: RecordingHandler) -> None:
-    store = CountingStore()
-    app = build_app(SessionConfig(store=store))
-    async with app.lifespan(), in_loop_client(app) as client:
-
-        async def broken_set(*args: Any) -> bool:
-            raise RuntimeError("permission denied by the server's ACL")
-
-        store.set = broken_set  # type: ignore[method-assign]
-        response = await client.post("/set", json={"user": "bob"})
-        assert response.status_code == 500
-        assert response.text == "Internal Server Error: session store error"
-        assert "set-cookie" not in response.headers
-        assert "session not saved: the store failed (CountingStore)" in session_log.text
