@@ -34,7 +34,7 @@ demo)
     ;;
 test)
     setup test
-    if [[ ${KEEP_SERVERS:-0} != 1 ]]; then trap 'scripts/servers.sh stop' EXIT; fi
+    if [[ ${KEEP_SERVERS:-0} != 1 ]]; then trap 'scripts/servers.sh stop >/dev/null 2>&1' EXIT; fi
     eval "$(scripts/servers.sh start)"
     "$VENV/bin/python" -m pytest "$@"
     ;;
@@ -47,7 +47,7 @@ check)
 bench)
     setup bench
     command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-    if [[ ${KEEP_SERVERS:-0} != 1 ]]; then trap 'scripts/servers.sh stop' EXIT; fi
+    if [[ ${KEEP_SERVERS:-0} != 1 ]]; then trap 'scripts/servers.sh stop >/dev/null 2>&1' EXIT; fi
     eval "$(scripts/servers.sh start)"
     if [[ ${1:-} == --quick ]]; then
         "$VENV/bin/python" -m benchmarks.bench --rounds 2 --requests 100
