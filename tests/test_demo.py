@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,14 +89,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def demo_server(tmp_path: Path) -> Iterator[str]:
-    """The demo as its README command serves it: a real process on a real port, default store."""
+@contextmanager
+def serve_demo(database: Path) -> Iterator[str]:
+    """The demo as its README command serves it: a real process on a real port, on its default
+    store (SQLite), with the database file at ``database``.
+    """
     port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "SESSION_STORE"}
     process = subprocess.Popen(
         [sys.executable, "examples/login.py", "--port", str(port)],
         cwd=ROOT,
-        env={**os.environ, "SESSION_SQLITE_PATH": str(tmp_path / "sessions.db"), "SESSION_STORE": "sqlite"},
+        env={**env, "SESSION_SQLITE_PATH": str(database)},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -114,6 +118,23 @@ def demo_server(tmp_path: Path) -> Iterator[str]:
         process.wait(10)
 
 
+@pytest.fixture
+def demo_server(tmp_path: Path) -> Iterator[str]:
+    with serve_demo(tmp_path / "sessions.db") as url:
+        yield url
+
+
 def test_login_story_over_http(demo_server: str) -> None:
     with httpx.Client(base_url=demo_server) as client:
         login_story(client)
+
+
+def test_sessions_survive_a_restart_of_the_demo(tmp_path: Path) -> None:
+    database = tmp_path / "sessions.db"
+    with serve_demo(database) as url:
+        response = httpx.post(f"{url}/login", data={"email": "ann@example.com", "password": "correct"})
+        cookie = response.cookies["session"]
+    with serve_demo(database) as url:
+        page = httpx.get(url, cookies={"session": cookie}).text
+    assert element(page, "logout-button") == "Log out ann@example.com"
+    assert element(page, "message") == "Login successful", "the flash waited in the database"
