@@ -260,3 +260,17 @@ async def test_cleanup_can_be_switched_off() -> None:
         for _ in range(10):
             await asyncio.sleep(0)
     assert store.runs == 0
+
+
+async def test_a_handler_registered_after_start_up_gets_its_session() -> None:
+    @get("/late")
+    async def late(session: Session) -> dict[str, Any]:
+        return {"user": session.get("user")}
+
+    app = build_app(SessionConfig())
+    app.register(late)
+    async with app.lifespan(), in_loop_client(app) as client:
+        await client.post("/set", json={"user": "ann"})
+        response = await client.get("/late")
+        assert response.json() == {"user": "ann"}
+        assert response.headers["vary"] == "Cookie"
