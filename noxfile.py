@@ -33,7 +33,7 @@ def tests(session: nox.Session) -> None:
     try:
         session.run("pytest", *session.posargs, env=env)
     finally:
-        session.run("scripts/servers.sh", "stop", external=True)
+        stop_servers(session)
 
 
 @nox.session
