@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import warnings
 from typing import Any
 
@@ -274,3 +276,26 @@ async def test_a_handler_registered_after_start_up_gets_its_session() -> None:
         response = await client.get("/late")
         assert response.json() == {"user": "ann"}
         assert response.headers["vary"] == "Cookie"
+
+
+def test_the_core_needs_no_database_driver_nor_cryptography() -> None:
+    blocked = ["cryptography", "redis", "asyncpg", "aiosqlite", "pymongo", "motor", "httpx"]
+    script = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+from litestar import Litestar
+from litestar_flash_sessions import SessionConfig, SessionPlugin
+from litestar_flash_sessions.stores import CookieStore, MemoryStore
+Litestar([], plugins=[SessionPlugin(SessionConfig(store=MemoryStore()))])
+try:
+    from litestar_flash_sessions.stores import RedisStore
+except ImportError as exc:
+    print("lazy:", exc)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "lazy: blocked: redis"
