@@ -1,0 +1,100 @@
+"""Where the microseconds of a session handler go: the same handler, built up one layer at a time.
+
+Run it with ``python -m benchmarks.ablation [--rounds N] [--requests N]``. Each case adds one
+thing to the one before, all measured in one run with the cases interleaved (as in
+``benchmarks.bench``), so the differences show what each layer costs:
+
+1. bare Litestar: a handler returning a string;
+2. + a zero-argument dependency: Litestar's dependency injection, which any handler with a
+   dependency pays;
+3. + a pass-through middleware on the handler: Litestar then also wraps the handler in its
+   exception middleware;
+4. our plugin on a store that answers at once (a fixed record, writes dropped): our middleware,
+   dependency, cookie parsing, decoding, the handler's ``get``/``set`` calls and the commit;
+5. our plugin on MemoryStore, then 6. on CookieStore: the real load and commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from litestar import Litestar, get
+from litestar.di import NamedDependency, Provide
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from benchmarks.bench import SECRET, bare, measure, ours_login, ours_read_write
+from litestar_flash_sessions import SessionConfig, SessionPlugin
+from litestar_flash_sessions.session import FlashSession
+from litestar_flash_sessions.stores import CookieStore, SessionStore
+
+
+async def one() -> int:
+    return 1
+
+
+@get("/", dependencies={"value": Provide(one)})
+async def with_dependency(value: NamedDependency[int]) -> str:
+    return "ok"
+
+
+class PassThrough:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+@get("/", dependencies={"value": Provide(one)}, middleware=[PassThrough])
+async def with_dependency_and_middleware(value: NamedDependency[int]) -> str:
+    return "ok"
+
+
+class NullStore(SessionStore):
+    """A store that answers at once: every id holds the same record, writes are dropped."""
+
+    record = FlashSession("s" * 43, {"visits": 1, "user": "ann"}).encode()
+
+    async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
+        return self.record
+
+    async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
+        return True
+
+    async def delete(self, session_id: str) -> None:
+        return None
+
+
+def cases() -> dict[str, Any]:
+    return {
+        "bare litestar": Litestar([bare]),
+        "+ a zero-argument dependency": Litestar([with_dependency]),
+        "+ a pass-through middleware": Litestar([with_dependency_and_middleware]),
+        "ours, a store that does nothing": Litestar(
+            [ours_read_write, ours_login], plugins=[SessionPlugin(SessionConfig(store=NullStore()))]
+        ),
+        "ours, MemoryStore": Litestar([ours_read_write, ours_login], plugins=[SessionPlugin()]),
+        "ours, CookieStore": Litestar(
+            [ours_read_write, ours_login], plugins=[SessionPlugin(SessionConfig(store=CookieStore(SECRET)))]
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    results = asyncio.run(measure(cases(), args.rounds, args.requests, without_session=("bare", "+")))
+    previous = None
+    print(f"{'case':32} {'us/request':>11} {'step':>7}")
+    for name, micros in results.items():
+        step = "" if previous is None else f"{micros - previous:+7.1f}"
+        print(f"{name:32} {micros:11.1f} {step:>7}")
+        previous = micros
+
+
+if __name__ == "__main__":
+    main()
