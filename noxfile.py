@@ -13,27 +13,23 @@ nox.options.default_venv_backend = "venv"
 SOURCES = ["litestar_flash_sessions", "tests", "examples", "benchmarks", "noxfile.py"]
 
 
-def stop_servers(session: nox.Session) -> None:
-    """Stop the test servers, unless KEEP_SERVERS=1 (as for scripts/dev.sh test)."""
-    if os.environ.get("KEEP_SERVERS") != "1":
-        session.run("scripts/servers.sh", "stop", external=True)
-
-
-def start_servers(session: nox.Session) -> dict[str, str]:
-    """Start the test servers (scripts/servers.sh) and return their URLs as environment variables."""
-    env_lines = session.run("scripts/servers.sh", "start", external=True, silent=True)
-    return dict(line.removeprefix("export ").split("=", 1) for line in str(env_lines).splitlines() if "=" in line)
+def run_with_servers(session: nox.Session, extra: str, *command: str) -> None:
+    """Install the extra, start the test servers (scripts/servers.sh), run the command with their
+    URLs in the environment, and stop the servers again unless KEEP_SERVERS=1."""
+    session.install("-e", f".[{extra}]")
+    lines = session.run("scripts/servers.sh", "start", external=True, silent=True)
+    env = dict(line.removeprefix("export ").split("=", 1) for line in str(lines).splitlines() if "=" in line)
+    try:
+        session.run(*command, *session.posargs, env=env)
+    finally:
+        if os.environ.get("KEEP_SERVERS") != "1":
+            session.run("scripts/servers.sh", "stop", external=True)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole suite against real servers (started and stopped by scripts/servers.sh)."""
-    session.install("-e", ".[test]")
-    env = start_servers(session)
-    try:
-        session.run("pytest", *session.posargs, env=env)
-    finally:
-        stop_servers(session)
+    run_with_servers(session, "test", "pytest")
 
 
 @nox.session
@@ -72,12 +68,7 @@ def bench_http(session: nox.Session) -> None:
     Needs wrk (`apt-get install -y wrk`). `nox -s bench_http -- --quick` for a smoke run; KEEP_SERVERS=1
     leaves the servers running.
     """
-    session.install("-e", ".[bench]")
-    env = start_servers(session)
-    try:
-        session.run("python", "-m", "benchmarks.http_load", *session.posargs, env=env)
-    finally:
-        stop_servers(session)
+    run_with_servers(session, "bench", "python", "-m", "benchmarks.http_load")
 
 
 @nox.session
@@ -86,9 +77,4 @@ def bench_scale(session: nox.Session) -> None:
 
     `nox -s bench_scale -- --quick` for a smoke run; KEEP_SERVERS=1 leaves the servers running.
     """
-    session.install("-e", ".[bench]")
-    env = start_servers(session)
-    try:
-        session.run("python", "-m", "benchmarks.scale", *session.posargs, env=env)
-    finally:
-        stop_servers(session)
+    run_with_servers(session, "bench", "python", "-m", "benchmarks.scale")

@@ -144,13 +144,7 @@ async def _send_retry(send: Send, scope: HTTPScope, headers: list[tuple[bytes, b
     """
     if scope["method"] in ("GET", "HEAD"):
         location = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
-        start: HTTPResponseStartEvent = {
-            "type": "http.response.start",
-            "status": 303,
-            "headers": [(b"location", location), (b"content-length", b"0"), *headers, _VARY],
-        }
-        await send(start)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await _send_plain(send, 303, b"", [(b"location", location), *headers, _VARY])
     else:
         await _send_plain(send, 409, b"Conflict: a concurrent request of this session consumed its flash", headers)
 
