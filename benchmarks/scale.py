@@ -40,7 +40,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +198,7 @@ async def postgres_target(url: str, _: int) -> AsyncIterator[tuple[SessionStore,
     try:
 
         async def fill(start: int, stop: int) -> None:
-            expires = datetime.now(timezone.utc) + timedelta(seconds=TTL / 2)
+            expires = datetime.now(UTC) + timedelta(seconds=TTL / 2)
             await copy_postgres(url, table, postgres_rows(start, stop, expires, TTL / 2))
 
         yield PostgresStore(url, table), fill
@@ -301,7 +301,7 @@ async def postgres_cleanup(url: str, rows: int, requests: int) -> dict[str, Any]
     table = unique_name()
 
     async def insert_expired(count: int) -> None:
-        expired = datetime.now(timezone.utc) - timedelta(hours=2)
+        expired = datetime.now(UTC) - timedelta(hours=2)
         await copy_postgres(url, table, postgres_rows(0, count, expired, 3600))
 
     try:

@@ -8,7 +8,6 @@ before any byte of the body leaves, so that a store failure can still become a 5
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, cast
@@ -46,7 +45,7 @@ class _Slot:
 # next to nothing (dependency tasks copy the context, so they see the slot too).
 _CURRENT_SLOT: ContextVar[_Slot | None] = ContextVar("litestar_flash_sessions.slot", default=None)
 _VARY = (b"vary", b"Cookie")
-UNAVAILABLE = (StoreUnavailableError, OSError, asyncio.TimeoutError)
+UNAVAILABLE = (StoreUnavailableError, OSError, TimeoutError)
 """What a store raises when its server is down or slow (the last two from stores that let a
 driver's error through)."""
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 import msgspec
 from litestar.di import NamedDependency
+from litestar.params import SkipValidation
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -256,10 +257,11 @@ def _check(key: str, value: Any) -> None:
         raise TypeError(f"session value for key {key!r} cannot be encoded by msgspec: {exc}") from exc
 
 
-Session: TypeAlias = NamedDependency[FlashSession]
+Session: TypeAlias = NamedDependency[SkipValidation[FlashSession]]
 """Annotate a handler parameter ``session: Session`` to receive the request's session.
 
 It is :class:`FlashSession` marked for Litestar's name-based injection, so Litestar (2.23 and
-later) injects it without a deprecation warning. Use :class:`FlashSession` itself where you need
-the class, for ``isinstance`` or a helper's signature.
+later) injects it without a deprecation warning, and marked ``SkipValidation``: the plugin made
+the object, so Litestar passes it through instead of checking its type on every request. Use
+:class:`FlashSession` itself where you need the class, for ``isinstance`` or a helper's signature.
 """

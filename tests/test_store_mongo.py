@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import httpx
@@ -85,7 +85,7 @@ def documents(database: AsyncDatabase[Document]) -> AsyncCollection[Document]:
 
 
 def utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    return datetime.fromtimestamp(timestamp, tz=UTC)
 
 
 # --- the collection on the server -----------------------------------------------------------
@@ -320,7 +320,9 @@ async def test_the_app_works_on_a_motor_database(clock: FakeClock) -> None:
 
 
 @asynccontextmanager
-async def store_behind(proxy: FaultProxy, database_name: str, timeout: float | None = 0.5) -> AsyncIterator[MongoStore]:
+async def store_behind(
+    proxy: FaultProxy, database_name: str, store_timeout: float | None = 0.5
+) -> AsyncIterator[MongoStore]:
     """A store whose client reaches the server only through ``proxy``, with short time-outs."""
     parsed = parse_uri(server_url("MONGO_URL"))
     host, port = parsed["nodelist"][0]
@@ -328,7 +330,7 @@ async def store_behind(proxy: FaultProxy, database_name: str, timeout: float | N
     assert url != server_url("MONGO_URL"), "MONGO_URL must name its port for the proxy to replace it"
     short = {"serverSelectionTimeoutMS": 300, "connectTimeoutMS": 300, "socketTimeoutMS": 300}
     async with mongo_client(url, directConnection=True, **short) as client:
-        yield MongoStore(client[database_name], timeout=timeout)
+        yield MongoStore(client[database_name], timeout=store_timeout)
 
 
 def proxied_server() -> tuple[str, int]:
@@ -395,7 +397,7 @@ async def eventually(call: Callable[[], Awaitable[T]]) -> T:
 @pytest.mark.parametrize("fault", ["down", "hang"])
 async def test_driver_errors_become_store_unavailable(database: AsyncDatabase[Document], fault: str) -> None:
     """Without the store's own time-out, pymongo's errors (its time-outs included) still mean 503."""
-    async with fault_proxy(*proxied_server()) as proxy, store_behind(proxy, database.name, timeout=None) as store:
+    async with fault_proxy(*proxied_server()) as proxy, store_behind(proxy, database.name, store_timeout=None) as store:
         assert await store.get("x" * 43, None) is None  # connected once, then the fault
         getattr(proxy, fault)()
         driver_error = "MongoStore: (AutoReconnect|ServerSelectionTimeoutError|NetworkTimeout): "

@@ -13,7 +13,7 @@ once a minute on ``mongod``, and correctness never depends on it.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pymongo import ReturnDocument
@@ -171,7 +171,7 @@ class MongoStore(SessionStore):
         await self._guard(self._collection.delete_one({"_id": session_id}))
 
     def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock(), tz=timezone.utc)
+        return datetime.fromtimestamp(self._clock(), tz=UTC)
 
     async def _guard(self, operation: Awaitable[T]) -> T:
         return await guarded(operation, self._timeout, "MongoStore", _UNREACHABLE)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import asyncpg
@@ -38,7 +38,7 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
     asyncpg.exceptions.InterfaceError,  # the connection is closed, the pool is closing
 )
-_CLOSE_FAILURES: tuple[type[BaseException], ...] = (asyncio.TimeoutError, OSError, *_UNREACHABLE)
+_CLOSE_FAILURES: tuple[type[BaseException], ...] = (TimeoutError, OSError, *_UNREACHABLE)
 _CREATED_CONCURRENTLY: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.UniqueViolationError,
     asyncpg.exceptions.DuplicateTableError,
@@ -244,7 +244,7 @@ async def _keep(connection: Any) -> None:
 
 def _at(seconds: float) -> datetime:
     """Convert the clock's seconds since the epoch to a ``TIMESTAMPTZ`` parameter."""
-    return datetime.fromtimestamp(seconds, timezone.utc)
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 class _Statements:
