@@ -12,6 +12,9 @@ thing to the one before, all measured in one run with the cases interleaved (as 
 4. our plugin on a store that answers at once (a fixed record, writes dropped): our middleware,
    dependency, cookie parsing, decoding, the handler's ``get``/``set`` calls and the commit;
 5. our plugin on MemoryStore, then 6. on CookieStore: the real load and commit.
+
+A step is the median over the rounds of the difference between a case and the one above it,
+both measured in the same round.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from litestar import Litestar, get
 from litestar.di import NamedDependency, Provide
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from benchmarks.bench import SECRET, bare, measure, ours_login, ours_read_write
+from benchmarks.bench import SECRET, bare, difference, measure, median, ours_login, ours_read_write
 from litestar_flash_sessions import SessionConfig, SessionPlugin
 from litestar_flash_sessions.session import FlashSession
 from litestar_flash_sessions.stores import CookieStore, SessionStore
@@ -84,16 +87,17 @@ def cases() -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--requests", type=int, default=500)
     args = parser.parse_args()
-    results = asyncio.run(measure(cases(), args.rounds, args.requests, without_session=("bare", "+")))
+    samples = asyncio.run(measure(cases(), args.rounds, args.requests, without_session=("bare", "+")))
     previous = None
     print(f"{'case':32} {'us/request':>11} {'step':>7}")
-    for name, micros in results.items():
-        step = "" if previous is None else f"{micros - previous:+7.1f}"
-        print(f"{name:32} {micros:11.1f} {step:>7}")
-        previous = micros
+    for name in samples:
+        step = "" if previous is None else f"{difference(samples, name, previous):+7.1f}"
+        print(f"{name:32} {median(samples, name):11.1f} {step:>7}")
+        previous = name
+    print("(us/request: median over the rounds; step: median of the per-round differences to the case above)")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 """In-process benchmark: microseconds per request, driven over ASGI with no sockets.
 
 Run it with ``nox -s bench`` or ``python -m benchmarks.bench [--rounds N] [--requests N] [--json PATH]``.
-Every case runs once per round, the cases interleaved, so that drift of the machine hits all
-alike; the figure is the median over the rounds of the mean time per request in a round.
+Every case runs once per round, the cases interleaved (each round starts one case further on, so
+that no case always runs first), so that drift of the machine hits all alike. A case's figure is
+the median over the rounds of its mean time per request in a round. A ratio or difference of two
+cases is taken within each round, between runs a few milliseconds apart, and its median over the
+rounds is reported: on a shared virtual machine whose speed wanders by tens of percent from one
+second to the next, that cancels the wandering that a ratio of two medians would keep.
 """
 
 from __future__ import annotations
@@ -180,10 +184,29 @@ def lifespan(app: Any) -> contextlib.AbstractAsyncContextManager[Any]:
     return app.lifespan() if isinstance(app, Litestar) else app.router.lifespan_context(app)
 
 
+Samples = dict[str, list[float]]
+"""Microseconds per request of each case, one figure per round."""
+
+
+def median(samples: Samples, case: str) -> float:
+    """The case's median microseconds per request over the rounds."""
+    return statistics.median(samples[case])
+
+
+def ratio(samples: Samples, case: str, base: str) -> float:
+    """How many times slower ``case`` is than ``base``: the median of the per-round ratios."""
+    return statistics.median(a / b for a, b in zip(samples[case], samples[base], strict=True))
+
+
+def difference(samples: Samples, case: str, base: str) -> float:
+    """Microseconds ``case`` takes over ``base``: the median of the per-round differences."""
+    return statistics.median(a - b for a, b in zip(samples[case], samples[base], strict=True))
+
+
 async def measure(
     apps: dict[str, Any], rounds: int, requests: int, without_session: tuple[str, ...] = ("bare",)
-) -> dict[str, float]:
-    """Median microseconds per request of each app; apps whose name starts with one of
+) -> Samples:
+    """Microseconds per request of each app in each round; apps whose name starts with one of
     ``without_session`` are driven without logging in first."""
     async with contextlib.AsyncExitStack() as stack:
         for app in apps.values():
@@ -193,7 +216,7 @@ async def measure(
 
 async def measure_started(
     apps: dict[str, Any], rounds: int, requests: int, without_session: tuple[str, ...]
-) -> dict[str, float]:
+) -> Samples:
     drivers = {}
     for name, app in apps.items():
         driver = Driver(app)
@@ -201,55 +224,85 @@ async def measure_started(
             await driver.log_in()
         await driver.time(max(requests // 10, 10))  # warm up
         drivers[name] = driver
-    samples: dict[str, list[float]] = {name: [] for name in drivers}
+    samples: Samples = {name: [] for name in drivers}
+    order = list(drivers)
     gc.disable()
     try:
-        for _ in range(rounds):
-            for name, driver in drivers.items():
-                samples[name].append(await driver.time(requests))
+        for round_number in range(rounds):
+            shift = round_number % len(order)
+            for name in order[shift:] + order[:shift]:
+                samples[name].append(await drivers[name].time(requests))
             gc.collect()
     finally:
         gc.enable()
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
 
 
-def report(results: dict[str, float]) -> None:
-    base = results["bare litestar"]
+BASE = "bare litestar"
+COMPARISONS = (
+    ("ours MemoryStore read+write", "litestar ServerSideSessionConfig"),
+    ("ours CookieStore read+write", "litestar CookieBackendConfig"),
+)
+OVERHEADS = (("memory", "ours MemoryStore read+write"), ("cookie", "ours CookieStore read+write"))
+
+
+def summary(samples: Samples) -> dict[str, Any]:
+    """Every figure the report prints: medians, ratios to bare Litestar, speed-ups, overheads."""
+    result: dict[str, Any] = {
+        "us_per_request": {name: median(samples, name) for name in samples},
+        "x_bare_litestar": {name: ratio(samples, name, BASE) for name in samples},
+        "times_faster": {f"{ours} vs {theirs}": ratio(samples, theirs, ours) for ours, theirs in COMPARISONS},
+    }
+    if "bare starlette" in samples:
+        result["overhead_us"] = {
+            kind: {
+                "ours over bare litestar": difference(samples, ours, BASE),
+                "starsessions over bare starlette": difference(
+                    samples, f"starsessions {kind} read+write", "bare starlette"
+                ),
+            }
+            for kind, ours in OVERHEADS
+        }
+    return result
+
+
+def report(figures: dict[str, Any]) -> None:
+    micros, ratios = figures["us_per_request"], figures["x_bare_litestar"]
     print(f"{'case':40} {'us/request':>11} {'x bare litestar':>16}")
-    for name, micros in results.items():
-        if "starlette" in name or "starsessions" in name:
-            continue
-        print(f"{name:40} {micros:11.1f} {micros / base:16.2f}")
-    if "bare starlette" in results:
-        starlette = results["bare starlette"]
-        print(f"{'bare starlette':40} {starlette:11.1f} {starlette / base:16.2f}")
-        for kind, ours in (("memory", "ours MemoryStore read+write"), ("cookie", "ours CookieStore read+write")):
-            theirs = results[f"starsessions {kind} read+write"]
-            print(
-                f"{'starsessions ' + kind + ' read+write':40} {theirs:11.1f} {theirs / base:16.2f}"
-                f"   overhead {theirs - starlette:6.1f} us over starlette, ours {results[ours] - base:6.1f} us"
-                " over litestar"
-            )
+    for name in micros:
+        print(f"{name:40} {micros[name]:11.1f} {ratios[name]:16.2f}")
     print()
-    for ours, theirs in (
-        ("ours MemoryStore read+write", "litestar ServerSideSessionConfig"),
-        ("ours CookieStore read+write", "litestar CookieBackendConfig"),
-    ):
-        print(f"{ours} is {results[theirs] / results[ours]:.2f}x faster than {theirs}")
+    for kind, overhead in figures.get("overhead_us", {}).items():
+        print(
+            f"{kind} overhead: ours {overhead['ours over bare litestar']:5.1f} us over bare litestar, "
+            f"starsessions {overhead['starsessions over bare starlette']:5.1f} us over bare starlette"
+        )
+    for comparison, times in figures["times_faster"].items():
+        ours, theirs = comparison.split(" vs ")
+        print(f"{ours} is {times:.2f}x faster than {theirs}")
+    print("(us/request: median over the rounds; ratios and overheads: median of the per-round figures)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--json", type=Path, help="also write the results (microseconds per request) to this file")
     args = parser.parse_args()
     cases = {**litestar_cases(), **starlette_cases()}
-    results = asyncio.run(measure(cases, args.rounds, args.requests))
-    report(results)
+    samples = asyncio.run(measure(cases, args.rounds, args.requests))
+    figures = summary(samples)
+    report(figures)
     if args.json:
         settings = {"rounds": args.rounds, "requests": args.requests}
-        data = {"benchmark": "bench", "unit": "us/request", "settings": settings, "results": results}
+        data = {
+            "benchmark": "bench",
+            "unit": "us/request",
+            "settings": settings,
+            "results": figures["us_per_request"],
+            **figures,
+            "samples": samples,
+        }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=2) + "\n")
 

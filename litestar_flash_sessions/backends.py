@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from litestar_flash_sessions.cookies import CookieJar, read_cookie
+from litestar_flash_sessions.cookies import CookieJar
 from litestar_flash_sessions.session import FlashSession, decode_record
 from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError
 from litestar_flash_sessions.stores.cookie import CookieStore
@@ -114,7 +114,7 @@ class ServerSideBackend(Backend):
 
     async def load(self, scope: Scope) -> FlashSession:
         """Read the id cookie and load that session; ids that are not ours never reach the store."""
-        session_id = read_cookie(scope, self.jar.name)
+        session_id = self.jar.read(scope)
         if session_id is None or not _SESSION_ID.fullmatch(session_id):
             return FlashSession()
         record = await self.store.get(session_id, self.ttl)
@@ -156,7 +156,7 @@ class CookieBackend(Backend):
 
     async def load(self, scope: Scope) -> FlashSession:
         """Open the session cookie; anything that does not open gives a fresh session."""
-        token = read_cookie(scope, self.jar.name)
+        token = self.jar.read(scope)
         opened = None if token is None else self.store.open(token)
         if opened is None:
             return FlashSession()

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from litestar_flash_sessions.config import SessionConfig
 
-__all__ = ("COOKIE_NAME", "MAX_SET_COOKIE_BYTES", "CookieJar", "CookieTooLargeError", "read_cookie")
+__all__ = ("COOKIE_NAME", "MAX_SET_COOKIE_BYTES", "CookieJar", "CookieTooLargeError")
 
 COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 """An RFC 6265 cookie name (an HTTP token)."""
@@ -29,28 +29,16 @@ class CookieTooLargeError(ValueError):
     """A ``Set-Cookie`` header would exceed :data:`MAX_SET_COOKIE_BYTES`, so browsers would drop it."""
 
 
-def read_cookie(scope: Scope, name: str) -> str | None:
-    """Return the value of the first cookie called ``name`` in the request, or ``None``."""
-    prefix = name + "="
-    for header, value in scope["headers"]:
-        if header != b"cookie":
-            continue
-        for pair in value.decode("latin-1").split(";"):
-            pair = pair.strip()  # noqa: PLW2901 (the stripped pair is the pair)
-            if pair.startswith(prefix):
-                return pair[len(prefix) :]
-    return None
-
-
 class CookieJar:
-    """Render ``Set-Cookie`` headers with the attributes of one configuration.
+    """Read one cookie from requests, and render its ``Set-Cookie`` headers with the attributes of
+    one configuration.
 
     Args:
         config: The cookie attributes.
         name: The cookie's name.
     """
 
-    __slots__ = ("_expired", "_name", "_plain", "_secure", "_secure_setting")
+    __slots__ = ("_expired", "_name", "_plain", "_prefix", "_secure", "_secure_setting")
 
     def __init__(self, config: SessionConfig, name: str) -> None:
         attributes = f"; Path={config.cookie_path}"
@@ -62,6 +50,7 @@ class CookieJar:
             attributes += "; HttpOnly"
         attributes += f"; SameSite={config.cookie_samesite.capitalize()}"
         self._name = name
+        self._prefix = name.encode("ascii") + b"="
         self._plain = attributes
         self._secure = attributes + "; Secure"
         self._secure_setting = config.cookie_secure
@@ -74,6 +63,17 @@ class CookieJar:
     def name(self) -> str:
         """The cookie's name."""
         return self._name
+
+    def read(self, scope: Scope) -> str | None:
+        """Return the value of the request's first cookie of this name, or ``None``."""
+        prefix = self._prefix
+        for header, value in scope["headers"]:
+            if header == b"cookie":
+                for pair in value.split(b";"):
+                    pair = pair.strip()  # noqa: PLW2901 (the stripped pair is the pair)
+                    if pair.startswith(prefix):
+                        return pair[len(prefix) :].decode("latin-1")
+        return None
 
     def is_secure(self, scope: Scope) -> bool:
         """Whether the cookie gets ``Secure`` on this request."""

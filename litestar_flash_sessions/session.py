@@ -21,25 +21,13 @@ _DELETED: Final = object()
 
 _encode = msgspec.msgpack.Encoder().encode
 
+decode_record = msgspec.msgpack.Decoder(tuple[dict[str, Any], dict[str, Any]]).decode
+"""Decode a stored record (a MessagePack array: the data, then the pending flashes, apart so
+that they never mix) into its data and flash dicts.
 
-class _Record(msgspec.Struct, array_like=True):
-    """What a store holds: user data and pending flashes, apart so they never mix."""
-
-    data: dict[str, Any]
-    flash: dict[str, Any]
-
-
-_decode = msgspec.msgpack.Decoder(_Record).decode
-
-
-def decode_record(record: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Decode a stored record into its data and flash dicts.
-
-    Raises:
-        msgspec.DecodeError: The record is corrupt.
-    """
-    decoded = _decode(record)
-    return decoded.data, decoded.flash
+Raises:
+    msgspec.DecodeError: The record is corrupt.
+"""
 
 
 class FlashSession:
@@ -221,7 +209,7 @@ class FlashSession:
 
     def encode(self) -> bytes:
         """Encode the values and pending flashes as a record for a store."""
-        return _encode(_Record(self._data, self._flash))
+        return _encode((self._data, self._flash))
 
     def rebase(self, record: bytes) -> None:
         """Replay this request's changes on ``record``, which another request stored meanwhile.
