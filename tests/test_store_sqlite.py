@@ -15,6 +15,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
+from litestar_flash_sessions.backends import new_session_id
 from litestar_flash_sessions.stores import StoreUnavailableError
 from litestar_flash_sessions.stores.sqlite import SQLiteStore
 from tests.conftest import RecordingHandler, app_client
@@ -128,6 +129,74 @@ async def test_delete_expired_removes_only_expired_rows(store: SQLiteStore, db_p
     clock.advance(90)
     assert await store.delete_expired() == 1
     assert set(rows(db_path)) == {"never"}
+
+
+def insert_expired(db_path: Path, count: int, expires_at: float) -> None:
+    """``count`` expired rows with random ids, written by another connection, then an empty WAL."""
+    with raw(db_path) as connection:
+        connection.execute("BEGIN")
+        connection.executemany(
+            "INSERT INTO sessions (id, data, expires_at) VALUES (?, ?, ?)",
+            ((new_session_id(), b"r" * 80, expires_at) for _ in range(count)),
+        )
+        connection.execute("COMMIT")
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+async def test_delete_expired_checkpoints_the_wal_aside_and_restores_the_threshold(db_path: Path) -> None:
+    clock = FakeClock()
+    async with aiosqlite.connect(db_path, isolation_level=None) as db:
+        await db.execute_fetchall("PRAGMA journal_mode = WAL")
+        await db.execute_fetchall("PRAGMA wal_autocheckpoint = 500")
+        store = SQLiteStore(db, clock=clock)
+        await store.startup()
+        insert_expired(db_path, 5000, clock.now - 1)
+        loop, deleting = asyncio.get_running_loop(), asyncio.Event()
+
+        def on_statement(sql: str) -> None:  # on aiosqlite's thread
+            if sql.startswith("DELETE"):
+                loop.call_soon_threadsafe(deleting.set)
+
+        await db.set_trace_callback(on_statement)
+        cleanup = asyncio.create_task(store.delete_expired())
+        await deleting.wait()
+        during = list(await db.execute_fetchall("PRAGMA wal_autocheckpoint"))
+        assert during == [(0,)], "no commit of the store's connection checkpoints during the cleanup"
+        assert await cleanup == 5000
+        assert list(await db.execute_fetchall("PRAGMA wal_autocheckpoint")) == [(500,)], "the user's own setting"
+        with raw(db_path) as connection:  # while the store's connection is open, so the log is kept
+            _, frames, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        # Without the checkpoints made aside, the log would hold every page the 200 batches
+        # wrote (about 1,900 frames here); with them it is reused from its start again and again.
+        assert frames < 500, "the write-ahead log was copied back during the cleanup"
+    assert rows(db_path) == {}
+
+
+async def test_requests_go_on_while_expired_rows_are_deleted(
+    store: SQLiteStore, db_path: Path, clock: FakeClock
+) -> None:
+    insert_expired(db_path, 5000, clock.now - 1)
+    async with app_client(store) as client:
+        cleanup = asyncio.create_task(store.delete_expired())
+        await asyncio.sleep(0)  # the cleanup has started
+        for number in range(5):
+            response = await client.post("/set", json={"n": number})
+            assert response.status_code == 200
+            assert (await client.get("/read/n")).json()["value"] == number
+        assert not cleanup.done(), "the requests did not wait for the whole cleanup"
+        assert await cleanup == 5000
+    assert len(rows(db_path)) == 1, "only the live session is left"
+
+
+async def test_delete_expired_on_a_database_in_memory(clock: FakeClock) -> None:
+    store = SQLiteStore(":memory:", clock=clock)
+    for number in range(60):
+        assert await store.set(f"gone{number}", b"g", 10, None)
+    assert await store.set(SID, b"kept", None, None)
+    clock.advance(10)
+    assert await store.delete_expired() == 60
+    assert await store.get(SID, None) == b"kept"
+    await store.shutdown()
 
 
 async def test_sessions_expire_through_the_app(store: SQLiteStore, db_path: Path, clock: FakeClock) -> None:

@@ -12,6 +12,7 @@ never expires). Every read filters on it, so an expired row is never returned ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import time
@@ -36,8 +37,11 @@ SQLite then fails with "database is locked" (nothing written) before the asyncio
 on a statement that would otherwise still run, late, in aiosqlite's thread.
 """
 _DEFAULT_BUSY_TIMEOUT = 5.0
-_DELETE_BATCH = 100
-"""Rows removed per statement by :meth:`SQLiteStore.delete_expired`, so writers wait briefly."""
+_DELETE_BATCH = 25
+"""Rows removed per statement by :meth:`SQLiteStore.delete_expired`: a request's statement waits
+behind at most one such batch (a fraction of a millisecond)."""
+_CHECKPOINT_EVERY = 20
+"""Batches between two WAL checkpoints during :meth:`SQLiteStore.delete_expired`."""
 _MIN_SQLITE = (3, 35, 0)
 """``RETURNING`` (used to read and slide the expiry in one statement) appeared in SQLite 3.35."""
 
@@ -114,19 +118,46 @@ class SQLiteStore(SessionStore):
     async def delete_expired(self) -> int:
         """Delete every expired row and return how many were deleted.
 
-        Rows go in batches of 100, one short statement each, so that requests are not held up behind one
-        long write.
+        Background work that must not stall requests sharing the store's one connection: rows
+        go in small batches, one short statement each, and after each batch the cleanup rests as
+        long as the batch took, so that requests get at least half of the connection's time. The
+        database file's write-ahead log is checkpointed aside: SQLite would otherwise copy it back
+        into the database inside whichever commit crossed its threshold, often a request's,
+        stalling it for milliseconds; during the cleanup the store's connection does not
+        checkpoint, and a second connection, on a thread of its own, does so every few batches
+        while requests go on.
 
         Raises:
             StoreUnavailableError: The database could not be opened, stayed locked or timed out.
         """
         now = self._clock()
-        deleted = 0
-        while True:
-            batch = len(await self._run(self._sql.delete_expired, (now, _DELETE_BATCH)))
-            deleted += batch
-            if batch < _DELETE_BATCH:
-                return deleted
+        deleted = batches = 0
+        path = await self._database_file()
+        if path is not None:
+            threshold = (await self._run("PRAGMA wal_autocheckpoint", ()))[0][0]
+            await self._run("PRAGMA wal_autocheckpoint = 0", ())
+        try:
+            while True:
+                started = time.perf_counter()
+                batch = len(await self._run(self._sql.delete_expired, (now, _DELETE_BATCH)))
+                deleted += batch
+                if batch < _DELETE_BATCH:
+                    return deleted
+                batches += 1
+                await asyncio.sleep(time.perf_counter() - started)
+                if path is not None and batches % _CHECKPOINT_EVERY == 0:
+                    await asyncio.to_thread(_checkpoint, path)
+        finally:
+            if path is not None:
+                await self._run(f"PRAGMA wal_autocheckpoint = {int(threshold)}", ())
+                await asyncio.to_thread(_checkpoint, path)
+
+    async def _database_file(self) -> str | None:
+        """Return the path of the database file if it is in WAL mode, else ``None`` (in memory, say)."""
+        if (await self._run("PRAGMA journal_mode", ()))[0][0] != "wal":
+            return None
+        files = await self._run("PRAGMA database_list", ())
+        return next((str(row[2]) for row in files if row[1] == "main" and row[2]), None)
 
     async def startup(self) -> None:
         """Open the database file (given a path) and create the table and its index if missing.
@@ -183,6 +214,15 @@ class SQLiteStore(SessionStore):
             await db.close()
             raise
         return db
+
+
+def _checkpoint(path: str) -> None:
+    """Copy the WAL of ``path`` back into the database without waiting for anyone (a blocking call)."""
+    try:
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    except sqlite3.OperationalError:
+        pass  # another connection is checkpointing: the WAL gets copied back all the same
 
 
 class _Statements:
