@@ -5,6 +5,7 @@ from __future__ import annotations
 from base64 import b64decode, b64encode
 
 import msgspec
+import pytest
 
 from litestar_flash_sessions.crypto import Sealer
 from litestar_flash_sessions.stores import CookieStore
@@ -60,3 +61,11 @@ def test_expiry_is_sealed_inside() -> None:
     clock.advance(61)
     assert store.open(token) is None
     assert store.open(store.seal("id", record, None)) == ("id", record)
+    clock.advance(10**9)
+    assert store.open(store.seal("id", record, None)) == ("id", record), "no expiry: opens forever"
+
+
+@pytest.mark.parametrize("session_id", ["é", "x" * 256])
+def test_an_id_that_does_not_fit_the_token_is_refused(session_id: str) -> None:
+    with pytest.raises(ValueError, match="at most 255 ASCII characters"):
+        CookieStore(OLD).seal(session_id, b"\x92\x80\x80", None)

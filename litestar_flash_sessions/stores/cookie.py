@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import struct
 import time
 from typing import TYPE_CHECKING
-
-import msgspec
 
 from litestar_flash_sessions.cookies import COOKIE_NAME
 from litestar_flash_sessions.crypto import Sealer
@@ -20,14 +20,13 @@ _MIN_TOKEN, _MAX_TOKEN = 45, 4096
 Its characters need no check of their own: anything that is not our base64 fails to open."""
 
 
-class _Sealed(msgspec.Struct, array_like=True):
-    session_id: str
-    expires_at: float | None
-    record: msgspec.Raw
-
-
-_encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder(_Sealed).decode
+_EXPIRES_AT = struct.Struct(">d")
+"""The sealed payload is: the expiry (seconds since the epoch, a big-endian double; NaN for
+never), the session id's length (one byte), the id (ASCII), then the session's record. Fixed
+fields rather than a nested MessagePack document: the record is stored as it is and opening a
+cookie decodes it once, in the backend, like a record from any other store."""
+_NEVER = math.nan
+_ID_START = _EXPIRES_AT.size + 1
 
 
 class CookieStore:
@@ -68,9 +67,17 @@ class CookieStore:
         self._clock = clock
 
     def seal(self, session_id: str, record: bytes, expires_in: int | None) -> str:
-        """Return the cookie value holding ``record``, expiring ``expires_in`` seconds from now."""
-        expires_at = None if expires_in is None else self._clock() + expires_in
-        return self._sealer.seal(_encode(_Sealed(session_id, expires_at, msgspec.Raw(record))))
+        """Return the cookie value holding ``record``, expiring ``expires_in`` seconds from now.
+
+        Raises:
+            ValueError: ``session_id`` is longer than 255 characters or not ASCII.
+        """
+        if len(session_id) > 255 or not session_id.isascii():
+            raise ValueError(f"cannot seal session id {session_id[:20]!r}...: ids are at most 255 ASCII characters")
+        identifier = session_id.encode("ascii")
+        expires_at = _NEVER if expires_in is None else self._clock() + expires_in
+        header = _EXPIRES_AT.pack(expires_at) + bytes((len(identifier),))
+        return self._sealer.seal(header + identifier + record)
 
     def open(self, token: str) -> tuple[str, bytes] | None:
         """Return the session id and record sealed in ``token``.
@@ -81,13 +88,11 @@ class CookieStore:
         """
         if not _MIN_TOKEN <= len(token) <= _MAX_TOKEN:
             return None
-        plaintext = self._sealer.open(token)
-        if plaintext is None:
+        payload = self._sealer.open(token)
+        if payload is None or len(payload) < _ID_START:
             return None
-        try:
-            sealed = _decode(plaintext)
-        except msgspec.DecodeError:
+        (expires_at,) = _EXPIRES_AT.unpack_from(payload)
+        if expires_at <= self._clock():  # False for NaN: never expires
             return None
-        if sealed.expires_at is not None and sealed.expires_at <= self._clock():
-            return None
-        return sealed.session_id, bytes(sealed.record)
+        record_start = _ID_START + payload[_EXPIRES_AT.size]
+        return payload[_ID_START:record_start].decode("ascii", "replace"), payload[record_start:]
