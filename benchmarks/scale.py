@@ -318,11 +318,14 @@ async def sqlite_cleanup(rows: int, requests: int) -> dict[str, Any]:
 
         async def insert_expired(count: int) -> None:
             expired = time.time() - 7200
-            with contextlib.closing(sqlite3.connect(path)) as db, db:  # the store created the table
-                db.executemany(
-                    "INSERT INTO sessions (id, data, expires_at) VALUES (?, ?, ?)",
-                    ((new_session_id(), typical_record(i), expired + i * 3600 / count) for i in range(count)),
-                )
+            with contextlib.closing(sqlite3.connect(path)) as db:  # the store created the table
+                with db:
+                    db.executemany(
+                        "INSERT INTO sessions (id, data, expires_at) VALUES (?, ?, ?)",
+                        ((new_session_id(), typical_record(i), expired + i * 3600 / count) for i in range(count)),
+                    )
+                # Copy the fill back into the database now, or the first measured commit would do it.
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
         return await cleanup_case(SQLiteStore(path), insert_expired, rows, requests)
 

@@ -17,13 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Callable
 
-__all__ = ("SessionStore", "StoreUnavailableError", "guarded", "validate_identifier", "validate_key_prefix")
+__all__ = (
+    "SessionStore",
+    "StoreUnavailableError",
+    "delete_in_batches",
+    "guarded",
+    "validate_identifier",
+    "validate_key_prefix",
+)
 
 T = TypeVar("T")
 
@@ -154,3 +162,34 @@ async def guarded(
             return await awaitable
     except unreachable as exc:
         raise StoreUnavailableError(f"{store}: {type(exc).__name__}: {exc}") from exc
+
+
+async def delete_in_batches(
+    delete_batch: Callable[[], Awaitable[int]],
+    batch_size: int,
+    after_batch: Callable[[int], Awaitable[None]] | None = None,
+) -> int:
+    """Delete expired rows batch after batch, in the background of the requests being served.
+
+    After each full batch the cleanup rests as long as the batch took, so that requests sharing
+    the database get at least half of its time, however many rows there are to delete.
+
+    Args:
+        delete_batch: Deletes at most ``batch_size`` expired rows; returns how many it deleted.
+        batch_size: The most rows one call of ``delete_batch`` deletes.
+        after_batch: Called with the number of full batches so far, after each one's rest.
+
+    Returns:
+        How many rows were deleted in all.
+    """
+    deleted = batches = 0
+    while True:
+        started = time.perf_counter()
+        count = await delete_batch()
+        deleted += count
+        if count < batch_size:
+            return deleted
+        batches += 1
+        await asyncio.sleep(time.perf_counter() - started)
+        if after_batch is not None:
+            await after_batch(batches)

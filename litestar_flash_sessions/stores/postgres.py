@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import asyncpg
 
-from litestar_flash_sessions.stores.base import SessionStore, guarded, validate_identifier
+from litestar_flash_sessions.stores.base import SessionStore, delete_in_batches, guarded, validate_identifier
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -45,7 +45,7 @@ _CREATED_CONCURRENTLY: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.DuplicateObjectError,
 )
 """What ``CREATE ... IF NOT EXISTS`` raises when another process creates the same table at the same moment."""
-_DELETE_BATCH = 1000
+_DELETE_BATCH = 250
 """Rows removed per statement by :meth:`PostgresStore.delete_expired`, so that no statement runs long."""
 
 
@@ -149,21 +149,22 @@ class PostgresStore(SessionStore):
     async def delete_expired(self) -> int:
         """Delete every expired row and return how many were deleted.
 
-        Rows go in batches of 1000, one statement each, so that no statement holds many row locks.
+        Rows go in batches of 250, one short statement each, so that no statement holds many row
+        locks; after each batch the cleanup rests as long as the batch took, so that requests
+        get at least half of the server's time.
 
         Raises:
             StoreUnavailableError: The server could not be reached or timed out.
         """
         now = _at(self._clock())
-        deleted = 0
-        while True:
+
+        async def delete_batch() -> int:
             status = await self._run(
                 lambda connection: connection.execute(self._sql.delete_expired, now, _DELETE_BATCH)
             )
-            batch = int(status.rsplit(" ", 1)[1])  # "DELETE <count>"
-            deleted += batch
-            if batch < _DELETE_BATCH:
-                return deleted
+            return int(status.rsplit(" ", 1)[1])  # "DELETE <count>"
+
+        return await delete_in_batches(delete_batch, _DELETE_BATCH)
 
     async def init_sessions_table(self) -> None:
         """Create the table and its index if they are missing (as oak_sessions' ``initSessionsTable``).

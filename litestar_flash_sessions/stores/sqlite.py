@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from litestar_flash_sessions.stores.base import SessionStore, guarded, validate_identifier
+from litestar_flash_sessions.stores.base import SessionStore, delete_in_batches, guarded, validate_identifier
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -131,26 +131,24 @@ class SQLiteStore(SessionStore):
             StoreUnavailableError: The database could not be opened, stayed locked or timed out.
         """
         now = self._clock()
-        deleted = batches = 0
         path = await self._database_file()
-        if path is not None:
-            threshold = (await self._run("PRAGMA wal_autocheckpoint", ()))[0][0]
-            await self._run("PRAGMA wal_autocheckpoint = 0", ())
-        try:
-            while True:
-                started = time.perf_counter()
-                batch = len(await self._run(self._sql.delete_expired, (now, _DELETE_BATCH)))
-                deleted += batch
-                if batch < _DELETE_BATCH:
-                    return deleted
-                batches += 1
-                await asyncio.sleep(time.perf_counter() - started)
-                if path is not None and batches % _CHECKPOINT_EVERY == 0:
-                    await asyncio.to_thread(_checkpoint, path)
-        finally:
-            if path is not None:
-                await self._run(f"PRAGMA wal_autocheckpoint = {int(threshold)}", ())
+
+        async def delete_batch() -> int:
+            return len(await self._run(self._sql.delete_expired, (now, _DELETE_BATCH)))
+
+        async def checkpoint_aside(batches: int) -> None:
+            if path is not None and batches % _CHECKPOINT_EVERY == 0:
                 await asyncio.to_thread(_checkpoint, path)
+
+        if path is None:
+            return await delete_in_batches(delete_batch, _DELETE_BATCH)
+        threshold = (await self._run("PRAGMA wal_autocheckpoint", ()))[0][0]
+        await self._run("PRAGMA wal_autocheckpoint = 0", ())
+        try:
+            return await delete_in_batches(delete_batch, _DELETE_BATCH, checkpoint_aside)
+        finally:
+            await self._run(f"PRAGMA wal_autocheckpoint = {int(threshold)}", ())
+            await asyncio.to_thread(_checkpoint, path)
 
     async def _database_file(self) -> str | None:
         """Return the path of the database file if it is in WAL mode, else ``None`` (in memory, say)."""
