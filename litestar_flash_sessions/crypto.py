@@ -41,7 +41,7 @@ class Sealer:
         ImportError: ``cryptography`` is not installed (the ``[cookie]`` extra).
     """
 
-    __slots__ = ("_invalid_tag", "_keys", "_sealing_aad", "_sealing_key")
+    __slots__ = ("_invalid_tag", "_keys", "_sealing_aad", "_sealing_key", "_token_prefix")
 
     def __init__(self, secrets: str | Sequence[str], context: bytes) -> None:
         from cryptography.exceptions import InvalidTag
@@ -62,13 +62,13 @@ class Sealer:
             key_id, key = _derive(secret)
             self._keys.setdefault(key_id, (AESGCM(key), _VERSION + key_id + context))
         self._sealing_key, self._sealing_aad = self._keys[_derive(secret_list[0])[0]]
+        self._token_prefix = self._sealing_aad[: len(_VERSION) + 4]  # the version and key id
         self._invalid_tag = InvalidTag
 
     def seal(self, plaintext: bytes) -> str:
         """Encrypt and authenticate ``plaintext`` with the first secret."""
         nonce = os.urandom(12)
-        header = self._sealing_aad[:5] + nonce
-        sealed = header + self._sealing_key.encrypt(nonce, plaintext, self._sealing_aad)
+        sealed = self._token_prefix + nonce + self._sealing_key.encrypt(nonce, plaintext, self._sealing_aad)
         return binascii.b2a_base64(sealed, newline=False).decode("ascii")
 
     def open(self, token: str) -> bytes | None:

@@ -20,13 +20,12 @@ _MIN_TOKEN, _MAX_TOKEN = 45, 4096
 Its characters need no check of their own: anything that is not our base64 fails to open."""
 
 
-_EXPIRES_AT = struct.Struct(">d")
+_HEADER = struct.Struct(">dB")
 """The sealed payload is: the expiry (seconds since the epoch, a big-endian double; NaN for
 never), the session id's length (one byte), the id (ASCII), then the session's record. Fixed
 fields rather than a nested MessagePack document: the record is stored as it is and opening a
 cookie decodes it once, in the backend, like a record from any other store."""
 _NEVER = math.nan
-_ID_START = _EXPIRES_AT.size + 1
 
 
 class CookieStore:
@@ -74,10 +73,9 @@ class CookieStore:
         """
         if len(session_id) > 255 or not session_id.isascii():
             raise ValueError(f"cannot seal session id {session_id[:20]!r}...: ids are at most 255 ASCII characters")
-        identifier = session_id.encode("ascii")
         expires_at = _NEVER if expires_in is None else self._clock() + expires_in
-        header = _EXPIRES_AT.pack(expires_at) + bytes((len(identifier),))
-        return self._sealer.seal(header + identifier + record)
+        header = _HEADER.pack(expires_at, len(session_id))
+        return self._sealer.seal(header + session_id.encode("ascii") + record)
 
     def open(self, token: str) -> tuple[str, bytes] | None:
         """Return the session id and record sealed in ``token``.
@@ -89,10 +87,10 @@ class CookieStore:
         if not _MIN_TOKEN <= len(token) <= _MAX_TOKEN:
             return None
         payload = self._sealer.open(token)
-        if payload is None or len(payload) < _ID_START:
+        if payload is None or len(payload) < _HEADER.size:
             return None
-        (expires_at,) = _EXPIRES_AT.unpack_from(payload)
+        expires_at, id_length = _HEADER.unpack_from(payload)
         if expires_at <= self._clock():  # False for NaN: never expires
             return None
-        record_start = _ID_START + payload[_EXPIRES_AT.size]
-        return payload[_ID_START:record_start].decode("ascii", "replace"), payload[record_start:]
+        record_start = _HEADER.size + id_length
+        return payload[_HEADER.size : record_start].decode("ascii", "replace"), payload[record_start:]
