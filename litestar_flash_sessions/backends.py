@@ -61,8 +61,8 @@ class Backend(ABC):
             StoreUnavailableError: The store could not be reached.
         """
 
-    async def commit(self, session: FlashSession, scope: Scope) -> list[Header]:
-        """Write what the request changed and return the ``Set-Cookie`` headers to send.
+    async def commit(self, session: FlashSession, scope: Scope) -> Header | None:
+        """Write what the request changed and return the ``Set-Cookie`` header to send, if any.
 
         Raises:
             StoreUnavailableError: The store could not be reached.
@@ -72,15 +72,15 @@ class Backend(ABC):
         changed = session.is_modified or rotate
         if session.is_deleted or (changed and session.is_empty):
             if session.id is None:
-                return []
+                return None
             await self._discard(session.id)
-            return [self.jar.render_expired(scope)]
+            return self.jar.render_expired(scope)
         if not (changed or self._refreshes(session)):
-            return []
+            return None
         value = await self._persist(session, rotate)
         if value is None:
-            return [self.jar.render_expired(scope)]
-        return [self.jar.render(value, scope)]
+            return self.jar.render_expired(scope)
+        return self.jar.render(value, scope)
 
     def _refreshes(self, session: FlashSession) -> bool:
         """Whether an unchanged session must be written again to slide its expiry."""

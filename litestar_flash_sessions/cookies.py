@@ -38,7 +38,7 @@ class CookieJar:
         name: The cookie's name.
     """
 
-    __slots__ = ("_expired", "_name", "_plain", "_prefix", "_secure", "_secure_setting")
+    __slots__ = ("_expired", "_name", "_prefix", "_with_attributes")
 
     def __init__(self, config: SessionConfig, name: str) -> None:
         attributes = f"; Path={config.cookie_path}"
@@ -49,15 +49,18 @@ class CookieJar:
         if config.cookie_httponly:
             attributes += "; HttpOnly"
         attributes += f"; SameSite={config.cookie_samesite.capitalize()}"
-        self._name = name
-        self._prefix = name.encode("ascii") + b"="
-        self._plain = attributes
-        self._secure = attributes + "; Secure"
-        self._secure_setting = config.cookie_secure
         expired = f"{name}=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path={config.cookie_path}"
         if config.cookie_domain:
             expired += f"; Domain={config.cookie_domain}"
-        self._expired = expired
+        # Indexed by whether the request came over https, which ``cookie_secure=None`` follows.
+        secure_suffixes = tuple(
+            "; Secure" if (https if config.cookie_secure is None else config.cookie_secure) else ""
+            for https in (False, True)
+        )
+        self._name = name
+        self._prefix = name.encode("ascii") + b"="
+        self._with_attributes = tuple(attributes + suffix for suffix in secure_suffixes)
+        self._expired = tuple((expired + suffix).encode("latin-1") for suffix in secure_suffixes)
 
     @property
     def name(self) -> str:
@@ -75,19 +78,13 @@ class CookieJar:
                         return pair[len(prefix) :].decode("latin-1")
         return None
 
-    def is_secure(self, scope: Scope) -> bool:
-        """Whether the cookie gets ``Secure`` on this request."""
-        if self._secure_setting is None:
-            return scope.get("scheme") == "https"
-        return self._secure_setting
-
     def render(self, value: str, scope: Scope) -> tuple[bytes, bytes]:
         """Return the ``Set-Cookie`` header that sets the cookie to ``value``.
 
         Raises:
             CookieTooLargeError: The header would be over 4096 bytes.
         """
-        attributes = self._secure if self.is_secure(scope) else self._plain
+        attributes = self._with_attributes[scope.get("scheme") == "https"]
         header = f"{self._name}={value}{attributes}".encode("latin-1")
         if len(header) > MAX_SET_COOKIE_BYTES:
             raise CookieTooLargeError(
@@ -99,5 +96,4 @@ class CookieJar:
 
     def render_expired(self, scope: Scope) -> tuple[bytes, bytes]:
         """Return the ``Set-Cookie`` header that makes the browser drop the cookie."""
-        suffix = "; Secure" if self.is_secure(scope) else ""
-        return SET_COOKIE, f"{self._expired}{suffix}".encode("latin-1")
+        return SET_COOKIE, self._expired[scope.get("scheme") == "https"]

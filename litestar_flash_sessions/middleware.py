@@ -98,7 +98,7 @@ class SessionMiddleware:
             message["headers"] = [*message["headers"], _VARY]
             return False
         try:
-            headers = await self.backend.commit(session, scope)
+            cookie = await self.backend.commit(session, scope)
         except UNAVAILABLE as exc:
             logger.error("session store unavailable, answering 503 (%s): %s", self.backend.store_name, exc)
             await _send_plain(send, 503, b"Service Unavailable: session store unreachable")
@@ -112,10 +112,11 @@ class SessionMiddleware:
             logger.exception("session not saved: the store failed (%s)", self.backend.store_name)
             await _send_plain(send, 500, b"Internal Server Error: session store error")
             return True
+        headers = [_VARY] if cookie is None else [cookie, _VARY]
         if session.redelivers_flash:
             await _send_retry(send, cast("HTTPScope", scope), headers)
             return True
-        message["headers"] = [*message["headers"], *headers, _VARY]
+        message["headers"] = [*message["headers"], *headers]
         return False
 
 
@@ -141,7 +142,7 @@ async def _send_retry(send: Send, scope: HTTPScope, headers: list[tuple[bytes, b
     """
     if scope["method"] in ("GET", "HEAD"):
         location = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
-        await _send_plain(send, 303, b"", [(b"location", location), *headers, _VARY])
+        await _send_plain(send, 303, b"", [(b"location", location), *headers])
     else:
         await _send_plain(send, 409, b"Conflict: a concurrent request of this session consumed its flash", headers)
 
