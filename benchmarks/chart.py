@@ -2,7 +2,7 @@
 
 Reads the JSON files the three benchmarks write with ``--json``::
 
-    python -m benchmarks.bench --rounds 15 --requests 2000 --json /tmp/lfs-bench/bench.json
+    python -m benchmarks.bench --json /tmp/lfs-bench/bench.json
     python -m benchmarks.http_load --json /tmp/lfs-bench/http_load.json
     python -m benchmarks.scale --json /tmp/lfs-bench/scale.json
     python -m benchmarks.chart            # the three paths above are the defaults

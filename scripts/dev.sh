@@ -52,7 +52,7 @@ bench)
     if [[ ${1:-} == --quick ]]; then
         "$VENV/bin/python" -m benchmarks.bench --rounds 2 --requests 100
     else
-        "$VENV/bin/python" -m benchmarks.bench --rounds 15 --requests 2000
+        "$VENV/bin/python" -m benchmarks.bench
     fi
     "$VENV/bin/python" -m benchmarks.http_load "$@"
     "$VENV/bin/python" -m benchmarks.scale "$@"
