@@ -9,7 +9,9 @@ import warnings
 from typing import Any
 
 import pytest
-from litestar import Litestar, get
+from litestar import Litestar, WebSocket, get, websocket
+from litestar.exceptions import WebSocketDisconnect
+from litestar.testing import TestClient
 
 from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
 from litestar_flash_sessions.middleware import SessionMiddleware
@@ -276,6 +278,24 @@ async def test_a_handler_registered_after_start_up_gets_its_session() -> None:
         response = await client.get("/late")
         assert response.json() == {"user": "ann"}
         assert response.headers["vary"] == "Cookie"
+
+
+@websocket("/ws")
+async def socket_with_session(socket: WebSocket[Any, Any, Any], session: Session) -> None:
+    await socket.accept()
+    await socket.send_text("never sent")
+
+
+def test_a_websocket_handler_asking_for_the_session_is_told_why_it_gets_none() -> None:
+    app = Litestar([socket_with_session], plugins=[SessionPlugin()])
+    with (
+        TestClient(app) as client,
+        pytest.raises(WebSocketDisconnect) as disconnect,
+        client.websocket_connect("/ws"),
+    ):
+        pass
+    assert disconnect.value.code == 4500
+    assert "sessions work on HTTP handlers" in disconnect.value.detail
 
 
 def test_the_core_needs_no_database_driver_nor_cryptography() -> None:
