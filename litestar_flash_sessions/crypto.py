@@ -1,7 +1,6 @@
 """Sealing: authenticated encryption of cookie payloads with rotating secrets.
 
-A sealed token is the base64 (standard alphabet, padded: every character is allowed in a cookie
-value, and it is the fastest form to encode and decode) of::
+A sealed token is the URL-safe base64, without padding, of::
 
     version (1 byte) | key id (4 bytes) | nonce (12 bytes) | AES-256-GCM ciphertext and tag
 
@@ -27,6 +26,12 @@ _VERSION = b"\x01"
 _HEADER = len(_VERSION) + 4 + 12
 _TAG = 16
 _SALT = b"litestar-flash-sessions"
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_+/=", b"+/!!!")
+"""Back to the standard alphabet; ``+``, ``/`` and ``=``, not in a token's alphabet, become a
+character that strict decoding refuses."""
+_PADDING = (b"", b"===", b"==", b"=")
+"""The padding a token of each length modulo 4 lacks (1 is never valid, and stays invalid)."""
 
 
 class Sealer:
@@ -69,15 +74,16 @@ class Sealer:
         """Encrypt and authenticate ``plaintext`` with the first secret."""
         nonce = os.urandom(12)
         sealed = self._token_prefix + nonce + self._sealing_key.encrypt(nonce, plaintext, self._sealing_aad)
-        return binascii.b2a_base64(sealed, newline=False).decode("ascii")
+        return binascii.b2a_base64(sealed, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
 
     def open(self, token: str) -> bytes | None:
         """Return the plaintext of ``token``, or ``None`` if it is malformed, tampered, or sealed
         with a secret that is not in the list.
         """
         try:
-            raw = binascii.a2b_base64(token, strict_mode=True)
-        except ValueError:  # binascii.Error: not canonical base64; or a character that is not ASCII
+            standard = token.encode("ascii").translate(_FROM_URLSAFE) + _PADDING[len(token) % 4]
+            raw = binascii.a2b_base64(standard, strict_mode=True)
+        except ValueError:  # binascii.Error: not URL-safe base64; UnicodeEncodeError: not ASCII
             return None
         if len(raw) < _HEADER + _TAG or raw[:1] != _VERSION:
             return None

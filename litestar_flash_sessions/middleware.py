@@ -1,10 +1,9 @@
-"""The ASGI middleware that loads a session before its handler runs and commits it when the
-response starts.
+"""The ASGI middleware that commits a session when its response starts.
 
 The plugin puts it only in front of handlers that take the session, so every other handler
-runs exactly as without the plugin. The ``session`` dependency (:func:`provide_session`) hands
-the loaded session to the handler; the commit happens at ``http.response.start``, before any
-byte of the body leaves, so that a store failure can still become a 503.
+runs exactly as without the plugin. The session itself is loaded by the ``session``
+dependency (:func:`provide_session`); the middleware commits it at ``http.response.start``,
+before any byte of the body leaves, so that a store failure can still become a 503.
 """
 
 from __future__ import annotations
@@ -20,19 +19,31 @@ from litestar_flash_sessions.session import FlashSession
 from litestar_flash_sessions.stores.base import StoreUnavailableError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from litestar.types import ASGIApp, HTTPResponseStartEvent, HTTPScope, Message, Receive, Scope, Send
 
     from litestar_flash_sessions.backends import Backend
 
-__all__ = ("SessionMiddleware", "provide_session")
+__all__ = ("SessionMiddleware", "session_provider")
 
 logger = logging.getLogger("litestar_flash_sessions")
 
 
-# The dependency finds its request's session here rather than through a ``request`` parameter:
+class _Slot:
+    """Where one request's session waits between the dependency that loads it and the middleware."""
+
+    __slots__ = ("scope", "session")
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.session: FlashSession | None = None
+
+
+# The dependency finds its request's slot here rather than through a ``request`` parameter:
 # Litestar validates a dependency's parameters on every call, and a context variable costs
-# next to nothing (the handler runs in the middleware's context, so it sees the session).
-_CURRENT_SESSION: ContextVar[FlashSession | None] = ContextVar("litestar_flash_sessions.session", default=None)
+# next to nothing (dependency tasks copy the context, so they see the slot too).
+_CURRENT_SLOT: ContextVar[_Slot | None] = ContextVar("litestar_flash_sessions.slot", default=None)
 _VARY = (b"vary", b"Cookie")
 UNAVAILABLE = (StoreUnavailableError, OSError, TimeoutError)
 """What a store raises when its server is down or slow (the last two from stores that let a
@@ -40,7 +51,7 @@ driver's error through)."""
 
 
 class SessionMiddleware:
-    """Load the request's session before the handler runs; commit it when the response starts.
+    """Commit the request's session, if the handler loaded it, when the response starts.
 
     Args:
         app: The next ASGI app.
@@ -54,34 +65,25 @@ class SessionMiddleware:
         self.backend = backend
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Load the session, run the handler and commit the session at ``http.response.start``.
-
-        Raises:
-            ServiceUnavailableException: The store could not be reached to load the session
-                (Litestar's exception handlers answer it: a 503).
-        """
-        try:
-            session = await self.backend.load(scope)
-        except UNAVAILABLE as exc:
-            logger.error("session store unavailable, answering 503 (%s): %s", self.backend.store_name, exc)
-            raise ServiceUnavailableException("Session store unavailable") from exc
+        """Run the handler and commit its session at ``http.response.start``."""
+        slot = _Slot(scope)
         replaced = False
 
         async def send_committing(message: Message) -> None:
             nonlocal replaced
-            if message["type"] == "http.response.start":
-                replaced = await self._start_response(message, session, scope, send)
+            if message["type"] == "http.response.start" and slot.session is not None:
+                replaced = await self._start_response(message, slot.session, scope, send)
                 if replaced:
                     return
             elif replaced:
                 return  # the handler's body, after we answered in its place
             await send(message)
 
-        token = _CURRENT_SESSION.set(session)
+        token = _CURRENT_SLOT.set(slot)
         try:
             await self.app(scope, receive, send_committing)
         finally:
-            _CURRENT_SESSION.reset(token)
+            _CURRENT_SLOT.reset(token)
 
     async def _start_response(
         self, message: HTTPResponseStartEvent, session: FlashSession, scope: Scope, send: Send
@@ -147,16 +149,21 @@ async def _send_retry(send: Send, scope: HTTPScope, headers: list[tuple[bytes, b
         await _send_plain(send, 409, b"Conflict: a concurrent request of this session consumed its flash", headers)
 
 
-def provide_session() -> FlashSession:
-    """Return the session the middleware loaded for this request (the ``session`` dependency).
+def session_provider(backend: Backend) -> Callable[[], Awaitable[FlashSession]]:
+    """Return the ``session`` dependency: it loads the session and hands it to the middleware."""
 
-    Raises:
-        ImproperlyConfiguredException: The handler is not behind the plugin's middleware.
-    """
-    session = _CURRENT_SESSION.get()
-    if session is None:
-        raise ImproperlyConfiguredException(
-            "the session dependency ran on a route the SessionPlugin did not see; "
-            "sessions work on HTTP handlers of the app the plugin was given to"
-        )
-    return session
+    async def provide_session() -> FlashSession:
+        slot = _CURRENT_SLOT.get()
+        if slot is None:
+            raise ImproperlyConfiguredException(
+                "the session dependency ran on a route the SessionPlugin did not see; "
+                "sessions work on HTTP handlers of the app the plugin was given to"
+            )
+        try:
+            slot.session = await backend.load(slot.scope)
+        except UNAVAILABLE as exc:
+            logger.error("session store unavailable, answering 503 (%s): %s", backend.store_name, exc)
+            raise ServiceUnavailableException("Session store unavailable") from exc
+        return slot.session
+
+    return provide_session

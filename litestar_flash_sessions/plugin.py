@@ -24,7 +24,7 @@ from litestar.routes import HTTPRoute
 from litestar_flash_sessions.backends import create_backend
 from litestar_flash_sessions.cleanup import PeriodicCleanup
 from litestar_flash_sessions.config import SessionConfig
-from litestar_flash_sessions.middleware import SessionMiddleware, provide_session
+from litestar_flash_sessions.middleware import SessionMiddleware, session_provider
 from litestar_flash_sessions.session import FlashSession, Session
 from litestar_flash_sessions.stores.base import SessionStore
 
@@ -55,7 +55,7 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin):
     def __init__(self, config: SessionConfig | None = None) -> None:
         self._config = config or SessionConfig()
         self._backend = create_backend(self._config)
-        self._provide = Provide(provide_session, sync_to_thread=False)
+        self._provide = Provide(session_provider(self._backend))
         self._middleware = DefineMiddleware(SessionMiddleware, backend=self._backend)
         self._operation_classes: dict[type[Operation], type[Operation]] = {}
 

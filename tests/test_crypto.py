@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from base64 import b64decode, b64encode
+import re
+from base64 import urlsafe_b64decode, urlsafe_b64encode
 
 import msgspec
 import pytest
@@ -18,7 +19,7 @@ def test_round_trip_and_no_plaintext_in_the_token() -> None:
     sealer = Sealer(OLD, b"session_data")
     token = sealer.seal(b"secret user data")
     assert sealer.open(token) == b"secret user data"
-    assert b"secret" not in b64decode(token)
+    assert b"secret" not in urlsafe_b64decode(token + "==")
     assert sealer.seal(b"x") != sealer.seal(b"x"), "a fresh nonce each time"
 
 
@@ -39,11 +40,11 @@ def test_token_is_bound_to_its_context() -> None:
 
 def test_tampering_anywhere_fails() -> None:
     sealer = Sealer(OLD, b"c")
-    raw = bytearray(b64decode(sealer.seal(b"payload")))
+    raw = bytearray(urlsafe_b64decode(sealer.seal(b"payload") + "=="))
     for index in range(len(raw)):
         tampered = bytearray(raw)
         tampered[index] ^= 0x01
-        assert sealer.open(b64encode(tampered).decode()) is None, index
+        assert sealer.open(urlsafe_b64encode(tampered).rstrip(b"=").decode()) is None, index
 
 
 def test_malformed_tokens() -> None:
@@ -69,3 +70,18 @@ def test_expiry_is_sealed_inside() -> None:
 def test_an_id_that_does_not_fit_the_token_is_refused(session_id: str) -> None:
     with pytest.raises(ValueError, match="at most 255 ASCII characters"):
         CookieStore(OLD).seal(session_id, b"\x92\x80\x80", None)
+
+
+def test_tokens_are_url_safe_base64_and_other_spellings_do_not_open() -> None:
+    sealer = Sealer(OLD, b"c")
+    tokens = [sealer.seal(bytes(length)) for length in range(1, 40)]  # every length modulo 3
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", token) for token in tokens)
+    token = next(token for token in tokens if "-" in token or "_" in token)
+    for spelling in (
+        token.translate(str.maketrans("-_", "+/")),  # the standard alphabet
+        token + "=" * (-len(token) % 4),  # padded
+        token + "=",
+        token + "A",
+    ):
+        assert sealer.open(spelling) is None, spelling
+    assert sealer.open(token) is not None

@@ -9,8 +9,10 @@ import warnings
 from typing import Any
 
 import pytest
-from litestar import Litestar, WebSocket, get, websocket
-from litestar.exceptions import WebSocketDisconnect
+from litestar import Litestar, WebSocket, get, post, websocket
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
+from litestar.handlers import BaseRouteHandler
 from litestar.testing import TestClient
 
 from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
@@ -93,6 +95,31 @@ async def test_store_calls_per_request() -> None:
         store.calls.clear()
         await client.post("/set", json={"user": "bob"})
         assert store.calls == ["get", "set"], "changed: one read and one write"
+
+
+def refuse_everyone(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    raise NotAuthorizedException("no")
+
+
+@get("/guarded", guards=[refuse_everyone])
+async def guarded(session: Session) -> str:
+    return "never"
+
+
+@post("/login-for-guard-test")
+async def login_for_guard_test(session: Session) -> None:
+    session.set("user", "ann")
+
+
+async def test_a_request_a_guard_refuses_costs_no_store_read() -> None:
+    store = CountingStore()
+    app = Litestar([guarded, login_for_guard_test], plugins=[SessionPlugin(SessionConfig(store=store))])
+    async with app.lifespan(), in_loop_client(app) as client:
+        await client.post("/login-for-guard-test")
+        store.calls.clear()
+        response = await client.get("/guarded")
+        assert response.status_code == 401
+        assert store.calls == []
 
 
 async def test_store_lifespan_hooks_run() -> None:
