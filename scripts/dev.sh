@@ -51,6 +51,8 @@ bench)
     eval "$(scripts/servers.sh start)"
     if [[ ${1:-} == --quick ]]; then
         "$VENV/bin/python" -m benchmarks.bench --rounds 2 --requests 100
+        "$VENV/bin/python" -m benchmarks.ablation --rounds 2 --requests 50
+        "$VENV/bin/python" -m benchmarks.profile --requests 200 >/dev/null
     else
         "$VENV/bin/python" -m benchmarks.bench
     fi
