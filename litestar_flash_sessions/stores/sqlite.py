@@ -136,12 +136,13 @@ class SQLiteStore(SessionStore):
         async def delete_batch() -> int:
             return len(await self._run(self._sql.delete_expired, (now, _DELETE_BATCH)))
 
-        async def checkpoint_aside(batches: int) -> None:
-            if path is not None and batches % _CHECKPOINT_EVERY == 0:
-                await asyncio.to_thread(_checkpoint, path)
-
         if path is None:
             return await delete_in_batches(delete_batch, _DELETE_BATCH)
+
+        async def checkpoint_aside(batches: int) -> None:
+            if batches % _CHECKPOINT_EVERY == 0:
+                await asyncio.to_thread(_checkpoint, path)
+
         threshold = (await self._run("PRAGMA wal_autocheckpoint", ()))[0][0]
         await self._run("PRAGMA wal_autocheckpoint = 0", ())
         try:
