@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
+    from tests.conftest import RecordingHandler
 
 
 class FaultProxy:
@@ -87,3 +94,21 @@ async def fault_proxy(host: str, port: int) -> AsyncIterator[FaultProxy]:
         yield proxy
     finally:
         await proxy.close()
+
+
+async def assert_session_requests_fail_fast(client: httpx.AsyncClient, log: RecordingHandler, store: str) -> None:
+    """While the store is out: a read, a write and a logout each answer a short 503 whose log line
+    names ``store``, all within the store's time-out; handlers without the session still work."""
+    started = time.monotonic()
+    for request in (
+        lambda: client.get("/read/user"),
+        lambda: client.post("/set", json={"user": "bob"}),
+        lambda: client.post("/logout"),
+    ):
+        response = await request()
+        assert response.status_code == 503
+        assert len(response.content) < 100
+        assert store in log.text
+        log.records.clear()
+    assert time.monotonic() - started < 5, "each request gives up after the store's timeout"
+    assert (await client.get("/plain")).status_code == 200, "handlers without the session still work"

@@ -6,9 +6,10 @@ contract suite (``test_contract.py``) runs once per registered harness.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
@@ -66,6 +67,15 @@ def server_url(variable: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return url
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], seconds: float = 2.0) -> None:
+    """Poll ``condition`` every 20 ms until it holds or ``seconds`` have passed (for work done in
+    the background, such as the plugin's periodic cleanup); the caller asserts the outcome."""
+    for _ in range(int(seconds / 0.02)):
+        if await condition():
+            return
+        await asyncio.sleep(0.02)
 
 
 async def read_record(store: SessionStore, session_id: str) -> bytes | None:

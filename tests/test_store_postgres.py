@@ -20,7 +20,7 @@ from litestar_flash_sessions.stores.postgres import PostgresStore
 from tests.app import build_app
 from tests.conftest import RecordingHandler, app_client, in_loop_client
 from tests.faults import FaultProxy, fault_proxy
-from tests.harness import FakeClock, server_url
+from tests.harness import FakeClock, server_url, wait_until
 from tests.harness_postgres import drop_table, unique_table
 
 SID = "S" * 43
@@ -211,10 +211,11 @@ async def test_the_plugin_deletes_expired_rows_periodically(
         await client.post("/set", json={"user": "ann"})
         assert await store.set(SID, b"kept", None, None)
         clock.advance(100)
-        for _ in range(100):
-            if set(await rows(admin, table)) == {SID}:
-                break
-            await asyncio.sleep(0.02)
+
+        async def only_the_kept_row_left() -> bool:
+            return set(await rows(admin, table)) == {SID}
+
+        await wait_until(only_the_kept_row_left)
         assert set(await rows(admin, table)) == {SID}
 
 

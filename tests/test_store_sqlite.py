@@ -19,7 +19,7 @@ from litestar_flash_sessions.backends import new_session_id
 from litestar_flash_sessions.stores import StoreUnavailableError
 from litestar_flash_sessions.stores.sqlite import SQLiteStore
 from tests.conftest import RecordingHandler, app_client
-from tests.harness import FakeClock
+from tests.harness import FakeClock, wait_until
 
 SID = "S" * 43
 OTHER = "O" * 43
@@ -216,10 +216,11 @@ async def test_the_plugin_deletes_expired_rows_periodically(
         await client.post("/set", json={"user": "ann"})
         assert await store.set(SID, b"kept", None, None)
         clock.advance(100)
-        for _ in range(100):
-            if set(rows(db_path)) == {SID}:
-                break
-            await asyncio.sleep(0.02)
+
+        async def only_the_kept_row_left() -> bool:
+            return set(rows(db_path)) == {SID}
+
+        await wait_until(only_the_kept_row_left)
         assert set(rows(db_path)) == {SID}
 
 
