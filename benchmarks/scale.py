@@ -50,7 +50,7 @@ from litestar import Litestar
 from benchmarks.bench import Driver, ours_login, ours_read_write
 from benchmarks.http_load import machine_info, server_env, warn_if_busy
 from litestar_flash_sessions import SessionConfig, SessionPlugin
-from litestar_flash_sessions.backends import new_session_id
+from litestar_flash_sessions.commit import new_session_id
 from litestar_flash_sessions.stores import MemoryStore, SessionStore
 
 TTL = 3600

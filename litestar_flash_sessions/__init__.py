@@ -5,6 +5,7 @@
 >>> app = Litestar([], plugins=[SessionPlugin(SessionConfig())])
 """
 
+from litestar_flash_sessions.backend import SessionBackend
 from litestar_flash_sessions.config import SessionConfig
 from litestar_flash_sessions.cookies import CookieTooLargeError
 from litestar_flash_sessions.plugin import SessionPlugin
@@ -15,6 +16,7 @@ __all__ = (
     "CookieTooLargeError",
     "FlashSession",
     "Session",
+    "SessionBackend",
     "SessionConfig",
     "SessionPlugin",
     "StoreUnavailableError",

@@ -8,7 +8,7 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from litestar_flash_sessions.stores.base import SessionStore
+    from litestar_flash_sessions.backend import SessionBackend
 
 __all__ = ("PeriodicCleanup",)
 
@@ -23,7 +23,7 @@ class PeriodicCleanup:
 
     __slots__ = ("_interval", "_store", "_task")
 
-    def __init__(self, store: SessionStore, interval: float) -> None:
+    def __init__(self, store: SessionBackend, interval: float) -> None:
         self._store = store
         self._interval = interval
         self._task: asyncio.Task[None] | None = None

@@ -6,12 +6,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from litestar_flash_sessions.backend import SessionBackend
 from litestar_flash_sessions.cookies import COOKIE_NAME
-from litestar_flash_sessions.stores.base import SessionStore
-from litestar_flash_sessions.stores.cookie import CookieStore
 from litestar_flash_sessions.stores.memory import MemoryStore
 
 __all__ = ("SessionConfig",)
+
+DEFAULT_COOKIE_NAME = "session"
 
 _ATTRIBUTE_VALUE = re.compile(r"[\x21-\x3a\x3c-\x7e]+")
 """A cookie attribute value: printable ASCII without ``;``."""
@@ -25,10 +26,12 @@ class SessionConfig:
     saying what to change.
     """
 
-    store: SessionStore | CookieStore = field(default_factory=MemoryStore)
-    """Where sessions live. The default, :class:`MemoryStore`, suits tests and one process."""
-    cookie_name: str = "session"
-    """The cookie holding the session id (server-side stores; a ``CookieStore`` names its own)."""
+    store: SessionBackend = field(default_factory=MemoryStore)
+    """Where sessions live: any server-side store, or a ``CookieStore``. The default,
+    :class:`MemoryStore`, suits tests and one process."""
+    cookie_name: str = DEFAULT_COOKIE_NAME
+    """The session cookie's name. A ``CookieStore`` names its cookie itself (its ``cookie_name``):
+    leave this as it is then, or give the same name; another one is a ``ValueError``."""
     expire_after_seconds: int | None = None
     """Sliding idle timeout: a session not used for this long expires. ``None`` or ``0``: never."""
     cookie_path: str = "/"
@@ -48,10 +51,16 @@ class SessionConfig:
     itself (SQL). ``None`` switches it off (then call ``store.delete_expired()`` yourself)."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.store, (SessionStore, CookieStore)):
-            raise ValueError(f"store must be a SessionStore or a CookieStore, got {self.store!r}")
+        if not isinstance(self.store, SessionBackend):
+            raise ValueError(f"store must be a session store (a SessionBackend), got {self.store!r}")
         if not COOKIE_NAME.fullmatch(self.cookie_name):
             raise ValueError(f"cookie_name {self.cookie_name!r} is not a valid cookie name (an HTTP token)")
+        own = self.store.cookie_name
+        if own is not None and self.cookie_name not in (own, DEFAULT_COOKIE_NAME):
+            raise ValueError(
+                f"cookie_name {self.cookie_name!r} would be ignored: {type(self.store).__name__} names its "
+                f"cookie {own!r}; set the name on the store instead"
+            )
         if self.expire_after_seconds is not None and self.expire_after_seconds < 0:
             raise ValueError("expire_after_seconds must be a positive number of seconds, or None for never")
         if self.cookie_max_age is not None and self.cookie_max_age <= 0:
@@ -66,6 +75,11 @@ class SessionConfig:
             raise ValueError("cleanup_interval_seconds must be a positive number of seconds, or None for off")
         if self.cookie_samesite == "none" and self.cookie_secure is False:
             raise ValueError("cookie_samesite='none' needs a secure cookie: browsers reject it otherwise")
+
+    @property
+    def session_cookie_name(self) -> str:
+        """The name the session cookie is sent under: the store's own, else :attr:`cookie_name`."""
+        return self.store.cookie_name or self.cookie_name
 
     @property
     def ttl(self) -> int | None:

@@ -9,13 +9,14 @@ before any byte of the body leaves, so that a store failure can still become a 5
 from __future__ import annotations
 
 import logging
+import re
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, cast
+from urllib.parse import quote
 
 from litestar.exceptions import ImproperlyConfiguredException, ServiceUnavailableException
 
-from litestar_flash_sessions.cookies import CookieTooLargeError
-from litestar_flash_sessions.session import FlashSession
+from litestar_flash_sessions.cookies import CookieJar, CookieTooLargeError
 from litestar_flash_sessions.stores.base import StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -23,21 +24,27 @@ if TYPE_CHECKING:
 
     from litestar.types import ASGIApp, HTTPResponseStartEvent, HTTPScope, Message, Receive, Scope, Send
 
-    from litestar_flash_sessions.backends import Backend
+    from litestar_flash_sessions.backend import Loaded, Outcome, SessionBackend
+    from litestar_flash_sessions.config import SessionConfig
+    from litestar_flash_sessions.session import FlashSession
 
-__all__ = ("SessionMiddleware", "session_provider")
+__all__ = ("ROTATE_STATE_KEY", "SessionMiddleware", "retry_location", "session_provider")
 
 logger = logging.getLogger("litestar_flash_sessions")
+
+
+ROTATE_STATE_KEY = "rotate_session_key"
+"""Setting ``request.state.rotate_session_key = True`` rotates the id, as in oak_sessions."""
 
 
 class _Slot:
     """Where one request's session waits between the dependency that loads it and the middleware."""
 
-    __slots__ = ("scope", "session")
+    __slots__ = ("loaded", "scope")
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
-        self.session: FlashSession | None = None
+        self.loaded: Loaded | None = None
 
 
 # The dependency finds its request's slot here rather than through a ``request`` parameter:
@@ -55,14 +62,17 @@ class SessionMiddleware:
 
     Args:
         app: The next ASGI app.
-        backend: Loads and commits sessions.
+        config: The plugin's configuration (its store commits).
+        jar: Renders the session cookie.
     """
 
-    __slots__ = ("app", "backend")
+    __slots__ = ("app", "backend", "config", "jar")
 
-    def __init__(self, app: ASGIApp, backend: Backend) -> None:
+    def __init__(self, app: ASGIApp, config: SessionConfig, jar: CookieJar) -> None:
         self.app = app
-        self.backend = backend
+        self.config = config
+        self.backend: SessionBackend = config.store
+        self.jar = jar
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the handler and commit its session at ``http.response.start``."""
@@ -71,8 +81,8 @@ class SessionMiddleware:
 
         async def send_committing(message: Message) -> None:
             nonlocal replaced
-            if message["type"] == "http.response.start" and slot.session is not None:
-                replaced = await self._start_response(message, slot.session, scope, send)
+            if message["type"] == "http.response.start" and slot.loaded is not None:
+                replaced = await self._start_response(message, slot.loaded, scope, send)
                 if replaced:
                     return
             elif replaced:
@@ -85,9 +95,7 @@ class SessionMiddleware:
         finally:
             _CURRENT_SLOT.reset(token)
 
-    async def _start_response(
-        self, message: HTTPResponseStartEvent, session: FlashSession, scope: Scope, send: Send
-    ) -> bool:
+    async def _start_response(self, message: HTTPResponseStartEvent, loaded: Loaded, scope: Scope, send: Send) -> bool:
         """Commit the session into the response's headers.
 
         Returns:
@@ -99,10 +107,13 @@ class SessionMiddleware:
         if message["status"] >= 500:  # the handler failed: save nothing, like a rolled-back transaction
             message["headers"] = [*message["headers"], _VARY]
             return False
+        if scope["state"].get(ROTATE_STATE_KEY):
+            loaded.session.rotate_key()
         try:
-            cookie = await self.backend.commit(session, scope)
+            outcome = await self.backend.commit(loaded, self.config)
+            headers = self._headers(outcome, scope)
         except UNAVAILABLE as exc:
-            logger.error("session store unavailable, answering 503 (%s): %s", self.backend.store_name, exc)
+            logger.error("session store unavailable, answering 503 (%s): %s", type(self.backend).__name__, exc)
             await _send_plain(send, 503, b"Service Unavailable: session store unreachable")
             return True
         except CookieTooLargeError as exc:
@@ -111,15 +122,26 @@ class SessionMiddleware:
             return True
         except Exception:
             # Past this point Litestar's exception handlers cannot answer for us any more.
-            logger.exception("session not saved: the store failed (%s)", self.backend.store_name)
+            logger.exception("session not saved: the store failed (%s)", type(self.backend).__name__)
             await _send_plain(send, 500, b"Internal Server Error: session store error")
             return True
-        headers = [_VARY] if cookie is None else [cookie, _VARY]
-        if session.redelivers_flash:
+        if outcome.retry_flash:
             await _send_retry(send, cast("HTTPScope", scope), headers)
             return True
         message["headers"] = [*message["headers"], *headers]
         return False
+
+    def _headers(self, outcome: Outcome, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """Return the response's session headers: ``Vary``, and the cookie the outcome asks for.
+
+        Raises:
+            CookieTooLargeError: The cookie would be too large for browsers.
+        """
+        if outcome.cookie is not None:
+            return [self.jar.render(outcome.cookie, scope), _VARY]
+        if outcome.expire:
+            return [self.jar.render_expired(scope), _VARY]
+        return [_VARY]
 
 
 async def _send_plain(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -143,14 +165,42 @@ async def _send_retry(send: Send, scope: HTTPScope, headers: list[tuple[bytes, b
     the page without the flash); other methods get ``409 Conflict``.
     """
     if scope["method"] in ("GET", "HEAD"):
-        location = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
-        await _send_plain(send, 303, b"", [(b"location", location), *headers])
+        await _send_plain(send, 303, b"", [(b"location", retry_location(scope)), *headers])
     else:
         await _send_plain(send, 409, b"Conflict: a concurrent request of this session consumed its flash", headers)
 
 
-def session_provider(backend: Backend) -> Callable[[], Awaitable[FlashSession]]:
+_UNSAFE_BYTE = re.compile(rb"[^\x21-\x7e]")
+"""Bytes a ``Location`` must not carry raw: controls (CR and LF above all), space and non-ASCII."""
+_LEADING_SLASHES = re.compile(rb"^[/\\]+")
+
+
+def retry_location(scope: HTTPScope) -> bytes:
+    r"""Return the ``Location`` that sends a request back to its own URL, as a same-origin path.
+
+    The path is the raw one when the server gives it, else ``root_path`` + ``path``; any run of
+    slashes and backslashes it starts with becomes one ``/`` (``//evil.example`` and
+    ``/\evil.example`` would name another host), and unsafe bytes are percent-encoded in the
+    path and the query string, which is kept.
+    """
+    raw = scope.get("raw_path")
+    path = raw if raw else quote(scope.get("root_path", "") + scope["path"], safe="/%!$&'()*+,;=:@~-._").encode()
+    path = _LEADING_SLASHES.sub(b"/", path)
+    if not path.startswith(b"/"):
+        path = b"/" + path
+    location = _percent_encode(path)
+    if scope["query_string"]:
+        location += b"?" + _percent_encode(scope["query_string"])
+    return location
+
+
+def _percent_encode(value: bytes) -> bytes:
+    return _UNSAFE_BYTE.sub(lambda match: b"%%%02X" % match.group()[0], value)
+
+
+def session_provider(config: SessionConfig, jar: CookieJar) -> Callable[[], Awaitable[FlashSession]]:
     """Return the ``session`` dependency: it loads the session and hands it to the middleware."""
+    backend = config.store
 
     async def provide_session() -> FlashSession:
         slot = _CURRENT_SLOT.get()
@@ -160,10 +210,10 @@ def session_provider(backend: Backend) -> Callable[[], Awaitable[FlashSession]]:
                 "sessions work on HTTP handlers of the app the plugin was given to"
             )
         try:
-            slot.session = await backend.load(slot.scope)
+            slot.loaded = await backend.load(jar.read(slot.scope), config)
         except UNAVAILABLE as exc:
-            logger.error("session store unavailable, answering 503 (%s): %s", backend.store_name, exc)
+            logger.error("session store unavailable, answering 503 (%s): %s", type(backend).__name__, exc)
             raise ServiceUnavailableException("Session store unavailable") from exc
-        return slot.session
+        return slot.loaded.session
 
     return provide_session

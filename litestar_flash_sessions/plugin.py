@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,14 +22,17 @@ from litestar.openapi.spec.enums import OpenAPIType
 from litestar.plugins import InitPlugin, ReceiveRoutePlugin
 from litestar.routes import HTTPRoute
 
-from litestar_flash_sessions.backends import create_backend
+from litestar_flash_sessions.backend import SessionBackend
 from litestar_flash_sessions.cleanup import PeriodicCleanup
 from litestar_flash_sessions.config import SessionConfig
+from litestar_flash_sessions.cookies import CookieJar
 from litestar_flash_sessions.middleware import SessionMiddleware, session_provider
 from litestar_flash_sessions.session import FlashSession, Session
-from litestar_flash_sessions.stores.base import SessionStore
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from litestar import Litestar
     from litestar.config.app import AppConfig
     from litestar.handlers import HTTPRouteHandler
     from litestar.routes import BaseRoute
@@ -50,13 +54,13 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin):
             (a :class:`MemoryStore`).
     """
 
-    __slots__ = ("_backend", "_config", "_middleware", "_operation_classes", "_provide")
+    __slots__ = ("_config", "_jar", "_middleware", "_operation_classes", "_provide")
 
     def __init__(self, config: SessionConfig | None = None) -> None:
         self._config = config or SessionConfig()
-        self._backend = create_backend(self._config)
-        self._provide = Provide(session_provider(self._backend))
-        self._middleware = DefineMiddleware(SessionMiddleware, backend=self._backend)
+        self._jar = CookieJar(self._config, self._config.session_cookie_name)
+        self._provide = Provide(session_provider(self._config, self._jar))
+        self._middleware = DefineMiddleware(SessionMiddleware, config=self._config, jar=self._jar)
         self._operation_classes: dict[type[Operation], type[Operation]] = {}
 
     @property
@@ -70,21 +74,13 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin):
         """
         app_config.dependencies[DEPENDENCY_KEY] = self._provide
         app_config.signature_namespace.update(Session=Session, FlashSession=FlashSession)
-        store = self._config.store
-        if isinstance(store, SessionStore):
-            app_config.on_startup.append(store.startup)
-            interval = self._config.cleanup_interval_seconds
-            if interval is not None and type(store).delete_expired is not SessionStore.delete_expired:
-                cleanup = PeriodicCleanup(store, interval)
-                app_config.on_startup.append(cleanup.start)
-                app_config.on_shutdown.append(cleanup.stop)
-            app_config.on_shutdown.append(store.shutdown)
+        app_config.lifespan.append(self._lifespan)
         if app_config.openapi_config is not None:
             scheme = Components(
                 security_schemes={
                     SECURITY_SCHEME: SecurityScheme(
                         type="apiKey",
-                        name=self._backend.jar.name,
+                        name=self._jar.name,
                         security_scheme_in="cookie",
                         description="The session cookie set by litestar-flash-sessions.",
                     )
@@ -96,6 +92,22 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin):
                 scheme,
             ]
         return app_config
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _: Litestar) -> AsyncIterator[None]:
+        """Enter the store's lifespan, with the periodic cleanup of expired sessions running inside it."""
+        store = self._config.store
+        interval = self._config.cleanup_interval_seconds
+        async with store.lifespan():
+            if interval is None or type(store).delete_expired is SessionBackend.delete_expired:
+                yield
+                return
+            cleanup = PeriodicCleanup(store, interval)
+            await cleanup.start()
+            try:
+                yield
+            finally:
+                await cleanup.stop()
 
     def receive_route(self, route: BaseRoute) -> None:
         """Attach the middleware and the cookie's documentation to handlers that take the session."""
@@ -125,7 +137,7 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin):
     def _documented(self, base: type[Operation]) -> type[Operation]:
         """Return a subclass of ``base`` whose operations document the session cookie."""
         if base not in self._operation_classes:
-            self._operation_classes[base] = _session_operation(base, self._backend.jar.name)
+            self._operation_classes[base] = _session_operation(base, self._jar.name)
         return self._operation_classes[base]
 
 

@@ -14,7 +14,7 @@ from litestar_flash_sessions.stores.base import validate_identifier
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"store": object()}, "store must be a SessionStore or a CookieStore"),
+        ({"store": object()}, "store must be a session store"),
         ({"cookie_name": "has space"}, "not a valid cookie name"),
         ({"cookie_name": ""}, "not a valid cookie name"),
         ({"cookie_name": "a;b"}, "not a valid cookie name"),

@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from litestar_flash_sessions import record
+
 from litestar_flash_sessions.stores import CookieStore, SessionStore
 from tests.app import RENDEZVOUS, Rendezvous
 from tests.conftest import ClientFactory, RecordingHandler
@@ -27,10 +29,12 @@ def set_cookies(response: Any) -> list[str]:
 
 
 async def stored(store: SessionStore | CookieStore, session_id: str | None) -> bytes | None:
-    """The record a server-side store holds for the id; for the cookie store, always None."""
+    """The live record a server-side store holds for the id (a tombstone counts as none); for the
+    cookie store, always None."""
     if isinstance(store, CookieStore) or session_id is None:
         return None
-    return await read_record(store, session_id)
+    raw = await read_record(store, session_id)
+    return raw if raw is not None and isinstance(record.decode(raw), record.Live) else None
 
 
 def use_cookie(client: httpx.AsyncClient, name: str, value: str) -> None:

@@ -125,7 +125,7 @@ async def test_one_command_per_store_call(standalone: RedisStore, ttl: int | Non
         assert await seen.since_last() == [], "a handler without the session: nothing"
 
         await client.post("/logout")
-        assert await seen.since_last() == [read, "DEL"]
+        assert await seen.since_last() == [read, "EVALSHA"], "a logout: one read, one compare-and-set to a tombstone"
 
         await client.get("/read/user")
         assert await seen.since_last() == [], "no cookie any more: nothing to read"

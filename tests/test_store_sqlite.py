@@ -15,7 +15,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from litestar_flash_sessions.backends import new_session_id
+from litestar_flash_sessions.commit import new_session_id
 from litestar_flash_sessions.stores import StoreUnavailableError
 from litestar_flash_sessions.stores.sqlite import SQLiteStore
 from tests.conftest import RecordingHandler, app_client

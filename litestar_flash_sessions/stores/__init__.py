@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from litestar_flash_sessions.backend import SessionBackend
 from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError
 from litestar_flash_sessions.stores.cookie import CookieStore
 from litestar_flash_sessions.stores.memory import MemoryStore
@@ -27,6 +28,7 @@ __all__ = (
     "PostgresStore",
     "RedisStore",
     "SQLiteStore",
+    "SessionBackend",
     "SessionStore",
     "StoreUnavailableError",
     "WebdisStore",

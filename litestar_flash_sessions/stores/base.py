@@ -1,28 +1,39 @@
-"""The protocol every server-side session store implements.
+"""The record-store protocol every server-side session store implements.
 
-A store maps a session id to an opaque record (the bytes of an encoded session) with an
-optional idle expiry. It knows nothing about cookies, flashes or Litestar: the middleware does
-the rest. Every method is one round trip to the server, so that the cost of a request can be
-read off the calls it makes:
+A store maps a key (a session id) to an opaque record (bytes) with an optional expiry. It knows
+nothing about cookies, flashes or Litestar, and implements three primitives, each one round trip
+to its server, so that the cost of a request can be read off the calls it makes:
 
-* a handler that only reads: one :meth:`SessionStore.get` (which also slides the expiry);
-* a handler that changes the session: one ``get`` and one :meth:`SessionStore.set`;
-* a handler that does not take the session: none.
+* :meth:`SessionStore.get`: read a record (and slide its expiry, in the same round trip);
+* :meth:`SessionStore.set`: a compare-and-set on the record that was read;
+* :meth:`SessionStore.delete`: drop a record.
 
-:meth:`SessionStore.set` is a compare-and-set on the record that was read, which lets the
-middleware merge concurrent changes of one session instead of losing one of them.
+On top of them :class:`SessionStore` implements the :class:`~litestar_flash_sessions.backend.SessionBackend`
+interface once for every store: loading (one ``get``) and committing (``litestar_flash_sessions.commit``:
+every transition a compare-and-set, replayed after a conflict). A handler that only reads makes
+one ``get``; one that changes the session one ``get`` and one ``set`` (two ``set`` for a rotation);
+one that does not take the session, none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
+from functools import cached_property
 from typing import TYPE_CHECKING, TypeVar
 
+from litestar_flash_sessions import commit
+from litestar_flash_sessions.backend import Loaded, SessionBackend
+from litestar_flash_sessions.record import Live
+
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from litestar_flash_sessions.backend import Outcome
+    from litestar_flash_sessions.config import SessionConfig
 
 __all__ = (
     "SessionStore",
@@ -37,6 +48,8 @@ T = TypeVar("T")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _KEY_PREFIX = re.compile(r"[A-Za-z0-9_:.\-]{1,100}")
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+"""What :func:`~litestar_flash_sessions.commit.new_session_id` makes: other values never reach a store."""
 
 
 class StoreUnavailableError(Exception):
@@ -46,15 +59,28 @@ class StoreUnavailableError(Exception):
     """
 
 
-class SessionStore(ABC):
-    """A server-side store of session records, keyed by session id."""
+class SessionStore(SessionBackend):
+    """A server-side store of session records, keyed by session id.
+
+    Subclasses implement :meth:`get`, :meth:`set` and :meth:`delete` (and, when they own
+    connections, :meth:`startup` and :meth:`shutdown`); everything else is shared.
+    """
+
+    _timeout: float | None = None
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds all store calls of one request may take together before it answers 503;
+        ``None``: as long as the driver waits.
+        """
+        return self._timeout
 
     @abstractmethod
     async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
         """Return the record stored under ``session_id``.
 
         Args:
-            session_id: A well-formed session id (the middleware never passes any other).
+            session_id: A well-formed session id (the plugin never passes any other).
             expires_in: When not ``None``, also reset the record's expiry to this many seconds
                 from now, in the same round trip (sliding expiry).
 
@@ -72,9 +98,10 @@ class SessionStore(ABC):
 
         Args:
             session_id: The session id.
-            record: The encoded session.
+            record: The encoded record.
             expires_in: Seconds until the record expires; ``None`` keeps it until deleted.
-            previous: The record this request read, or ``None`` when the id must be new.
+            previous: The record this request read, or ``None`` when the id must hold none
+                (an expired record counts as none).
 
         Returns:
             ``True`` if the record was written, ``False`` if another request changed or
@@ -92,23 +119,57 @@ class SessionStore(ABC):
             StoreUnavailableError: The server could not be reached or timed out.
         """
 
-    async def delete_expired(self) -> int:
-        """Delete expired records and return how many were deleted.
+    async def startup(self) -> None:
+        """Open what the store owns (a client it created from a URL, a table to create)."""
 
-        Stores whose server does not expire records by itself (SQL) override this; the plugin
-        then calls it every ``SessionConfig.cleanup_interval_seconds``. Reads never return an
-        expired record either way.
+    async def shutdown(self) -> None:
+        """Close what the store owns; a client it was given stays open (it is the caller's)."""
 
-        Raises:
-            StoreUnavailableError: The server could not be reached or timed out.
-        """
-        return 0
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Run :meth:`startup`, then :meth:`shutdown` when the app stops."""
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
 
-    async def startup(self) -> None:  # noqa: B027 (optional hook, empty by default)
-        """Open connections the store owns. The plugin calls it when the app starts."""
+    @cached_property
+    def locks(self) -> commit.SessionLocks:
+        """The per-session locks of this process's commits to this store."""
+        return commit.SessionLocks()
 
-    async def shutdown(self) -> None:  # noqa: B027 (optional hook, empty by default)
-        """Close connections the store owns. The plugin calls it when the app stops."""
+    def unavailable(self, reason: str) -> StoreUnavailableError:
+        """Return the error that makes the request a 503, naming this store."""
+        return StoreUnavailableError(f"{type(self).__name__}: {reason}")
+
+    async def load(self, token: str | None, config: SessionConfig) -> Loaded:
+        """Load the session whose id is ``token``; ids that are not ours never reach the store."""
+        if token is None or not _SESSION_ID.fullmatch(token):
+            return Loaded.new()
+        started = time.monotonic()
+        async with self._deadline(0.0):
+            raw, record = await commit.read_record(self, token, config.ttl)
+        if not isinstance(record, Live):  # none, expired, or a tombstone: the id opens nothing
+            return Loaded.new()
+        return Loaded(token, record, raw, time.monotonic() - started)
+
+    async def commit(self, loaded: Loaded, config: SessionConfig) -> Outcome:
+        """Commit the request's changes: see :mod:`litestar_flash_sessions.commit`."""
+        async with self._deadline(loaded.spent):
+            return await commit.commit(self, loaded, config.ttl)
+
+    @contextlib.asynccontextmanager
+    async def _deadline(self, spent: float) -> AsyncIterator[None]:
+        """Bound what follows by what is left of the request's time-out, as a 503."""
+        if self.timeout is None:
+            yield
+            return
+        try:
+            async with asyncio.timeout(self.timeout - spent):
+                yield
+        except TimeoutError as exc:
+            raise self.unavailable(f"no answer within the request's {self.timeout} s") from exc
 
 
 def validate_identifier(name: str, what: str) -> str:

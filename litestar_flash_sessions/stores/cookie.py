@@ -1,4 +1,4 @@
-"""A store that keeps the whole session in an encrypted cookie: no server needed."""
+"""A backend that keeps the whole session in an encrypted cookie: no server needed."""
 
 from __future__ import annotations
 
@@ -7,11 +7,18 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
+import msgspec
+
+from litestar_flash_sessions.backend import EXPIRE, NOTHING, Loaded, Outcome, SessionBackend
+from litestar_flash_sessions.commit import new_session_id
 from litestar_flash_sessions.cookies import COOKIE_NAME
 from litestar_flash_sessions.crypto import Sealer
+from litestar_flash_sessions.record import Live, decode, encode
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+    from litestar_flash_sessions.config import SessionConfig
 
 __all__ = ("CookieStore",)
 
@@ -28,11 +35,15 @@ cookie decodes it once, in the backend, like a record from any other store."""
 _NEVER = math.nan
 
 
-class CookieStore:
+class CookieStore(SessionBackend):
     """Keep each session, sealed with AES-256-GCM, in a cookie of its own.
 
     The session's expiry is sealed with it, so a client cannot extend it. The cookie is limited
     to 4096 bytes: a session that does not fit raises an error naming the limit.
+
+    This backend names the session cookie: ``SessionConfig.cookie_name``, if set to another name,
+    is a ``ValueError``. Concurrent requests each send back their whole cookie and the browser
+    keeps the last one: the concurrency guarantees are those of the server-side stores only.
 
     Because the data lives with the client, the server cannot revoke a cookie: rotating the key
     or deleting the session replaces or expires the cookie in this browser, but a copy taken
@@ -94,3 +105,32 @@ class CookieStore:
             return None
         record_start = _HEADER.size + id_length
         return payload[_HEADER.size : record_start].decode("ascii", "replace"), payload[record_start:]
+
+    async def load(self, token: str | None, config: SessionConfig) -> Loaded:
+        """Open the session cookie; anything that does not open gives a fresh session."""
+        opened = None if token is None else self.open(token)
+        if opened is None:
+            return Loaded.new()
+        session_id, record = opened
+        try:
+            content = decode(record)
+        except msgspec.DecodeError:
+            content = None
+        if not isinstance(content, Live):  # sealed by us, so only an incompatible old version
+            return Loaded.new()
+        return Loaded(session_id, content)
+
+    async def commit(self, loaded: Loaded, config: SessionConfig) -> Outcome:
+        """Seal the session into a new cookie value when it changed, or to slide its expiry."""
+        draft, session_id = loaded.draft, loaded.key
+        if draft.delete:
+            return NOTHING if session_id is None else EXPIRE
+        sliding = config.ttl is not None and session_id is not None
+        if not (draft.modified or draft.rotate or sliding):
+            return NOTHING
+        content = draft.content()
+        if content.is_empty:
+            return NOTHING if session_id is None else EXPIRE
+        if session_id is None or draft.rotate:
+            session_id = new_session_id()
+        return Outcome(cookie=self.seal(session_id, encode(content), config.ttl))

@@ -1,0 +1,86 @@
+"""A request's working copy of its session, and how its changes are replayed on newer content.
+
+The session object handlers receive (:class:`~litestar_flash_sessions.session.FlashSession`) reads
+and changes a :class:`Draft`; the commit machinery reads the same draft to decide what to write.
+When another request committed first, :func:`replay` applies this request's changes (and only
+them) to what the store now holds, so that neither request loses the other's work.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from litestar_flash_sessions.record import Flash, Live
+
+__all__ = ("DELETED", "Draft", "replay")
+
+DELETED: Final = object()
+"""Marks a key the request deleted, in :attr:`Draft.written`."""
+
+
+class Draft:
+    """What handlers see of the session, and the log of what they changed.
+
+    Args:
+        loaded: The session's content as loaded; the draft takes ownership of its containers.
+    """
+
+    __slots__ = ("consumed", "data", "delete", "flashes", "next_flash_id", "own_from", "rotate", "written")
+
+    def __init__(self, loaded: Live) -> None:
+        self.data = loaded.data
+        """The values, with this request's changes."""
+        self.flashes = loaded.flashes
+        """The pending flashes, with this request's changes."""
+        self.next_flash_id = loaded.next_flash_id
+        self.own_from = loaded.next_flash_id
+        """Flashes with an id from here on were added by this request (ids it provisionally gave)."""
+        self.written: dict[str, Any] = {}
+        """Keys this request set (their value) or deleted (:data:`DELETED`)."""
+        self.consumed: dict[int, bool] = {}
+        """Loaded flashes this request removed: ``True`` if it delivered them, ``False`` if withdrawn."""
+        self.delete = False
+        self.rotate = False
+
+    @property
+    def modified(self) -> bool:
+        """Whether the request changed a value or a flash."""
+        return bool(self.written or self.consumed or self.next_flash_id != self.own_from)
+
+    def content(self) -> Live:
+        """Return the session's content as this request leaves it (what it would store without a conflict)."""
+        return Live(self.data, self.flashes, self.next_flash_id)
+
+
+def replay(draft: Draft, current: Live) -> tuple[Live, bool]:
+    """Apply the draft's changes to ``current``, the content another request stored meanwhile.
+
+    Keys the draft set or deleted take its value; the other keys keep the newer value. Flashes
+    the draft removed are removed by id (a newer flash of the same key stays); flashes it added
+    are appended with ids that are new in ``current``.
+
+    Returns:
+        The merged content, and whether a flash the draft delivered had already been removed
+        by another request (then this response must not show it a second time).
+    """
+    data = dict(current.data)
+    for key, value in draft.written.items():
+        if value is DELETED:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    consumed = draft.consumed
+    redelivered = False
+    flashes = current.flashes
+    if consumed:
+        present = {flash.id for flash in flashes}
+        redelivered = any(delivered and flash_id not in present for flash_id, delivered in consumed.items())
+        flashes = [flash for flash in flashes if flash.id not in consumed]
+    else:
+        flashes = list(flashes)
+    next_id = current.next_flash_id
+    for flash in draft.flashes:
+        if flash.id >= draft.own_from:
+            flashes.append(Flash(next_id, flash.key, flash.value, flash.category))
+            next_id += 1
+    return Live(data, flashes, next_id), redelivered

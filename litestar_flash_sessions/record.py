@@ -1,0 +1,76 @@
+"""What a server-side store holds under a session's key, and how it is encoded.
+
+A key holds one of three records, encoded as a MessagePack array whose first item says which:
+
+* :class:`Live`: the session's values and pending flashes;
+* :class:`Moved`: the session was rotated to another key (a tombstone left by a login);
+* :class:`Ended`: the session was deleted (a tombstone left by a logout).
+
+The tombstones let a request that loaded the session before a rotation or a logout committed
+find out what happened when its compare-and-set fails: follow the session to its new key, or
+give up because the logout wins (docs/concurrency.md). A new request that presents the id of a
+tombstone gets a fresh session: the old id opens nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+__all__ = ("TOMBSTONE_SECONDS", "Ended", "Flash", "Live", "Moved", "decode", "encode")
+
+TOMBSTONE_SECONDS: Final = 3600
+"""How long a tombstone (or an emptied session's record) is kept at most: longer than any
+request stays in flight between loading its session and committing it."""
+
+
+class Flash(msgspec.Struct, array_like=True):
+    """One pending flash message.
+
+    ``id`` is unique within the session (from :attr:`Live.next_flash_id`), so that consuming one
+    message never removes a newer one of the same key that a concurrent request added.
+    """
+
+    id: int
+    key: str
+    value: Any
+    category: str | None = None
+
+
+class Live(msgspec.Struct, array_like=True, tag=0):
+    """A session's content: its values and its pending flashes, apart so that they never mix."""
+
+    data: dict[str, Any]
+    flashes: list[Flash]
+    next_flash_id: int = 0
+    """The id the next flash gets; only ever grows, so an id is never reused."""
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether the session holds no value and no pending flash."""
+        return not self.data and not self.flashes
+
+
+class Moved(msgspec.Struct, array_like=True, tag=1):
+    """The session now lives under the store key ``to`` (it was rotated)."""
+
+    to: str
+
+
+class Ended(msgspec.Struct, array_like=True, tag=2):
+    """The session was deleted; requests still in flight on it must not bring it back."""
+
+
+EMPTY: Final = Live({}, [])
+"""The content of a new session (never mutated: replaying copies)."""
+
+encode = msgspec.msgpack.Encoder().encode
+"""Encode a record as bytes for a store."""
+
+decode = msgspec.msgpack.Decoder(Live | Moved | Ended).decode
+"""Decode a store's bytes into a record.
+
+Raises:
+    msgspec.DecodeError: The bytes are not a record (corrupt, or another application's).
+"""
