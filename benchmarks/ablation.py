@@ -29,7 +29,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from benchmarks.bench import SECRET, bare, difference, measure, median, ours_login, ours_read_write
 from litestar_flash_sessions import SessionConfig, SessionPlugin
-from litestar_flash_sessions.session import FlashSession
+from litestar_flash_sessions.record import Live, encode
 from litestar_flash_sessions.stores import CookieStore, SessionStore
 
 
@@ -58,7 +58,7 @@ async def with_dependency_and_middleware(value: NamedDependency[int]) -> str:
 class NullStore(SessionStore):
     """A store that answers at once: every id holds the same record, writes are dropped."""
 
-    record = FlashSession("s" * 43, {"visits": 1, "user": "ann"}).encode()
+    record = encode(Live({"visits": 1, "user": "ann"}, []))
 
     async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
         return self.record

@@ -13,15 +13,19 @@ a token cannot be moved to another cookie.
 from __future__ import annotations
 
 import binascii
+import math
 import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ("MIN_SECRET_LENGTH", "Sealer")
+__all__ = ("MIN_SECRET_BITS", "MIN_SECRET_LENGTH", "Sealer", "check_secret")
 
 MIN_SECRET_LENGTH = 32
+MIN_SECRET_BITS = 128
+"""The least estimated entropy of a secret: its length times log2 of its number of distinct characters."""
+_HOW_TO_GENERATE = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 _VERSION = b"\x01"
 _HEADER = len(_VERSION) + 4 + 12
 _TAG = 16
@@ -32,6 +36,37 @@ _FROM_URLSAFE = bytes.maketrans(b"-_+/=", b"+/!!!")
 character that strict decoding refuses."""
 _PADDING = (b"", b"===", b"==", b"=")
 """The padding a token of each length modulo 4 lacks (1 is never valid, and stays invalid)."""
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_CANONICAL_LAST: tuple[frozenset[str], ...] = (
+    frozenset(_ALPHABET),
+    frozenset(),
+    frozenset(c for i, c in enumerate(_ALPHABET) if i % 16 == 0),
+    frozenset(c for i, c in enumerate(_ALPHABET) if i % 4 == 0),
+)
+"""For each token length modulo 4, the characters a canonical token can end with: the bits of
+the last character beyond the data must be zero, so that exactly one string encodes each token
+(base64 decoding ignores those bits)."""
+
+
+def check_secret(secret: object, owner: str) -> str:
+    """Return ``secret`` if it is a string strong enough to derive a key from.
+
+    Raises:
+        ValueError: It is not a string, is shorter than 32 characters, or its estimated entropy
+            (length times log2 of its number of distinct characters) is under 128 bits; the
+            message says how to generate a good one.
+    """
+    if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"{owner} secrets must be strings of at least {MIN_SECRET_LENGTH} characters; {_HOW_TO_GENERATE}"
+        )
+    bits = len(secret) * math.log2(len(set(secret)))
+    if bits < MIN_SECRET_BITS:
+        raise ValueError(
+            f"{owner} secret is too guessable (about {bits:.0f} bits of entropy, {MIN_SECRET_BITS} needed); "
+            f"{_HOW_TO_GENERATE}"
+        )
+    return secret
 
 
 class Sealer:
@@ -42,25 +77,21 @@ class Sealer:
         context: Bound into every token: a token sealed for one context does not open in another.
 
     Raises:
-        ValueError: No secret was given, or one is shorter than 32 characters.
+        ValueError: No secret was given, or one is weak (see :func:`check_secret`).
         ImportError: ``cryptography`` is not installed (the ``[cookie]`` extra).
     """
 
     __slots__ = ("_invalid_tag", "_keys", "_sealing_aad", "_sealing_key", "_token_prefix")
 
-    def __init__(self, secrets: str | Sequence[str], context: bytes) -> None:
+    def __init__(self, secrets: str | Sequence[str], context: bytes, owner: str = "CookieStore") -> None:
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         secret_list = [secrets] if isinstance(secrets, str) else list(secrets)
         if not secret_list:
-            raise ValueError("CookieStore needs at least one secret")
+            raise ValueError(f"{owner} needs at least one secret")
         for secret in secret_list:
-            if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
-                raise ValueError(
-                    f"CookieStore secrets must be strings of at least {MIN_SECRET_LENGTH} characters; "
-                    "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-                )
+            check_secret(secret, owner)
         # key id -> (cipher, authenticated data: the token's version and key id, then the context)
         self._keys: dict[bytes, tuple[AESGCM, bytes]] = {}
         for secret in secret_list:
@@ -77,9 +108,11 @@ class Sealer:
         return binascii.b2a_base64(sealed, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
 
     def open(self, token: str) -> bytes | None:
-        """Return the plaintext of ``token``, or ``None`` if it is malformed, tampered, or sealed
-        with a secret that is not in the list.
+        """Return the plaintext of ``token``, or ``None`` if it is malformed, not canonical,
+        tampered, or sealed with a secret that is not in the list.
         """
+        if not token or token[-1] not in _CANONICAL_LAST[len(token) % 4]:
+            return None
         try:
             standard = token.encode("ascii").translate(_FROM_URLSAFE) + _PADDING[len(token) % 4]
             raw = binascii.a2b_base64(standard, strict_mode=True)

@@ -45,6 +45,55 @@ class Rendezvous:
 RENDEZVOUS: dict[str, Rendezvous] = {}
 
 
+class Gate:
+    """Holds each request of a race after it acted on its session until the test lets it go:
+    every request has loaded the session before any commits, and the test picks the order in
+    which they commit (a request commits when its handler returns).
+    """
+
+    def __init__(self, roles: list[str]) -> None:
+        self.go = {role: asyncio.Event() for role in roles}
+        self.arrived: set[str] = set()
+        self.everyone_here = asyncio.Event()
+
+    async def wait(self, role: str) -> None:
+        self.arrived.add(role)
+        if self.arrived == set(self.go):
+            self.everyone_here.set()
+        await asyncio.wait_for(self.go[role].wait(), 10)
+
+
+GATES: dict[str, Gate] = {}
+
+
+def act_on(session: FlashSession, actions: dict[str, Any]) -> dict[str, Any]:
+    """Do what a race's request asks, in a fixed order: read, set, flash, rotate, log out."""
+    read = {key: session.get(key) for key in actions.get("read", [])}
+    for key, value in actions.get("set", {}).items():
+        session.set(key, value)
+    for key, value in actions.get("flash", {}).items():
+        session.flash(key, value)
+    if actions.get("rotate"):
+        session.rotate_key()
+    if actions.get("logout"):
+        session.delete_session()
+    return {"read": read, "id": session.id}
+
+
+@post("/act/{meeting:str}/{role:str}", status_code=200)
+async def act(session: Session, meeting: FromPath[str], role: FromPath[str], data: JSONBody[dict[str, Any]]) -> Any:
+    result = act_on(session, data)
+    await GATES[meeting].wait(role)
+    return result
+
+
+@get("/act/{meeting:str}/{role:str}")
+async def act_reading(session: Session, meeting: FromPath[str], role: FromPath[str], read: FromQuery[str]) -> Any:
+    result = act_on(session, {"read": [read]})
+    await GATES[meeting].wait(role)
+    return result
+
+
 TYPES: dict[str, Any] = {"uuid": UUID, "datetime": datetime, "point": Point, "int": int}
 
 
@@ -186,6 +235,8 @@ async def is_flash_session(session: Session) -> dict[str, bool]:
 
 
 HANDLERS = [
+    act,
+    act_reading,
     read,
     has,
     session_id,

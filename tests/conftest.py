@@ -14,7 +14,7 @@ import pytest
 from litestar import Litestar
 
 from litestar_flash_sessions import SessionConfig
-from litestar_flash_sessions.stores import CookieStore, SessionStore
+from litestar_flash_sessions.stores import SessionBackend
 from tests.app import build_app
 from tests.harness import HARNESSES, FakeClock, Harness
 
@@ -44,14 +44,14 @@ def harness(request: pytest.FixtureRequest) -> Harness:
 
 
 @pytest.fixture
-async def store(harness: Harness, clock: FakeClock) -> AsyncIterator[SessionStore | CookieStore]:
+async def store(harness: Harness, clock: FakeClock) -> AsyncIterator[SessionBackend]:
     async with harness.open(clock) as opened:
         yield opened
 
 
 @asynccontextmanager
 async def app_client(
-    store: SessionStore | CookieStore, base_url: str = "http://testserver.local", **config: Any
+    store: SessionBackend, base_url: str = "http://testserver.local", **config: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the contract app on ``store`` with the given config fields, lifespan running."""
     app = build_app(SessionConfig(store=store, **config))
@@ -67,7 +67,7 @@ async def session_id(client: httpx.AsyncClient) -> str:
 
 
 @pytest.fixture
-def make_client(store: SessionStore | CookieStore) -> ClientFactory:
+def make_client(store: SessionBackend) -> ClientFactory:
     """Open a test client on the contract app with ``store`` and the given config fields."""
     return functools.partial(app_client, store)
 

@@ -15,7 +15,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from litestar_flash_sessions.stores import CookieStore, MemoryStore, SessionStore
+from litestar_flash_sessions.stores import CookieStore, MemoryStore, SessionBackend, SessionStore
+
+SECRET = "Qm3v-8xTzL2pW9sKd7RbN4yHc6uJ1gFe0aVoZiYt5Mw"
+"""A secret strong enough for the cookie store (``secrets.token_urlsafe(32)``)."""
+OTHER_SECRET = "r7Jk2_Wq9ZxB4nLs8TvC1mYd6PfH3gUa0eKo5iRj-Nt"
 
 
 class FakeClock:
@@ -42,7 +46,7 @@ class Harness:
     """
 
     name: str
-    open: Callable[[FakeClock], AbstractAsyncContextManager[SessionStore | CookieStore]]
+    open: Callable[[FakeClock], AbstractAsyncContextManager[SessionBackend]]
     injects_clock: bool = True
     server_side: bool = True
 
@@ -84,13 +88,13 @@ async def read_record(store: SessionStore, session_id: str) -> bytes | None:
 
 
 @asynccontextmanager
-async def _memory(clock: FakeClock) -> AsyncIterator[SessionStore | CookieStore]:
+async def _memory(clock: FakeClock) -> AsyncIterator[SessionBackend]:
     yield MemoryStore(clock=clock)
 
 
 @asynccontextmanager
-async def _cookie(clock: FakeClock) -> AsyncIterator[SessionStore | CookieStore]:
-    yield CookieStore("s" * 32, clock=clock)
+async def _cookie(clock: FakeClock) -> AsyncIterator[SessionBackend]:
+    yield CookieStore(SECRET, clock=clock)
 
 
 register(Harness("memory", _memory))

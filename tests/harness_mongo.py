@@ -1,6 +1,6 @@
 """The contract suite on MongoStore against ``MONGO_URL``: once through pymongo's
-``AsyncMongoClient`` ("mongo"), once through motor ("mongo_motor"), the two drivers the store
-accepts.
+``AsyncMongoClient`` ("mongo", a client the store makes and owns: ``MongoStore.from_url``), once
+through a motor database it is given ("mongo_motor"), the two drivers the store accepts.
 
 Each test gets a database of its own (``lfs_<uuid>``), dropped afterwards, so that tests running
 at the same time against the same server never see each other's sessions.
@@ -17,7 +17,7 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from litestar_flash_sessions.stores import CookieStore, SessionStore
+from litestar_flash_sessions import SessionBackend
 from litestar_flash_sessions.stores.mongo import MongoStore
 from tests.harness import FakeClock, Harness, register, server_url
 
@@ -51,18 +51,20 @@ async def scratch_database(client: AsyncMongoClient[Document]) -> AsyncIterator[
 
 
 @asynccontextmanager
-async def _mongo(clock: FakeClock) -> AsyncIterator[SessionStore | CookieStore]:
-    async with mongo_client() as client, scratch_database(client) as database:
-        store = MongoStore(database, clock=clock)
+async def _mongo(clock: FakeClock) -> AsyncIterator[SessionBackend]:
+    database = unique_database_name()
+    store = MongoStore.from_url(server_url("MONGO_URL"), database, clock=clock)
+    try:
         await store.startup()
-        try:
-            yield store
-        finally:
-            await store.shutdown()
+        yield store
+    finally:
+        await store.shutdown()
+        async with mongo_client() as client:  # the store's own client is closed by now
+            await client.drop_database(database)
 
 
 @asynccontextmanager
-async def _mongo_motor(clock: FakeClock) -> AsyncIterator[SessionStore | CookieStore]:
+async def _mongo_motor(clock: FakeClock) -> AsyncIterator[SessionBackend]:
     client: AsyncIOMotorClient[Document] = AsyncIOMotorClient(server_url("MONGO_URL"), serverSelectionTimeoutMS=5000)
     database = client[unique_database_name()]
     try:

@@ -1,5 +1,5 @@
-"""The contract suite's PostgreSQL stores: one owning a pool made from a DSN, one sharing a single
-connection. Each test gets a table of its own, dropped afterwards.
+"""The contract suite's PostgreSQL stores: one owning a pool made from a DSN (``PostgresStore.from_url``),
+one sharing a single connection it is given. Each test gets a table of its own, dropped afterwards.
 
 asyncpg is imported only when a PostgreSQL test runs, so the rest of the suite works without it.
 """
@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar_flash_sessions.stores import CookieStore, SessionStore
+from litestar_flash_sessions import SessionBackend
 from tests.harness import FakeClock, Harness, register, server_url
 
 
@@ -19,7 +19,7 @@ def unique_table() -> str:
 
 
 async def drop_table(url: str, table: str) -> None:
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     connection = await asyncpg.connect(url)
     try:
@@ -29,11 +29,11 @@ async def drop_table(url: str, table: str) -> None:
 
 
 @asynccontextmanager
-async def open_postgres_dsn(clock: FakeClock) -> AsyncIterator[SessionStore | CookieStore]:
+async def open_postgres_dsn(clock: FakeClock) -> AsyncIterator[SessionBackend]:
     from litestar_flash_sessions.stores.postgres import PostgresStore
 
     url, table = server_url("POSTGRES_URL"), unique_table()
-    store = PostgresStore(url, table, clock=clock)
+    store = PostgresStore.from_url(url, table, clock=clock)
     await store.startup()
     try:
         yield store
@@ -43,7 +43,7 @@ async def open_postgres_dsn(clock: FakeClock) -> AsyncIterator[SessionStore | Co
 
 
 @asynccontextmanager
-async def open_postgres_connection(clock: FakeClock) -> AsyncIterator[SessionStore | CookieStore]:
+async def open_postgres_connection(clock: FakeClock) -> AsyncIterator[SessionBackend]:
     import asyncpg
 
     from litestar_flash_sessions.stores.postgres import PostgresStore

@@ -1,4 +1,5 @@
-"""Run the contract suite on RedisStore: once on a standalone Redis, once on a Redis Cluster.
+"""Run the contract suite on RedisStore: once on a standalone Redis, through a client the store
+makes and owns (``RedisStore.from_url``), once on a Redis Cluster, through a client it is given.
 
 Each test gets its own key prefix, and its keys are deleted after it, so that tests sharing the
 servers never see each other's sessions. Redis keeps time itself (``injects_clock=False``): the
@@ -15,7 +16,7 @@ from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
 
-from litestar_flash_sessions.stores import CookieStore, SessionStore
+from litestar_flash_sessions import SessionBackend
 from litestar_flash_sessions.stores.redis import RedisStore
 from tests.harness import FakeClock, Harness, register, server_url
 
@@ -100,13 +101,19 @@ async def server_commands(url: str, prefix: str) -> AsyncIterator[ServerCommands
 
 
 @asynccontextmanager
-async def _redis(clock: FakeClock) -> AsyncIterator[SessionStore | CookieStore]:
-    async with open_redis_store(server_url("REDIS_URL")) as store:
+async def _redis(clock: FakeClock) -> AsyncIterator[SessionBackend]:
+    url = server_url("REDIS_URL")
+    store = RedisStore.from_url(url, prefix=unique_prefix())
+    try:
         yield store
+    finally:
+        await store.shutdown()
+        async with Redis.from_url(url) as client:  # the store's own client is closed by now
+            await delete_keys(client, store.prefix)
 
 
 @asynccontextmanager
-async def _redis_cluster(clock: FakeClock) -> AsyncIterator[SessionStore | CookieStore]:
+async def _redis_cluster(clock: FakeClock) -> AsyncIterator[SessionBackend]:
     async with open_redis_store(server_url("REDIS_CLUSTER_URL"), cluster=True) as store:
         yield store
 

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from litestar_flash_sessions.stores import CookieStore, SessionStore
+from litestar_flash_sessions import SessionBackend
 from tests.harness import FakeClock, Harness, register
 
 
 @asynccontextmanager
-async def open_sqlite(clock: FakeClock) -> AsyncIterator[SessionStore | CookieStore]:
+async def open_sqlite(clock: FakeClock) -> AsyncIterator[SessionBackend]:
     from litestar_flash_sessions.stores.sqlite import SQLiteStore  # aiosqlite only when this store runs
 
     with tempfile.TemporaryDirectory(prefix="lfs-sqlite-") as folder:

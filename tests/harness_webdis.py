@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from litestar_flash_sessions.stores import CookieStore, SessionStore
+from litestar_flash_sessions import SessionBackend
 from litestar_flash_sessions.stores.webdis import WebdisStore
 from tests.harness import FakeClock, Harness, register, server_url
 
@@ -59,9 +59,14 @@ async def open_webdis_store(url: str, *, cleanup_url: str | None = None, **optio
 
 
 @asynccontextmanager
-async def _webdis(clock: FakeClock) -> AsyncIterator[SessionStore | CookieStore]:
-    async with open_webdis_store(server_url("WEBDIS_URL")) as store:
+async def _webdis(clock: FakeClock) -> AsyncIterator[SessionBackend]:
+    url = server_url("WEBDIS_URL")
+    store = WebdisStore.from_url(url, prefix=unique_prefix())
+    try:
         yield store
+    finally:
+        await store.shutdown()
+        await delete_keys(url, store.prefix)
 
 
 register(Harness("webdis", _webdis, injects_clock=False))

@@ -9,6 +9,7 @@ import pytest
 from litestar_flash_sessions import SessionConfig
 from litestar_flash_sessions.stores import CookieStore
 from litestar_flash_sessions.stores.base import validate_identifier
+from tests.harness import SECRET
 
 
 @pytest.mark.parametrize(
@@ -39,15 +40,19 @@ def test_zero_idle_timeout_means_never() -> None:
     assert SessionConfig(expire_after_seconds=30).ttl == 30
 
 
-@pytest.mark.parametrize("secret", ["short", "x" * 31, ["x" * 32, "y" * 31], [], [b"x" * 32]])
+@pytest.mark.parametrize(
+    "secret", ["short", "x" * 31, [SECRET, "y" * 31], [], [b"x" * 32], "a" * 32, "password" * 4, "ab" * 40]
+)
 def test_cookie_store_rejects_weak_secrets(secret: Any) -> None:
-    with pytest.raises(ValueError, match="secret"):
+    with pytest.raises(ValueError, match="secret") as raised:
         CookieStore(secret)
+    if secret:
+        assert "secrets.token_urlsafe(32)" in str(raised.value), "the message says how to make a good one"
 
 
 def test_cookie_store_rejects_bad_cookie_name() -> None:
     with pytest.raises(ValueError, match="not a valid cookie name"):
-        CookieStore("x" * 32, cookie_name="bad name")
+        CookieStore(SECRET, cookie_name="bad name")
 
 
 @pytest.mark.parametrize("name", ["sessions", "_s", "Sessions_2"])
@@ -59,3 +64,21 @@ def test_plain_identifiers_pass(name: str) -> None:
 def test_other_identifiers_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="not a plain identifier"):
         validate_identifier(name, "table")
+
+
+def test_a_cookie_name_the_cookie_store_would_ignore_is_a_value_error() -> None:
+    from litestar_flash_sessions.stores import CookieStore
+
+    store = CookieStore(SECRET, cookie_name="sealed")
+    with pytest.raises(ValueError, match="would be ignored"):
+        SessionConfig(store=store, cookie_name="mine")
+    assert SessionConfig(store=store).session_cookie_name == "sealed"
+    assert SessionConfig(store=store, cookie_name="sealed").session_cookie_name == "sealed"
+    assert SessionConfig(cookie_name="mine").session_cookie_name == "mine"
+
+
+def test_the_session_object_exposes_the_documented_api_only() -> None:
+    from litestar_flash_sessions import FlashSession
+
+    public = {name for name in dir(FlashSession) if not name.startswith("_")}
+    assert public == {"delete_session", "flash", "get", "has", "id", "rotate_key", "set", "to_dict"}

@@ -10,9 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from litestar_flash_sessions import record
-
-from litestar_flash_sessions.stores import CookieStore, SessionStore
+from litestar_flash_sessions import SessionBackend, SessionConfig, record
+from litestar_flash_sessions.stores import SessionStore
 from tests.app import RENDEZVOUS, Rendezvous
 from tests.conftest import ClientFactory, RecordingHandler
 from tests.harness import FakeClock, Harness, read_record
@@ -20,18 +19,18 @@ from tests.harness import FakeClock, Harness, read_record
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
-def cookie_name(store: SessionStore | CookieStore) -> str:
-    return store.cookie_name if isinstance(store, CookieStore) else "session"
+def cookie_name(store: SessionBackend) -> str:
+    return SessionConfig(store=store).session_cookie_name
 
 
 def set_cookies(response: Any) -> list[str]:
     return list(response.headers.get_list("set-cookie"))
 
 
-async def stored(store: SessionStore | CookieStore, session_id: str | None) -> bytes | None:
+async def stored(store: SessionBackend, session_id: str | None) -> bytes | None:
     """The live record a server-side store holds for the id (a tombstone counts as none); for the
     cookie store, always None."""
-    if isinstance(store, CookieStore) or session_id is None:
+    if not isinstance(store, SessionStore) or session_id is None:
         return None
     raw = await read_record(store, session_id)
     return raw if raw is not None and isinstance(record.decode(raw), record.Live) else None
@@ -52,13 +51,13 @@ async def current_id(client: httpx.AsyncClient) -> str | None:
 RECORD_ID = "r" * 43
 
 
-def server_side_store(store: SessionStore | CookieStore) -> SessionStore:
-    if isinstance(store, CookieStore):
+def server_side_store(store: SessionBackend) -> SessionStore:
+    if not isinstance(store, SessionStore):
         pytest.skip("a cookie store keeps no record on a server")
     return store
 
 
-async def test_store_set_is_a_compare_and_set(store: SessionStore | CookieStore) -> None:
+async def test_store_set_is_a_compare_and_set(store: SessionBackend) -> None:
     store = server_side_store(store)
     assert await store.set(RECORD_ID, b"one", 100, None)
     assert not await store.set(RECORD_ID, b"other", 100, None), "a new id must not hold a record"
@@ -72,9 +71,7 @@ async def test_store_set_is_a_compare_and_set(store: SessionStore | CookieStore)
     await store.delete(RECORD_ID)  # deleting what is not there is fine
 
 
-async def test_store_expired_record_counts_as_absent(
-    store: SessionStore | CookieStore, harness: Harness, clock: FakeClock
-) -> None:
+async def test_store_expired_record_counts_as_absent(store: SessionBackend, harness: Harness, clock: FakeClock) -> None:
     store = server_side_store(store)
     if not harness.injects_clock:
         pytest.skip("the server keeps time itself: see test_sliding_expiry and the store's own tests")
@@ -87,7 +84,7 @@ async def test_store_expired_record_counts_as_absent(
     assert await store.get(RECORD_ID, None) == b"new"
 
 
-async def test_store_keeps_any_bytes(store: SessionStore | CookieStore) -> None:
+async def test_store_keeps_any_bytes(store: SessionBackend) -> None:
     store = server_side_store(store)
     record = bytes(range(256)) * 400 + "é/.%\x00".encode()
     assert await store.set(RECORD_ID, record, 100, None)
@@ -186,7 +183,7 @@ async def test_session_is_a_flash_session(make_client: ClientFactory) -> None:
         assert (await client.get("/is-flash-session")).json() == {"is": True}
 
 
-async def test_delete_session(make_client: ClientFactory, store: SessionStore | CookieStore) -> None:
+async def test_delete_session(make_client: ClientFactory, store: SessionBackend) -> None:
     async with make_client() as client:
         await client.post("/set", json={"user": "ann"})
         session_id = await current_id(client)
@@ -198,14 +195,14 @@ async def test_delete_session(make_client: ClientFactory, store: SessionStore | 
         assert "Max-Age=0" in header
         assert await stored(store, session_id) is None
         assert (await client.get("/read/user")).json() == {"value": None, "id": None}
-        if not isinstance(store, CookieStore):
+        if isinstance(store, SessionStore):
             use_cookie(client, cookie_name(store), old_cookie)
             assert (await client.get("/read/user")).json()["value"] is None, "the old id is dead on the server"
 
 
 @pytest.mark.parametrize("path", ["/rotate", "/rotate-state", "/rotate-guard", "/rotate-middleware"])
 async def test_rotation_gives_a_new_id_and_kills_the_old(
-    make_client: ClientFactory, store: SessionStore | CookieStore, path: str
+    make_client: ClientFactory, store: SessionBackend, path: str
 ) -> None:
     async with make_client() as client:
         await client.post("/set", json={"user": "ann"})
@@ -218,7 +215,7 @@ async def test_rotation_gives_a_new_id_and_kills_the_old(
         assert new_id is not None
         assert new_id != old_id
         assert (await client.get("/read/user")).json()["value"] == "ann", "rotation keeps the data"
-        if not isinstance(store, CookieStore):
+        if isinstance(store, SessionStore):
             assert await stored(store, old_id) is None
             use_cookie(client, cookie_name(store), old_cookie)
             assert (await client.get("/read/user")).json() == {"value": None, "id": None}
@@ -258,9 +255,7 @@ async def test_session_through_another_dependency(make_client: ClientFactory) ->
         assert response.headers["vary"] == "Cookie"
 
 
-async def test_unchanged_session_is_not_rewritten(
-    make_client: ClientFactory, store: SessionStore | CookieStore
-) -> None:
+async def test_unchanged_session_is_not_rewritten(make_client: ClientFactory, store: SessionBackend) -> None:
     async with make_client() as client:
         await client.post("/set", json={"user": "ann"})
         session_id = await current_id(client)
@@ -270,9 +265,7 @@ async def test_unchanged_session_is_not_rewritten(
         assert await stored(store, session_id) == before
 
 
-async def test_nothing_is_saved_when_the_handler_fails(
-    make_client: ClientFactory, store: SessionStore | CookieStore
-) -> None:
+async def test_nothing_is_saved_when_the_handler_fails(make_client: ClientFactory, store: SessionBackend) -> None:
     async with make_client() as client:
         await client.post("/set", json={"user": "ann"})
         response = await client.post("/fail")
@@ -289,7 +282,7 @@ async def test_client_error_still_saves(make_client: ClientFactory) -> None:
         assert (await client.get("/read/user")).json()["value"] == "saved despite 400"
 
 
-async def test_client_chosen_id_is_never_adopted(make_client: ClientFactory, store: SessionStore | CookieStore) -> None:
+async def test_client_chosen_id_is_never_adopted(make_client: ClientFactory, store: SessionBackend) -> None:
     planted = "A" * 43
     async with make_client() as client:
         use_cookie(client, cookie_name(store), planted)
@@ -313,7 +306,7 @@ async def test_ids_are_random_and_url_safe(make_client: ClientFactory) -> None:
 
 
 async def test_sliding_expiry(
-    make_client: ClientFactory, harness: Harness, clock: FakeClock, store: SessionStore | CookieStore
+    make_client: ClientFactory, harness: Harness, clock: FakeClock, store: SessionBackend
 ) -> None:
     ttl = 2 if not harness.injects_clock else 100
 
@@ -393,9 +386,7 @@ BAD_COOKIES = [
 
 
 @pytest.mark.parametrize("value", BAD_COOKIES)
-async def test_bad_cookie_gives_a_fresh_session(
-    make_client: ClientFactory, store: SessionStore | CookieStore, value: str
-) -> None:
+async def test_bad_cookie_gives_a_fresh_session(make_client: ClientFactory, store: SessionBackend, value: str) -> None:
     async with make_client() as client:
         raw = f"{cookie_name(store)}={value}".encode()  # UTF-8 bytes, as a broken client sends them
         response = await client.get("/read/user", headers={"cookie": raw})
@@ -406,7 +397,7 @@ async def test_bad_cookie_gives_a_fresh_session(
 
 
 async def test_tampered_and_truncated_cookies_give_a_fresh_session(
-    make_client: ClientFactory, store: SessionStore | CookieStore
+    make_client: ClientFactory, store: SessionBackend
 ) -> None:
     async with make_client() as client:
         await client.post("/set", json={"user": "ann"})
@@ -422,9 +413,9 @@ async def test_tampered_and_truncated_cookies_give_a_fresh_session(
 
 
 async def test_corrupt_record_gives_a_fresh_session_and_a_warning(
-    make_client: ClientFactory, store: SessionStore | CookieStore, session_log: RecordingHandler
+    make_client: ClientFactory, store: SessionBackend, session_log: RecordingHandler
 ) -> None:
-    if isinstance(store, CookieStore):
+    if not isinstance(store, SessionStore):
         pytest.skip("a cookie store has no record on the server to corrupt")
     async with make_client() as client:
         await client.post("/set", json={"user": "ann"})
@@ -437,7 +428,7 @@ async def test_corrupt_record_gives_a_fresh_session_and_a_warning(
         assert "WARNING corrupt session record in" in session_log.text
 
 
-async def test_other_cookies_are_left_alone(make_client: ClientFactory, store: SessionStore | CookieStore) -> None:
+async def test_other_cookies_are_left_alone(make_client: ClientFactory, store: SessionBackend) -> None:
     async with make_client() as client:
         await client.post("/set", json={"user": "ann"})
         value = client.cookies[cookie_name(store)]

@@ -10,8 +10,9 @@ from litestar_flash_sessions import SessionConfig
 from litestar_flash_sessions.stores import CookieStore, MemoryStore
 from tests.app import build_app
 from tests.conftest import in_loop_client
+from tests.harness import SECRET
 
-STORES = {"memory": MemoryStore, "cookie": lambda: CookieStore("k" * 32)}
+STORES = {"memory": MemoryStore, "cookie": lambda: CookieStore(SECRET)}
 
 
 async def set_cookie_after_login(base_url: str, store: str, **config: Any) -> list[str]:

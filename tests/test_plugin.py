@@ -17,9 +17,10 @@ from litestar.testing import TestClient
 
 from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
 from litestar_flash_sessions.middleware import SessionMiddleware
-from litestar_flash_sessions.stores import CookieStore, MemoryStore, SessionStore, StoreUnavailableError
+from litestar_flash_sessions.stores import CookieStore, MemoryStore, SessionBackend, SessionStore, StoreUnavailableError
 from tests.app import HANDLERS, build_app
 from tests.conftest import RecordingHandler, in_loop_client
+from tests.harness import SECRET
 
 
 class CountingStore(MemoryStore):
@@ -185,7 +186,7 @@ async def test_a_store_failing_at_save_answers_in_place_of_the_handler_and_write
 
 
 async def test_oversized_cookie_is_a_clear_error_not_a_dropped_cookie(session_log: RecordingHandler) -> None:
-    app = build_app(SessionConfig(store=CookieStore("k" * 32)))
+    app = build_app(SessionConfig(store=CookieStore(SECRET)))
     async with app.lifespan(), in_loop_client(app) as client:
         await client.post("/set", json={"user": "ann"})
         response = await client.post("/set", json={"big": "x" * 5000})
@@ -215,8 +216,8 @@ def openapi(app: Litestar) -> dict[str, Any]:
     return app.openapi_schema.to_schema()
 
 
-@pytest.mark.parametrize(("store", "name"), [(MemoryStore(), "session"), (CookieStore("k" * 32), "session_data")])
-def test_openapi_documents_the_cookie_only_where_it_is_used(store: SessionStore | CookieStore, name: str) -> None:
+@pytest.mark.parametrize(("store", "name"), [(MemoryStore(), "session"), (CookieStore(SECRET), "session_data")])
+def test_openapi_documents_the_cookie_only_where_it_is_used(store: SessionBackend, name: str) -> None:
     schema = openapi(build_app(SessionConfig(store=store)))
     scheme = schema["components"]["securitySchemes"]["sessionCookie"]
     assert scheme["type"] == "apiKey"

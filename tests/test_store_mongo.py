@@ -23,9 +23,10 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
+from pymongo.errors import InvalidOperation, OperationFailure
 from pymongo.uri_parser import parse_uri
 
+from litestar_flash_sessions.record import Ended, Moved, decode
 from litestar_flash_sessions.stores import StoreUnavailableError
 from litestar_flash_sessions.stores.mongo import MongoStore
 from tests.conftest import RecordingHandler, app_client, session_id
@@ -266,10 +267,10 @@ async def test_one_command_per_store_call(store: MongoStore, commands: CommandLo
         assert commands.since_last() == [], "a handler without the session: nothing"
 
         await client.post("/rotate")
-        assert commands.since_last() == [read, "insert", "delete"], "rotation: read, write new id, delete old"
+        assert commands.since_last() == [read, "insert", "update"], "rotation: read, write new id, move old"
 
         await client.post("/logout")
-        assert commands.since_last() == [read, "delete"]
+        assert commands.since_last() == [read, "update"], "a logout: one read, one compare-and-set to a tombstone"
 
         await client.get("/read/user")
         assert commands.since_last() == [], "no cookie any more: nothing to read"
@@ -305,11 +306,16 @@ async def test_the_app_works_on_a_motor_database(clock: FakeClock) -> None:
             second_id = await session_id(client)
             assert second_id != first_id
             assert (await client.get("/read/user")).json()["value"] == "ann"
-            assert await database["sessions"].find_one({"_id": first_id}) is None
+            moved = await database["sessions"].find_one({"_id": first_id})
+            assert moved is not None
+            assert decode(moved["data"]) == Moved(second_id), "the old id holds a tombstone, not the session"
+            stale = await client.get("/read/user", headers={"cookie": f"session={first_id}"})
+            assert stale.json() == {"value": None, "id": None}, "the old id opens nothing"
 
             response = await client.post("/logout")
             assert "Max-Age=0" in response.headers["set-cookie"]
-            assert await database["sessions"].count_documents({}) == 0
+            left = {document["_id"]: decode(document["data"]) async for document in database["sessions"].find({})}
+            assert left == {first_id: Moved(second_id), second_id: Ended()}, "no session left: only the tombstones"
             assert (await client.get("/read/user")).json() == {"value": None, "id": None}
     finally:
         await motor.drop_database(database.name)
@@ -444,6 +450,39 @@ async def test_a_client_or_collection_instead_of_a_database_raises_type_error(
         MongoStore(unconnected["sessions"])
 
 
-async def test_the_store_does_not_close_the_client(store: MongoStore, database: AsyncDatabase[Document]) -> None:
-    await store.shutdown()
-    assert await database["sessions"].count_documents({}) == 0, "the client still works"
+# --- who closes the client -------------------------------------------------------------------
+
+
+def own_client(store: MongoStore) -> AsyncMongoClient[Document]:
+    """The client a store made by ``from_url`` holds while it is open (the test looks inside)."""
+    assert store._owned is not None
+    return store._owned.client
+
+
+async def test_a_store_from_a_url_closes_its_client_when_the_app_stops(clock: FakeClock) -> None:
+    name = unique_database_name()
+    store = MongoStore.from_url(server_url("MONGO_URL"), name, timeout=2.5, clock=clock, appname="lfs-test")
+    try:
+        async with store.lifespan():
+            client = own_client(store)
+            assert client.options.pool_options.metadata["application"] == {"name": "lfs-test"}, "options applied"
+            assert client.options.server_selection_timeout == 2.5, "a server that is down is given up on in time"
+            assert await store.set("o" * 43, b"record", TTL, None)
+        with pytest.raises(InvalidOperation, match="after close"):
+            await client[name].list_collection_names()
+        async with store.lifespan():  # an app that starts again: a new client of the store's own
+            assert own_client(store) is not client
+            assert await store.get("o" * 43, None) == b"record"
+        assert store._owned is None
+    finally:
+        async with mongo_client() as admin:
+            await admin.drop_database(name)
+
+
+async def test_a_database_passed_in_stays_usable_after_the_app_stops(
+    database: AsyncDatabase[Document], clock: FakeClock
+) -> None:
+    store = MongoStore(database, clock=clock)
+    async with store.lifespan():
+        assert await store.set("g" * 43, b"record", TTL, None)
+    assert await database["sessions"].count_documents({}) == 1, "the client still works"

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import shutil
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -22,8 +23,8 @@ from redis.asyncio import Redis, RedisCluster
 from litestar_flash_sessions.stores.redis import RedisStore
 from tests.conftest import RecordingHandler, app_client, session_id
 from tests.faults import assert_session_requests_fail_fast, fault_proxy
-from tests.harness import server_url
-from tests.harness_redis import ServerCommands, delete_keys, open_redis_store, server_commands, unique_prefix
+from tests.harness import server_url, wait_until
+from tests.harness_redis import ServerCommands, connect, delete_keys, open_redis_store, server_commands, unique_prefix
 
 TTL = 100
 
@@ -123,6 +124,9 @@ async def test_one_command_per_store_call(standalone: RedisStore, ttl: int | Non
 
         await client.get("/plain")
         assert await seen.since_last() == [], "a handler without the session: nothing"
+
+        await client.post("/rotate")
+        assert await seen.since_last() == [read, "EVALSHA", "EVALSHA"], "a rotation: the new id, then the old one moved"
 
         await client.post("/logout")
         assert await seen.since_last() == [read, "EVALSHA"], "a logout: one read, one compare-and-set to a tombstone"
@@ -267,10 +271,55 @@ def test_a_sync_client_is_refused() -> None:
         RedisStore(redis.Redis())  # type: ignore[arg-type]
 
 
-async def test_the_store_does_not_close_the_client() -> None:
-    async with Redis.from_url(server_url("REDIS_URL")) as client:
+# --- who closes the client -------------------------------------------------------------------
+
+
+async def connections_named(url: str, name: str, *, cluster: bool) -> int:
+    """How many connections the Redis at ``url`` (on a cluster: all its primaries) has open under ``name``."""
+    if not cluster:
+        async with Redis.from_url(url) as control:
+            return sum(client["name"] == name for client in await control.client_list())
+    count = 0
+    async with RedisCluster.from_url(url) as control:
+        for node in control.get_primaries():
+            async with Redis(host=node.host, port=int(node.port)) as direct:
+                count += sum(client["name"] == name for client in await direct.client_list())
+    return count
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["standalone", "cluster"])
+async def test_a_store_from_a_url_closes_its_client_when_the_app_stops(cluster: bool) -> None:
+    url = server_url("REDIS_CLUSTER_URL" if cluster else "REDIS_URL")
+    name = f"lfs-owned-{uuid.uuid4().hex}"
+    store = RedisStore.from_url(url, prefix=unique_prefix(), cluster=cluster, client_name=name)
+    assert isinstance(client_of(store), RedisCluster if cluster else Redis)
+    try:
+        async with store.lifespan():
+            assert await store.set("o" * 43, b"record", TTL, None)
+            assert await store.get("o" * 43, None) == b"record"
+            assert await connections_named(url, name, cluster=cluster) >= 1, "the client options were applied"
+
+        async def all_closed() -> bool:
+            return await connections_named(url, name, cluster=cluster) == 0
+
+        await wait_until(all_closed)
+        assert await all_closed(), "the store closed the client it made"
+    finally:
+        async with connect(url, cluster=cluster) as cleanup:
+            await delete_keys(cleanup, store.prefix)
+
+
+async def test_a_client_passed_in_stays_open_after_the_app_stops() -> None:
+    url, name = server_url("REDIS_URL"), f"lfs-given-{uuid.uuid4().hex}"
+    async with Redis.from_url(url, client_name=name) as client:
         store = RedisStore(client, unique_prefix())
-        await store.startup()
-        await store.shutdown()
-        assert await client.ping()
+        async with store.lifespan():
+            assert await store.set("g" * 43, b"record", TTL, None)
+        assert await connections_named(url, name, cluster=False) >= 1, "its connection was not closed"
+        assert await client.get(store.key("g" * 43)) == b"record", "and it still works"
         await delete_keys(client, store.prefix)
+
+
+def test_a_decoding_client_from_a_url_is_refused() -> None:
+    with pytest.raises(ValueError, match="decode_responses=False"):
+        RedisStore.from_url("redis://127.0.0.1:1/0", decode_responses=True)

@@ -16,6 +16,7 @@ import aiosqlite
 import pytest
 
 from litestar_flash_sessions.commit import new_session_id
+from litestar_flash_sessions.record import Ended, Moved, decode
 from litestar_flash_sessions.stores import StoreUnavailableError
 from litestar_flash_sessions.stores.sqlite import SQLiteStore
 from tests.conftest import RecordingHandler, app_client
@@ -264,17 +265,20 @@ async def test_statements_per_request(db_path: Path, isolation_level: str | None
             assert log.take() == [*read, *write("UPDATE")], "changing: one read and one write"
             assert (await client.get("/plain")).text == "plain"
             assert log.take() == [], "no session, no statement"
+            first = client.cookies["session"]
             await client.post("/rotate")
-            assert log.take() == [*read, *write("INSERT"), *write("DELETE")], "rotating: new id, old one deleted"
+            assert log.take() == [*read, *write("INSERT"), *write("UPDATE")], "rotating: new id, old one moved"
+            second = client.cookies["session"]
             await client.post("/logout")
-            assert log.take() == [*read, *write("DELETE")]
-        assert rows(db_path) == {}
+            assert log.take() == [*read, *write("UPDATE")], "a logout: one read, one compare-and-set to a tombstone"
+        left = {sid: decode(data) for sid, (data, _) in rows(db_path).items()}
+        assert left == {first: Moved(second), second: Ended()}, "no session left: only the tombstones"
 
 
 async def test_concurrent_changes_of_one_session_are_all_kept(store: SQLiteStore) -> None:
     async with app_client(store) as client:
         await client.post("/set", json={"start": 0})
-        # Six writers: the middleware retries a lost compare-and-set up to 8 times.
+        # Six writers at once: a commit that loses its compare-and-set replays its change and tries again.
         responses = await asyncio.gather(*(client.post("/set", json={f"k{n}": n}) for n in range(6)))
         assert {response.status_code for response in responses} == {200}
         for n in range(6):
@@ -282,6 +286,26 @@ async def test_concurrent_changes_of_one_session_are_all_kept(store: SQLiteStore
 
 
 # --- connections -----------------------------------------------------------------------------
+
+
+async def test_a_store_on_a_path_closes_its_connection_when_the_app_stops(db_path: Path) -> None:
+    store = SQLiteStore(db_path)
+    async with store.lifespan():
+        assert await store.set(SID, b"x", None, None)
+        own = store._db  # the test looks inside: the connection is the store's own
+    assert own is not None
+    with pytest.raises(ValueError, match="Connection closed"):
+        await own.execute_fetchall("SELECT 1")
+    async with store.lifespan():  # an app that starts again: a new connection of the store's own
+        assert await store.get(SID, None) == b"x"
+
+
+async def test_a_given_connection_stays_open_after_the_app_stops(db_path: Path) -> None:
+    async with aiosqlite.connect(db_path, isolation_level=None) as db:
+        store = SQLiteStore(db)
+        async with store.lifespan():
+            assert await store.set(SID, b"x", None, None)
+        assert list(await db.execute_fetchall("SELECT count(*) FROM sessions")) == [(1,)], "still open"
 
 
 async def test_a_given_connection_is_used_and_left_open(db_path: Path) -> None:

@@ -175,8 +175,11 @@ async def test_one_request_per_store_call(ttl: int | None, read: str) -> None:
         await client.get("/plain")
         assert await seen() == (0, []), "a handler without the session: nothing"
 
+        await client.post("/rotate")
+        assert await seen() == (3, [read, "GET", "SET", "GET", "SET"]), "a rotation: the new id, then the old one moved"
+
         await client.post("/logout")
-        assert await seen() == (2, [read, "DEL"])
+        assert await seen() == (2, [read, "GET", "SET"]), "a logout: one read, one compare-and-set to a tombstone"
 
         await client.get("/read/user")
         assert await seen() == (0, []), "no cookie any more: nothing to read"
@@ -368,14 +371,27 @@ async def test_the_store_opens_and_closes_its_own_client() -> None:
     assert own.is_closed
 
 
+async def test_a_store_from_a_url_closes_its_client_when_the_app_stops() -> None:
+    store = WebdisStore.from_url(server_url("WEBDIS_URL"), prefix="lfs-test:url:", timeout=3, headers={"x-lfs": "1"})
+    async with store.lifespan():
+        own = store.client
+        assert own.headers["x-lfs"] == "1", "the client options were applied"
+        assert own.timeout == httpx.Timeout(3), "and the store's timeout"
+        assert await store.get("x" * 43, None) is None
+    assert own.is_closed
+    async with store.lifespan():  # an app that starts again: a new client of the store's own
+        assert store.client is not own
+        assert await store.get("x" * 43, None) is None
+
+
 async def test_the_store_never_closes_a_given_client() -> None:
     async with httpx.AsyncClient() as http:
         store = WebdisStore(server_url("WEBDIS_URL"), "lfs-test:given:", client=http)
-        await store.startup()
-        assert await store.get("x" * 43, None) is None
-        await store.shutdown()
+        async with store.lifespan():
+            assert await store.get("x" * 43, None) is None
         assert not http.is_closed
         assert store.client is http
+        assert (await http.get(f"{server_url('WEBDIS_URL')}/PING.raw")).content == b"+PONG\r\n", "and it still works"
 
 
 async def test_a_store_used_without_startup_opens_its_client_lazily() -> None:

@@ -147,29 +147,33 @@ class SessionStore(SessionBackend):
         """Load the session whose id is ``token``; ids that are not ours never reach the store."""
         if token is None or not _SESSION_ID.fullmatch(token):
             return Loaded.new()
-        started = time.monotonic()
-        async with self._deadline(0.0):
+        if self.timeout is None:  # a store without a server (memory): no deadline to keep
             raw, record = await commit.read_record(self, token, config.ttl)
+            return Loaded(token, record, raw) if isinstance(record, Live) else Loaded.new()
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.timeout):
+                raw, record = await commit.read_record(self, token, config.ttl)
+        except TimeoutError as exc:
+            raise self._timed_out() from exc
         if not isinstance(record, Live):  # none, expired, or a tombstone: the id opens nothing
             return Loaded.new()
         return Loaded(token, record, raw, time.monotonic() - started)
 
     async def commit(self, loaded: Loaded, config: SessionConfig) -> Outcome:
-        """Commit the request's changes: see :mod:`litestar_flash_sessions.commit`."""
-        async with self._deadline(loaded.spent):
-            return await commit.commit(self, loaded, config.ttl)
-
-    @contextlib.asynccontextmanager
-    async def _deadline(self, spent: float) -> AsyncIterator[None]:
-        """Bound what follows by what is left of the request's time-out, as a 503."""
+        """Commit the request's changes (see :mod:`litestar_flash_sessions.commit`) within what is
+        left of the request's time-out after its load.
+        """
         if self.timeout is None:
-            yield
-            return
+            return await commit.commit(self, loaded, config.ttl)
         try:
-            async with asyncio.timeout(self.timeout - spent):
-                yield
+            async with asyncio.timeout(self.timeout - loaded.spent):
+                return await commit.commit(self, loaded, config.ttl)
         except TimeoutError as exc:
-            raise self.unavailable(f"no answer within the request's {self.timeout} s") from exc
+            raise self._timed_out() from exc
+
+    def _timed_out(self) -> StoreUnavailableError:
+        return self.unavailable(f"the request's store calls took over {self.timeout} s in all")
 
 
 def validate_identifier(name: str, what: str) -> str:

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pymongo import ReturnDocument
+from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import (
     AutoReconnect,
     ConnectionFailure,
@@ -30,6 +30,7 @@ from litestar_flash_sessions.stores.base import SessionStore, guarded, validate_
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
+    from pymongo.asynchronous.database import AsyncDatabase
     from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 
 __all__ = ("MongoStore",)
@@ -77,16 +78,20 @@ class _Database(Protocol):
 class MongoStore(SessionStore):
     """Keep session records in a MongoDB collection.
 
-    The store does not own the client: it neither opens nor closes it. Close the client
-    yourself when the app stops (for example in a lifespan hook after the plugin's).
+    Who closes the client: a store made by :meth:`from_url` created its ``AsyncMongoClient``,
+    owns it and closes it in :meth:`shutdown` (a store used again after that opens a new one).
+    A database passed to the constructor stays the caller's: the store never closes its client,
+    so one client can serve the app and the sessions; close it yourself when the app stops (for
+    example in a lifespan hook after the plugin's).
 
     Args:
         database: A pymongo ``AsyncDatabase`` (``AsyncMongoClient(url)["app"]``) or a motor
             ``AsyncIOMotorDatabase``.
         collection: The collection holding the sessions.
-        timeout: Seconds to wait for the server per operation before answering 503; ``None``
-            waits as long as the driver does. Also give the client a short
-            ``serverSelectionTimeoutMS``, since pymongo's default is 30 s.
+        timeout: Seconds the commands of one request may take together (any other command, on
+            its own) before the store counts as unavailable; ``None`` waits as long as the driver
+            does. Also give the client a short ``serverSelectionTimeoutMS``, since pymongo's
+            default is 30 s.
         clock: Seconds since the epoch; injectable so that tests can move time. It must stay
             close to real time, because the server's TTL reaper compares with its own clock.
 
@@ -95,7 +100,7 @@ class MongoStore(SessionStore):
         TypeError: ``database`` is not a database (a client or a collection, say).
     """
 
-    __slots__ = ("_clock", "_collection", "_timeout")
+    __slots__ = ("_clock", "_collection", "_connect", "_name", "_owned", "_timeout")
 
     def __init__(
         self,
@@ -109,9 +114,52 @@ class MongoStore(SessionStore):
         # request, obscurely: the database is the one of the three that lists collections.
         if not hasattr(type(database), "list_collection_names"):
             raise TypeError(f"MongoStore needs a database, such as client['app'], not {type(database).__name__}")
-        self._collection = database[validate_identifier(collection, "collection name")]
+        self._name = validate_identifier(collection, "collection name")
+        # ``None`` only between the shutdown of an owned client and the next use, which reopens it.
+        self._collection: _Collection | None = database[self._name]
+        self._owned: AsyncDatabase[Any] | None = None  # from_url: the database of the store's own client
+        self._connect: Callable[[], AsyncDatabase[Any]] | None = None  # from_url: opens another one
         self._timeout = timeout
         self._clock = clock
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        database: str,
+        *,
+        collection: str = "sessions",
+        timeout: float | None = 5.0,
+        clock: Callable[[], float] = time.time,
+        **client_options: Any,
+    ) -> MongoStore:
+        """Return a store on an ``AsyncMongoClient`` of its own, which it closes in :meth:`shutdown`.
+
+        Args:
+            url: A MongoDB connection string, ``mongodb://host:27017`` (or ``mongodb+srv://``).
+            database: The name of the database holding the collection.
+            collection: As for the constructor.
+            timeout: As for the constructor; also the client's ``serverSelectionTimeoutMS``,
+                unless ``client_options`` set it (so that neither a request nor the app's
+                shutdown waits pymongo's default 30 s for a server that is down).
+            clock: As for the constructor.
+            client_options: Keyword arguments for ``AsyncMongoClient`` (``tls``, ``maxPoolSize``, ...).
+
+        Raises:
+            ValueError: ``collection`` is not a plain identifier.
+            pymongo.errors.InvalidName: ``database`` is not a valid database name.
+            pymongo.errors.ConfigurationError: ``url`` or ``client_options`` are not valid.
+        """
+        selection = {} if timeout is None else {"serverSelectionTimeoutMS": max(1, round(timeout * 1000))}
+        options = {**selection, **client_options}
+
+        def connect() -> AsyncDatabase[Any]:
+            return AsyncMongoClient[Any](url, **options)[database]
+
+        owned = connect()
+        store = cls(owned, collection, timeout=timeout, clock=clock)
+        store._owned, store._connect = owned, connect
+        return store
 
     async def startup(self) -> None:
         """Create the TTL index on ``expires_at``; a no-op when it already exists.
@@ -121,7 +169,24 @@ class MongoStore(SessionStore):
             pymongo.errors.OperationFailure: An index on ``expires_at`` exists with other
                 options (for example a different ``expireAfterSeconds``): drop it first.
         """
-        await self._guard(self._collection.create_index("expires_at", expireAfterSeconds=0))
+        await self._guard(self._sessions().create_index("expires_at", expireAfterSeconds=0))
+
+    async def shutdown(self) -> None:
+        """Close the client if the store created it (:meth:`from_url`); a database it was given stays open."""
+        if self._owned is not None:
+            owned, self._owned, self._collection = self._owned, None, None
+            await owned.client.close()
+
+    def _sessions(self) -> _Collection:
+        """Return the collection, on a new client of the store's own if :meth:`shutdown` closed the last one.
+
+        (pymongo refuses any use of a closed client, and an app may start again: tests do.)
+        """
+        if self._collection is None:
+            assert self._connect is not None  # only a client of the store's own is ever closed
+            self._owned = self._connect()
+            self._collection = self._owned[self._name]
+        return self._collection
 
     async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
         """Return the unexpired record; when ``expires_in`` is given, slide its expiry in the same command.
@@ -132,9 +197,9 @@ class MongoStore(SessionStore):
         now = self._now()
         query = {"_id": session_id, **_unexpired(now)}
         if expires_in is None:
-            found = self._collection.find_one(query, projection=_DATA_ONLY)
+            found = self._sessions().find_one(query, projection=_DATA_ONLY)
         else:
-            found = self._collection.find_one_and_update(
+            found = self._sessions().find_one_and_update(
                 query,
                 {"$set": {"expires_at": _expiry(now, expires_in)}},
                 projection=_DATA_ONLY,
@@ -156,19 +221,19 @@ class MongoStore(SessionStore):
         fields = {"data": record, "expires_at": _expiry(now, expires_in)}
         if previous is not None:
             query = {"_id": session_id, "data": previous, **_unexpired(now)}
-            updated = await self._guard(self._collection.update_one(query, {"$set": fields}))
+            updated = await self._guard(self._sessions().update_one(query, {"$set": fields}))
             return updated.matched_count == 1
         try:
-            await self._guard(self._collection.insert_one({"_id": session_id, **fields}))
+            await self._guard(self._sessions().insert_one({"_id": session_id, **fields}))
         except DuplicateKeyError:
             stale = {"_id": session_id, "expires_at": {"$lte": now}}
-            replaced = await self._guard(self._collection.replace_one(stale, fields))
+            replaced = await self._guard(self._sessions().replace_one(stale, fields))
             return replaced.matched_count == 1
         return True
 
     async def delete(self, session_id: str) -> None:
         """Delete the session's document, if any."""
-        await self._guard(self._collection.delete_one({"_id": session_id}))
+        await self._guard(self._sessions().delete_one({"_id": session_id}))
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), tz=UTC)

@@ -9,8 +9,10 @@ expires), so the server's clock plays no part. Every read filters on it, so an e
 returned even before :meth:`PostgresStore.delete_expired` removes it. Each operation is one
 statement: asyncpg prepares each statement once per connection and reuses it.
 
-The SQL sticks to what CockroachDB accepts as well: ``INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE``,
-``UPDATE ... RETURNING``, no PL/pgSQL, no advisory locks.
+The statements are those :class:`~litestar_flash_sessions.stores.sqlite.SQLiteStore` runs
+(``litestar_flash_sessions.stores._sql``), and stick to what CockroachDB accepts as well:
+``INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE``, ``UPDATE``/``DELETE ... RETURNING``, no
+PL/pgSQL, no advisory locks.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import asyncpg
 
+from litestar_flash_sessions.stores._sql import Dialect, Statements
 from litestar_flash_sessions.stores.base import SessionStore, delete_in_batches, guarded, validate_identifier
 
 if TYPE_CHECKING:
@@ -59,17 +62,20 @@ class PostgresStore(SessionStore):
       costs one more round trip per operation;
     * an ``asyncpg`` connection: operations take turns on it (one query at a time); if the
       connection drops it stays dead, so prefer a pool in production;
-    * a DSN string: the store creates its own pool in :meth:`startup` (or at first use), with
-      ``pool_options`` passed to ``asyncpg.create_pool``, and closes it in :meth:`shutdown`. That
-      pool skips asyncpg's reset query, since the store leaves no state on its connections.
+    * a DSN string (or :meth:`from_url`): the store creates its own pool in :meth:`startup` (or
+      at first use), with ``pool_options`` passed to ``asyncpg.create_pool``. That pool skips
+      asyncpg's reset query, since the store leaves no state on its connections.
 
-    A pool or connection given to the store is never closed by it.
+    Who closes what: a pool the store created from a DSN is the store's, closed in
+    :meth:`shutdown` (and created again if the store is used after). A pool or connection passed
+    in stays the caller's: the store never closes it.
 
     Args:
         pool: An ``asyncpg`` pool or connection, or a DSN.
         table: The table's name, a plain identifier.
-        timeout: Seconds an operation may take before the store counts as unavailable;
-            ``None`` waits as long as asyncpg does.
+        timeout: Seconds the statements of one request may take together (any other statement,
+            on its own) before the store counts as unavailable; ``None`` waits as long as
+            asyncpg does.
         clock: Seconds since the epoch; injectable so that tests can move time.
         pool_options: Keyword arguments for ``asyncpg.create_pool`` (for example ``max_size`` or
             ``ssl``), only with a DSN. The defaults are ``min_size=1`` and ``max_size=10``.
@@ -101,7 +107,7 @@ class PostgresStore(SessionStore):
         clock: Callable[[], float] = time.time,
         pool_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self._sql = _Statements(validate_identifier(table, "table"))
+        self._sql = Statements(validate_identifier(table, "table"), _POSTGRES)
         self._timeout = timeout
         self._clock = clock
         self._dsn: str | None = pool if isinstance(pool, str) else None
@@ -117,14 +123,38 @@ class PostgresStore(SessionStore):
         self._setup_lock = asyncio.Lock()  # one pool, one CREATE TABLE, even when first requests race
         self._ready = False
 
+    @classmethod
+    def from_url(
+        cls,
+        dsn: str,
+        table: str = "sessions",
+        *,
+        timeout: float | None = 5.0,
+        clock: Callable[[], float] = time.time,
+        **pool_options: Any,
+    ) -> PostgresStore:
+        """Return a store on a pool of its own, created from ``dsn``, which it closes in :meth:`shutdown`.
+
+        The same as passing the DSN to the constructor.
+
+        Args:
+            dsn: A PostgreSQL (or CockroachDB) connection URL, ``postgresql://user@host/db``.
+            table: As for the constructor.
+            timeout: As for the constructor.
+            clock: As for the constructor.
+            pool_options: Keyword arguments for ``asyncpg.create_pool`` (``max_size``, ``ssl``, ...).
+
+        Raises:
+            ValueError: ``table`` is not a plain identifier.
+            TypeError: ``dsn`` is not a string (pass a pool or a connection to the constructor).
+        """
+        if not isinstance(dsn, str):
+            raise TypeError(f"{_STORE}.from_url needs a DSN string; pass a pool or connection to {_STORE}(...)")
+        return cls(dsn, table, timeout=timeout, clock=clock, pool_options=pool_options)
+
     async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
         """Return the unexpired record; with ``expires_in``, slide its expiry in the same statement."""
-        now = self._clock()
-        if expires_in is None:
-            record = await self._fetchval(self._sql.select, session_id, _at(now))
-        else:
-            record = await self._fetchval(self._sql.touch, session_id, _at(now + expires_in), _at(now))
-        return cast("bytes | None", record)
+        return cast("bytes | None", await self._fetchval(*self._sql.read(session_id, self._clock(), expires_in)))
 
     async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
         """Write the record if the stored unexpired record is still ``previous``, in one statement.
@@ -134,17 +164,13 @@ class PostgresStore(SessionStore):
         of one row queue on its row lock and each re-checks the condition on the row the one
         before it left.
         """
-        now = self._clock()
-        expires_at = None if expires_in is None else _at(now + expires_in)
-        if previous is None:
-            written = await self._fetchval(self._sql.insert, session_id, record, expires_at, _at(now))
-        else:
-            written = await self._fetchval(self._sql.replace, session_id, record, expires_at, previous, _at(now))
-        return written is not None
+        statement = self._sql.write(session_id, record, self._clock(), expires_in, previous)
+        return await self._fetchval(*statement) is not None
 
     async def delete(self, session_id: str) -> None:
         """Delete the row, if any."""
-        await self._run(lambda connection: connection.execute(self._sql.delete, session_id))
+        sql, args = self._sql.delete(session_id)
+        await self._run(lambda connection: connection.execute(sql, *args))
 
     async def delete_expired(self) -> int:
         """Delete every expired row and return how many were deleted.
@@ -156,13 +182,10 @@ class PostgresStore(SessionStore):
         Raises:
             StoreUnavailableError: The server could not be reached or timed out.
         """
-        now = _at(self._clock())
+        sql, args = self._sql.delete_expired(self._clock(), _DELETE_BATCH)
 
         async def delete_batch() -> int:
-            status = await self._run(
-                lambda connection: connection.execute(self._sql.delete_expired, now, _DELETE_BATCH)
-            )
-            return int(status.rsplit(" ", 1)[1])  # "DELETE <count>"
+            return len(await self._run(lambda connection: connection.fetch(sql, *args)))
 
         return await delete_in_batches(delete_batch, _DELETE_BATCH)
 
@@ -191,7 +214,7 @@ class PostgresStore(SessionStore):
         except _CLOSE_FAILURES:
             pool.terminate()  # a server that does not answer cannot hold the app's shutdown
 
-    async def _fetchval(self, query: str, *args: object) -> object:
+    async def _fetchval(self, query: str, args: tuple[object, ...]) -> object:
         """Return the first column of the first row, or ``None`` when there is no row."""
         return await self._run(lambda connection: connection.fetchval(query, *args))
 
@@ -248,30 +271,5 @@ def _at(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-class _Statements:
-    """The SQL of one table; the name is a validated identifier, quoted against reserved words."""
-
-    __slots__ = ("delete", "delete_expired", "insert", "replace", "schema", "select", "touch")
-
-    def __init__(self, table: str) -> None:
-        t = f'"{table}"'
-        self.schema = (
-            f"CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, data BYTEA NOT NULL, expires_at TIMESTAMPTZ NULL)",
-            f'CREATE INDEX IF NOT EXISTS "{table}_expires_at_idx" ON {t} (expires_at)',
-        )
-        self.select = f"SELECT data FROM {t} WHERE id = $1 AND (expires_at IS NULL OR expires_at > $2)"  # noqa: S608
-        self.touch = (
-            f"UPDATE {t} SET expires_at = $2 WHERE id = $1 AND (expires_at IS NULL OR expires_at > $3) RETURNING data"  # noqa: S608
-        )
-        self.replace = (
-            f"UPDATE {t} SET data = $2, expires_at = $3 "  # noqa: S608
-            "WHERE id = $1 AND data = $4 AND (expires_at IS NULL OR expires_at > $5) RETURNING 1"
-        )
-        # The conflict branch fires only over a row that has expired but is still in the table.
-        self.insert = (
-            f"INSERT INTO {t} (id, data, expires_at) VALUES ($1, $2, $3) "  # noqa: S608
-            "ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at "
-            f"WHERE {t}.expires_at IS NOT NULL AND {t}.expires_at <= $4 RETURNING 1"
-        )
-        self.delete = f"DELETE FROM {t} WHERE id = $1"  # noqa: S608
-        self.delete_expired = f"DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= $1 LIMIT $2)"  # noqa: S608
+_POSTGRES = Dialect(placeholder="$", blob="BYTEA", timestamp="TIMESTAMPTZ", at=_at)
+"""asyncpg's ``$1`` placeholders; times as aware datetimes."""

@@ -5,19 +5,20 @@ expires keys itself and never returns an expired one, so abandoned sessions vani
 reaper and an expired session can never be read back.
 
 Round trips: :meth:`RedisStore.get` is one ``GET`` (or ``GETEX ... EX n`` when it also slides
-the expiry); :meth:`RedisStore.set` is one ``EVALSHA`` of a small Lua script that compares and
-writes atomically on the server; :meth:`RedisStore.delete` is one ``DEL``. Each command touches
-one key, so everything works unchanged on Redis Cluster.
+the expiry); :meth:`RedisStore.set` is one ``EVALSHA`` of the compare-and-set script shared with
+:class:`~litestar_flash_sessions.stores.webdis.WebdisStore` (``litestar_flash_sessions.stores._lua``),
+which compares and writes atomically on the server; :meth:`RedisStore.delete` is one ``DEL``.
+Each command touches one key, so everything works unchanged on Redis Cluster.
 """
 
 from __future__ import annotations
 
-import hashlib
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 
+from litestar_flash_sessions.stores._lua import CAS_SCRIPT, CAS_SHA, WRITTEN, cas_arguments
 from litestar_flash_sessions.stores.base import SessionStore, guarded, validate_key_prefix
 
 if TYPE_CHECKING:
@@ -33,48 +34,33 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
     redis_errors.RedisClusterException,  # no reachable node, slot not covered
 )
 
-_CAS_SCRIPT = b"""
-local current = redis.call('GET', KEYS[1])
-if ARGV[2] == '' then
-    if current then return 0 end
-elseif not current or redis.sha1hex(current) ~= ARGV[2] then
-    return 0
-end
-if ARGV[3] == '' then
-    redis.call('SET', KEYS[1], ARGV[1])
-else
-    redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-end
-return 1
-"""
-"""Compare-and-set: ``KEYS[1]`` the key; ``ARGV[1]`` the new record; ``ARGV[2]`` the SHA-1 (hex)
-of the record the request read, or ``''`` when the key must not exist; ``ARGV[3]`` the TTL in
-seconds, or ``''`` for none. A plain ``SET`` (no ``KEEPTTL``) also drops an old TTL, which is
-what "no expiry" means. Returns 1 when written, 0 on conflict (nothing written)."""
-
-_CAS_SHA = hashlib.sha1(_CAS_SCRIPT, usedforsecurity=False).hexdigest()
+_NO_TAG = ""
+"""The script's tag argument: a direct connection gets only its own replies, so it needs none."""
 
 
 class RedisStore(SessionStore):
     """Keep session records in Redis, under ``prefix + session_id``, with native TTLs.
 
-    The store does not own ``client``: it never closes it, so one client can serve the app and
-    the sessions. Close it yourself when the app stops (for example in a lifespan hook).
+    Who closes the client: a store made by :meth:`from_url` created its client, owns it and
+    closes it in :meth:`shutdown` (when the app stops). A client passed to the constructor stays
+    the caller's: the store never closes it, so one client can serve the app and the sessions;
+    close it yourself when the app stops (for example in a lifespan hook).
 
     Args:
         client: A ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster`` created with
             ``decode_responses=False`` (the default): records are bytes.
         prefix: Prepended to every session id to form the key: letters, digits and ``_ - : .``,
             1 to 100 characters (``"app:session:"`` is fine).
-        timeout: Seconds one command may take before the store counts as unavailable;
-            ``None`` waits as long as the client does.
+        timeout: Seconds the commands of one request may take together (any other command, on
+            its own) before the store counts as unavailable; ``None`` waits as long as the client
+            does.
 
     Raises:
         TypeError: ``client`` is not an asyncio Redis or RedisCluster client.
         ValueError: ``client`` decodes responses, or ``prefix`` holds other characters.
     """
 
-    __slots__ = ("_client", "_prefix", "_timeout")
+    __slots__ = ("_client", "_owns_client", "_prefix", "_timeout")
 
     def __init__(self, client: Redis | RedisCluster, prefix: str = "session_", *, timeout: float | None = 5.0) -> None:
         if not isinstance(client, (Redis, RedisCluster)):
@@ -87,8 +73,41 @@ class RedisStore(SessionStore):
                 "create it with decode_responses=False"
             )
         self._client = client
+        self._owns_client = False
         self._prefix = validate_key_prefix(prefix)
         self._timeout = timeout
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "session_",
+        timeout: float | None = 5.0,
+        cluster: bool = False,
+        **client_options: Any,
+    ) -> RedisStore:
+        """Return a store on a client of its own, which it closes in :meth:`shutdown`.
+
+        Args:
+            url: A Redis URL (``redis://host:6379/0``, ``rediss://`` for TLS); with ``cluster``,
+                the URL of any node of the cluster.
+            prefix: As for the constructor.
+            timeout: As for the constructor.
+            cluster: Create a ``RedisCluster`` instead of a ``Redis`` client.
+            client_options: Keyword arguments for ``Redis.from_url`` (or ``RedisCluster.from_url``),
+                such as ``max_connections`` or ``socket_timeout``; ``decode_responses`` must stay
+                ``False``.
+
+        Raises:
+            ValueError: ``client_options`` ask to decode responses, or ``prefix`` holds other characters.
+        """
+        client: Redis | RedisCluster = (
+            RedisCluster.from_url(url, **client_options) if cluster else Redis.from_url(url, **client_options)
+        )
+        store = cls(client, prefix, timeout=timeout)
+        store._owns_client = True
+        return store
 
     @property
     def prefix(self) -> str:
@@ -99,6 +118,15 @@ class RedisStore(SessionStore):
         """Return the Redis key holding the session ``session_id``."""
         return self._prefix + session_id
 
+    async def shutdown(self) -> None:
+        """Close the client if the store created it (:meth:`from_url`); a client it was given stays open.
+
+        (A closed redis-py client reconnects when used again, so a store restarted with the app
+        works on.)
+        """
+        if self._owns_client:
+            await self._client.aclose()
+
     async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
         """Return the record: ``GETEX key EX expires_in`` to slide the expiry, else ``GET key``."""
         key = self.key(session_id)
@@ -107,18 +135,14 @@ class RedisStore(SessionStore):
 
     async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
         """Run the compare-and-set script: write only if the key still holds ``previous``."""
-        # A hash, not the record itself, keeps the upload small. It only tells "unchanged since I
-        # read it" from "changed": a collision could at worst lose one concurrent change.
-        previous_hash = "" if previous is None else hashlib.sha1(previous, usedforsecurity=False).hexdigest()
-        ttl = "" if expires_in is None else str(expires_in)
-        args = (self.key(session_id), record, previous_hash, ttl)
+        args = (self.key(session_id), _NO_TAG, *cas_arguments(expires_in, previous), record)
         try:
-            written = await self._guard(self._client.evalsha(_CAS_SHA, 1, *args))
+            result = await self._guard(self._client.evalsha(CAS_SHA, 1, *args))
         except redis_errors.NoScriptError:
             # The server does not know the script yet (first use, restart, SCRIPT FLUSH, a new
             # cluster node): EVAL runs it and caches it, so later calls find it by its SHA.
-            written = await self._guard(self._client.eval(_CAS_SCRIPT.decode(), 1, *args))
-        return bool(written)
+            result = await self._guard(self._client.eval(CAS_SCRIPT, 1, *args))
+        return result == WRITTEN
 
     async def delete(self, session_id: str) -> None:
         """Delete the key, if any."""

@@ -6,7 +6,8 @@ One table holds the sessions::
 
 ``expires_at`` is in seconds since the epoch, computed in Python from the store's clock (``NULL``:
 never expires). Every read filters on it, so an expired row is never returned even before
-:meth:`SQLiteStore.delete_expired` removes it. Each operation is one SQL statement.
+:meth:`SQLiteStore.delete_expired` removes it. Each operation is one SQL statement, the same as
+:class:`~litestar_flash_sessions.stores.postgres.PostgresStore` runs (``litestar_flash_sessions.stores._sql``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
+from litestar_flash_sessions.stores._sql import Dialect, Statements
 from litestar_flash_sessions.stores.base import SessionStore, delete_in_batches, guarded, validate_identifier
 
 if TYPE_CHECKING:
@@ -44,6 +46,8 @@ _CHECKPOINT_EVERY = 20
 """Batches between two WAL checkpoints during :meth:`SQLiteStore.delete_expired`."""
 _MIN_SQLITE = (3, 35, 0)
 """``RETURNING`` (used to read and slide the expiry in one statement) appeared in SQLite 3.35."""
+_SQLITE = Dialect(placeholder="?", blob="BLOB", timestamp="REAL", at=float)
+"""Numbered ``?1`` placeholders; times as seconds since the epoch."""
 
 
 class SQLiteStore(SessionStore):
@@ -59,8 +63,9 @@ class SQLiteStore(SessionStore):
     Args:
         db: An open ``aiosqlite.Connection``, or the path of the database file.
         table: The table's name, a plain identifier.
-        timeout: Seconds an operation may take before the store counts as unavailable;
-            ``None`` waits as long as SQLite does (its busy timeout).
+        timeout: Seconds the statements of one request may take together (any other statement,
+            on its own) before the store counts as unavailable; ``None`` waits as long as SQLite
+            does (its busy timeout).
         clock: Seconds since the epoch; injectable so that tests can move time.
 
     Raises:
@@ -80,7 +85,7 @@ class SQLiteStore(SessionStore):
     ) -> None:
         if sqlite3.sqlite_version_info < _MIN_SQLITE:
             raise RuntimeError(f"{_STORE} needs SQLite 3.35 or later; this Python has {sqlite3.sqlite_version}")
-        self._sql = _Statements(validate_identifier(table, "table"))
+        self._sql = Statements(validate_identifier(table, "table"), _SQLITE)
         self._timeout = timeout
         self._clock = clock
         self._path = None if isinstance(db, aiosqlite.Connection) else os.fspath(db)
@@ -90,11 +95,7 @@ class SQLiteStore(SessionStore):
 
     async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
         """Return the unexpired record; with ``expires_in``, slide its expiry in the same statement."""
-        now = self._clock()
-        if expires_in is None:
-            rows = await self._run(self._sql.select, (session_id, now))
-        else:
-            rows = await self._run(self._sql.touch, (now + expires_in, session_id, now))
+        rows = await self._run(*self._sql.read(session_id, self._clock(), expires_in))
         return bytes(rows[0][0]) if rows else None
 
     async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
@@ -103,17 +104,11 @@ class SQLiteStore(SessionStore):
         ``previous is None`` inserts, or replaces a row that has expired but is still on disk;
         otherwise the ``UPDATE`` matches only the row still holding ``previous``.
         """
-        now = self._clock()
-        expires_at = None if expires_in is None else now + expires_in
-        if previous is None:
-            rows = await self._run(self._sql.insert, (session_id, record, expires_at, now))
-        else:
-            rows = await self._run(self._sql.replace, (record, expires_at, session_id, previous, now))
-        return bool(rows)
+        return bool(await self._run(*self._sql.write(session_id, record, self._clock(), expires_in, previous)))
 
     async def delete(self, session_id: str) -> None:
         """Delete the row, if any."""
-        await self._run(self._sql.delete, (session_id,))
+        await self._run(*self._sql.delete(session_id))
 
     async def delete_expired(self) -> int:
         """Delete every expired row and return how many were deleted.
@@ -134,7 +129,7 @@ class SQLiteStore(SessionStore):
         path = await self._database_file()
 
         async def delete_batch() -> int:
-            return len(await self._run(self._sql.delete_expired, (now, _DELETE_BATCH)))
+            return len(await self._run(*self._sql.delete_expired(now, _DELETE_BATCH)))
 
         if path is None:
             return await delete_in_batches(delete_batch, _DELETE_BATCH)
@@ -222,30 +217,3 @@ def _checkpoint(path: str) -> None:
             connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     except sqlite3.OperationalError:
         pass  # another connection is checkpointing: the WAL gets copied back all the same
-
-
-class _Statements:
-    """The SQL of one table; the name is a validated identifier, quoted against reserved words."""
-
-    __slots__ = ("delete", "delete_expired", "insert", "replace", "schema", "select", "touch")
-
-    def __init__(self, table: str) -> None:
-        t = f'"{table}"'
-        unexpired = "(expires_at IS NULL OR expires_at > ?)"
-        self.schema = (
-            f"CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, data BLOB NOT NULL, expires_at REAL NULL)",
-            f'CREATE INDEX IF NOT EXISTS "{table}_expires_at_idx" ON {t} (expires_at)',
-        )
-        self.select = f"SELECT data FROM {t} WHERE id = ? AND {unexpired}"  # noqa: S608 (identifier validated)
-        self.touch = f"UPDATE {t} SET expires_at = ? WHERE id = ? AND {unexpired} RETURNING data"  # noqa: S608
-        self.replace = f"UPDATE {t} SET data = ?, expires_at = ? WHERE id = ? AND data = ? AND {unexpired} RETURNING 1"  # noqa: S608
-        # The conflict branch fires only over a row that has expired but is still on disk.
-        self.insert = (
-            f"INSERT INTO {t} (id, data, expires_at) VALUES (?, ?, ?) "  # noqa: S608
-            f"ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at "
-            f"WHERE {t}.expires_at IS NOT NULL AND {t}.expires_at <= ? RETURNING 1"
-        )
-        self.delete = f"DELETE FROM {t} WHERE id = ?"  # noqa: S608
-        self.delete_expired = (
-            f"DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= ? LIMIT ?) RETURNING 1"  # noqa: S608
-        )

@@ -22,19 +22,21 @@ argument separator and the last ``.`` of the path as the reply format.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from litestar_flash_sessions.stores._lua import CAS_SCRIPT, WRITTEN, cas_arguments
 from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError, guarded, validate_key_prefix
 
 __all__ = ("WebdisError", "WebdisStore")
 
 # Every script gets KEYS[1] = the key and ARGV[1] = the request's tag, and returns one string:
 # the tag, then its result. (Webdis re-encodes arrays in ``.raw`` replies and drops their nil
-# items, so one binary-safe string is the only shape that comes back intact.)
+# items, so one binary-safe string is the only shape that comes back intact.) The write is the
+# compare-and-set RedisStore runs too (``_lua.CAS_SCRIPT``), which follows the same rule.
 _GET = """
 local record = redis.call('GET', KEYS[1])
 if record then return ARGV[1] .. '1' .. record end
@@ -46,25 +48,6 @@ if record then return ARGV[1] .. '1' .. record end
 return ARGV[1] .. '0'
 """
 _DEL = "return ARGV[1] .. redis.call('DEL', KEYS[1])"
-_CAS = """
-local current = redis.call('GET', KEYS[1])
-if ARGV[2] == '-' then
-    if current then return ARGV[1] .. '0' end
-elseif not current or redis.sha1hex(current) ~= ARGV[2] then
-    return ARGV[1] .. '0'
-end
-local record = ARGV[4] or ''
-if ARGV[3] == '0' then
-    redis.call('SET', KEYS[1], record)
-else
-    redis.call('SET', KEYS[1], record, 'EX', ARGV[3])
-end
-return ARGV[1] .. '1'
-"""
-"""Compare-and-set: ``ARGV[2]`` the SHA-1 (hex) of the record the request read, or ``-`` when
-the key must not exist; ``ARGV[3]`` the TTL in seconds, ``0`` for none (a plain ``SET`` also
-drops an old TTL); ``ARGV[4]`` the record, from the request body (Webdis drops an empty body,
-hence the ``or ''``). The result is ``1`` when written, ``0`` on conflict (nothing written)."""
 
 _UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 """Webdis answers 503 while it cannot reach Redis; a proxy in front may answer 502 or 504."""
@@ -83,21 +66,26 @@ class WebdisError(RuntimeError):
 class WebdisStore(SessionStore):
     """Keep session records in Redis behind a Webdis HTTP server, with native TTLs.
 
+    Who closes the client: a store made without ``client`` (by the constructor or by
+    :meth:`from_url`) creates its own keep-alive ``httpx.AsyncClient`` (at :meth:`startup`, or
+    at first use), owns it and closes it in :meth:`shutdown`. A client passed in stays the
+    caller's: the store never closes it.
+
     Args:
         url: Webdis's base URL.
         prefix: Prepended to every session id to form the Redis key: letters, digits and
             ``_ - : .``, 1 to 100 characters.
-        client: An ``httpx.AsyncClient`` to send requests with. The store never closes a client
-            it is given. Without one, the store opens its own keep-alive client (at
-            :meth:`startup`, or at first use) and closes it at :meth:`shutdown`.
-        timeout: Seconds one request may take before the store counts as unavailable; ``None``
-            waits as long as the client does. Also the timeout of the store's own client.
+        client: An ``httpx.AsyncClient`` to send requests with (the caller's, never closed by
+            the store); ``None``: the store's own.
+        timeout: Seconds the Webdis requests made for one app request may take together (any
+            other one, on its own) before the store counts as unavailable; ``None`` waits as long
+            as the client does. Also the timeout of the store's own client.
 
     Raises:
         ValueError: ``url`` is not an http(s) URL, or ``prefix`` holds other characters.
     """
 
-    __slots__ = ("_client", "_owns_client", "_prefix", "_timeout", "_url")
+    __slots__ = ("_client", "_client_options", "_owns_client", "_prefix", "_timeout", "_url")
 
     def __init__(
         self,
@@ -113,7 +101,30 @@ class WebdisStore(SessionStore):
         self._prefix = validate_key_prefix(prefix)
         self._client = client
         self._owns_client = client is None
+        self._client_options: dict[str, Any] = {"timeout": timeout}
         self._timeout = timeout
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, prefix: str = "session_", timeout: float | None = 5.0, **client_options: Any
+    ) -> WebdisStore:
+        """Return a store on an HTTP client of its own, which it closes in :meth:`shutdown`.
+
+        The same as the constructor without ``client``, besides ``client_options``.
+
+        Args:
+            url: Webdis's base URL.
+            prefix: As for the constructor.
+            timeout: As for the constructor.
+            client_options: Keyword arguments for the store's ``httpx.AsyncClient`` (such as
+                ``limits`` or ``verify``); ``timeout`` there overrides the client's timeout only.
+
+        Raises:
+            ValueError: ``url`` is not an http(s) URL, or ``prefix`` holds other characters.
+        """
+        store = cls(url, prefix, timeout=timeout)
+        store._client_options.update(client_options)
+        return store
 
     @property
     def prefix(self) -> str:
@@ -124,7 +135,7 @@ class WebdisStore(SessionStore):
     def client(self) -> httpx.AsyncClient:
         """The HTTP client the store sends its requests with (its own one is opened on first use)."""
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout)
+            self._client = httpx.AsyncClient(**self._client_options)
         return self._client
 
     def key(self, session_id: str) -> str:
@@ -151,11 +162,8 @@ class WebdisStore(SessionStore):
 
     async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
         """Run the compare-and-set script: write only if the key still holds ``previous``."""
-        # A hash, not the record itself, keeps the URL short. It only tells "unchanged since I
-        # read it" from "changed": a collision could at worst lose one concurrent change.
-        previous_hash = "-" if previous is None else hashlib.sha1(previous, usedforsecurity=False).hexdigest()
-        ttl = "0" if expires_in is None else str(expires_in)
-        return await self._eval(_CAS, session_id, previous_hash, ttl, body=record) == b"1"
+        # The record goes in the body: Webdis appends it as the script's last argument, ARGV[4].
+        return await self._eval(CAS_SCRIPT, session_id, *cas_arguments(expires_in, previous), body=record) == WRITTEN
 
     async def delete(self, session_id: str) -> None:
         """Delete the key, if any."""
