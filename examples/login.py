@@ -4,6 +4,11 @@ Run it with ``python examples/login.py`` (http://127.0.0.1:8002). Choose the sto
 ``--store NAME`` or ``SESSION_STORE=NAME``: memory, cookie, sqlite (the default, in
 ``./sessions.db``, so sessions survive a restart), postgres, redis, mongo or webdis. The server
 stores read their URL from ``POSTGRES_URL``, ``REDIS_URL``, ``MONGO_URL`` or ``WEBDIS_URL``.
+
+A session expires after 30 minutes without a request (``SESSION_IDLE_TIMEOUT``, in seconds) and
+8 hours after it began however active (``SESSION_ABSOLUTE_TIMEOUT``). ``POST /login`` refuses an
+``email`` or ``password`` over 256 characters with a 400 naming the field, and leaves the session
+as it was.
 """
 
 from __future__ import annotations
@@ -14,13 +19,22 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from litestar import Litestar, MediaType, get, post
+from litestar import Litestar, MediaType, Request, get, post
+from litestar.exceptions import ValidationException
 from litestar.params import URLEncodedBody
 from litestar.response import Redirect
 
 from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
+from litestar_flash_sessions.backend import SessionBackend
 
 DEV_SECRET = "demo-secret-change-me-in-production-0123456789"
+IDLE_TIMEOUT_SECONDS = 30 * 60
+"""A session not used for 30 minutes expires (``SESSION_IDLE_TIMEOUT`` overrides it)."""
+ABSOLUTE_TIMEOUT_SECONDS = 8 * 60 * 60
+"""A session 8 hours old expires however active (``SESSION_ABSOLUTE_TIMEOUT`` overrides it)."""
+MAX_FIELD_LENGTH = 256
+"""The longest ``email`` or ``password`` the login form accepts, in characters."""
+LIMITED_FIELDS = ("email", "password")
 
 
 @dataclass
@@ -29,7 +43,33 @@ class LoginForm:
     password: str = ""
 
 
-@post("/login")
+async def refuse_long_fields(request: Request[Any, Any, Any]) -> None:
+    """Answer 400, naming the field, when the form's ``email`` or ``password`` is too long.
+
+    A ``before_request`` hook: it runs before the ``session`` dependency, so a refused request
+    neither loads, slides nor stores the session.
+
+    Raises:
+        ValidationException: A field is over :data:`MAX_FIELD_LENGTH` characters.
+    """
+    form = await request.form()
+    too_long = [
+        name
+        for name in LIMITED_FIELDS
+        if any(len(value) > MAX_FIELD_LENGTH for value in form.getall(name, []) if isinstance(value, str))
+    ]
+    if too_long:
+        names = " and ".join(too_long)
+        raise ValidationException(
+            detail=f"{names} {'is' if len(too_long) == 1 else 'are'} too long: at most {MAX_FIELD_LENGTH} characters",
+            extra=[
+                {"key": name, "source": "body", "message": f"at most {MAX_FIELD_LENGTH} characters"}
+                for name in too_long
+            ],
+        )
+
+
+@post("/login", before_request=refuse_long_fields)
 async def login(session: Session, data: URLEncodedBody[LoginForm]) -> Redirect:
     if data.password == "correct":
         session.set("email", data.email)
@@ -125,9 +165,33 @@ def make_store(name: str) -> Any:
     raise ValueError(f"unknown store {name!r}: choose memory, cookie, sqlite, postgres, redis, mongo or webdis")
 
 
-def create_app(store: str | None = None) -> Litestar:
-    """Build the demo app on the named store (default: ``$SESSION_STORE``, else sqlite)."""
-    config = SessionConfig(store=make_store(store or os.environ.get("SESSION_STORE", "sqlite")))
+def timeout_from_env(variable: str, default: int) -> int:
+    """Read a timeout in seconds from the environment variable, ``default`` when it is unset.
+
+    Raises:
+        ValueError: The variable is set but not a whole number.
+    """
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{variable} must be a whole number of seconds, got {raw!r}") from None
+
+
+def create_app(store: str | SessionBackend | None = None) -> Litestar:
+    """Build the demo app on the named store (default: ``$SESSION_STORE``, else sqlite), or on
+    the store given (tests pass one, e.g. a ``MemoryStore`` on a clock of their own).
+    """
+    backend = (
+        store if isinstance(store, SessionBackend) else make_store(store or os.environ.get("SESSION_STORE", "sqlite"))
+    )
+    config = SessionConfig(
+        store=backend,
+        expire_after_seconds=timeout_from_env("SESSION_IDLE_TIMEOUT", IDLE_TIMEOUT_SECONDS),
+        absolute_timeout_seconds=timeout_from_env("SESSION_ABSOLUTE_TIMEOUT", ABSOLUTE_TIMEOUT_SECONDS),
+    )
     return Litestar([index, login, logout], plugins=[SessionPlugin(config)])
 
 

@@ -9,7 +9,7 @@ from litestar_flash_sessions.backend import SessionBackend
 from litestar_flash_sessions.config import SessionConfig
 from litestar_flash_sessions.cookies import CookieTooLargeError
 from litestar_flash_sessions.plugin import SessionPlugin
-from litestar_flash_sessions.session import FlashSession, Session
+from litestar_flash_sessions.session import FlashSession, Session, SessionTooLargeError
 from litestar_flash_sessions.stores.base import StoreUnavailableError
 
 __all__ = (
@@ -19,5 +19,6 @@ __all__ = (
     "SessionBackend",
     "SessionConfig",
     "SessionPlugin",
+    "SessionTooLargeError",
     "StoreUnavailableError",
 )

@@ -11,6 +11,7 @@ never sees a header.
 from __future__ import annotations
 
 import contextlib
+import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -19,7 +20,7 @@ from litestar_flash_sessions.record import Live
 from litestar_flash_sessions.session import FlashSession
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from litestar_flash_sessions.config import SessionConfig
 
@@ -33,6 +34,8 @@ class Outcome(NamedTuple):
     """A new value for the session cookie, or ``None`` to leave the browser's cookie as it is."""
     expire: bool = False
     """Expire the session cookie (the session is gone)."""
+    max_age: int | None = None
+    """The ``Max-Age`` to send :attr:`cookie` with (a persistent cookie), ``None`` for the config's."""
     retry_flash: bool = False
     """A flash this response would show was already shown by a concurrent request: answer with a
     retry (303 for GET and HEAD, 409 otherwise) instead of the handler's response."""
@@ -48,17 +51,29 @@ class Loaded:
     Args:
         session_id: The session's id, ``None`` for a new session.
         content: The content loaded (a fresh one for a new session).
+        key: The store key of its record (server-side stores).
         base: The stored bytes the content came from: the compare-and-set base (server-side).
+        plain: ``base`` unsealed (the same bytes when records are not encrypted).
         spent: Seconds the load spent in store calls, counted against the request's time-out.
     """
 
-    __slots__ = ("base", "draft", "key", "session", "spent")
+    __slots__ = ("base", "draft", "key", "plain", "session", "spent")
 
-    def __init__(self, session_id: str | None, content: Live, base: bytes | None = None, spent: float = 0.0) -> None:
-        self.draft = Draft(content)
+    def __init__(
+        self,
+        session_id: str | None,
+        content: Live,
+        *,
+        key: str | None = None,
+        base: bytes | None = None,
+        plain: bytes | None = None,
+        spent: float = 0.0,
+    ) -> None:
+        self.draft = Draft(content, 0 if plain is None else len(plain))
         self.session = FlashSession(self.draft, session_id)
-        self.key = session_id
+        self.key = key
         self.base = base
+        self.plain = plain
         self.spent = spent
 
     @classmethod
@@ -76,6 +91,14 @@ class SessionBackend(ABC):
 
     cookie_name: str | None = None
     """The cookie name this backend insists on (the cookie store's own); ``None``: the config's."""
+    max_record_bytes: int | None = None
+    """The largest encoded session this backend can keep (the cookie store's cookies are
+    limited), or ``None``: only ``SessionConfig.max_size_bytes`` limits it."""
+    _clock: Callable[[], float] = staticmethod(time.time)
+
+    def now(self) -> float:
+        """Return the time in seconds since the epoch, by the backend's clock (injectable in tests)."""
+        return self._clock()
 
     @abstractmethod
     async def load(self, token: str | None, config: SessionConfig) -> Loaded:

@@ -11,23 +11,37 @@ gives are the table in docs/concurrency.md.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 import random
 import secrets
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import msgspec
 
+from litestar_flash_sessions import lifetime
 from litestar_flash_sessions.backend import EXPIRE, NOTHING, Outcome
 from litestar_flash_sessions.draft import replay
 from litestar_flash_sessions.record import TOMBSTONE_SECONDS, Ended, Live, Moved, decode, encode
 
 if TYPE_CHECKING:
     from litestar_flash_sessions.backend import Loaded
+    from litestar_flash_sessions.config import SessionConfig
     from litestar_flash_sessions.draft import Draft
     from litestar_flash_sessions.stores.base import SessionStore
 
-__all__ = ("AS_LOADED", "MAX_ATTEMPTS", "Plan", "SessionLocks", "commit", "decide", "new_session_id", "read_record")
+__all__ = (
+    "AS_LOADED",
+    "MAX_ATTEMPTS",
+    "Plan",
+    "SessionLocks",
+    "commit",
+    "decide",
+    "new_session_id",
+    "read_record",
+    "store_key",
+)
 
 logger = logging.getLogger("litestar_flash_sessions")
 
@@ -48,6 +62,15 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(32)
 
 
+def store_key(session_id: str) -> str:
+    """Return the key a session's record is stored under: the SHA-256 of its id, URL-safe base64.
+
+    Never the id itself, so that a dump of the store (a ``KEYS``, a table, a Webdis URL in a log)
+    holds nothing a cookie could replay.
+    """
+    return base64.urlsafe_b64encode(hashlib.sha256(session_id.encode()).digest()).rstrip(b"=").decode()
+
+
 class Plan(NamedTuple):
     """What :func:`decide` says to do with one key."""
 
@@ -66,34 +89,46 @@ def _short(ttl: int | None) -> int:
     return TOMBSTONE_SECONDS if ttl is None else min(ttl, TOMBSTONE_SECONDS)
 
 
-_KEEP: Final = Plan(None, None, NOTHING)
 _GONE: Final = Plan(None, None, EXPIRE)
 
 
-def decide(draft: Draft, current: Record | None, base: bytes | None, *, followed: bool, ttl: int | None) -> Plan:
+def decide(
+    draft: Draft,
+    current: Record | None,
+    plain: bytes | None,
+    *,
+    followed: bool,
+    config: SessionConfig,
+    now: float,
+) -> Plan:
     """Decide one commit of an existing session against what its key holds now.
 
     Args:
         draft: What the request changed.
         current: The record at the key now (``None``: nothing, or expired; :data:`AS_LOADED`: the
             one the request loaded), never a :class:`Moved` (the caller follows those).
-        base: The bytes of ``current``, to tell a real change from a replay that changes nothing.
+        plain: The encoded ``current`` (unsealed), to tell a real change from a replay that
+            changes nothing.
         followed: The key is not the one the request's cookie names: the session was rotated by
             another request after this one loaded it. Then this response sets no cookie (the
             browser gets the new id from the rotating response; this one must not reveal it to a
             holder of the old id), and a rotation this request asked for has happened already.
-        ttl: The session's idle timeout in seconds, ``None`` for never.
+        config: The lifetimes.
+        now: The time of the commit (seconds since the epoch).
     """
     if not isinstance(current, Live):
         return _GONE  # logged out, revoked or expired: the logout wins, nothing comes back
+    if current is not AS_LOADED and lifetime.is_dead(current, config, now):
+        return _GONE
     if draft.delete:
-        return Plan(encode(Ended()), _short(ttl), EXPIRE)
-    content, redelivered = (draft.content(), False) if current is AS_LOADED else replay(draft, current)
+        return Plan(encode(Ended()), _short(config.ttl), EXPIRE)
+    content, redelivered = (draft.content(now), False) if current is AS_LOADED else replay(draft, current, now)
+    ttl = lifetime.store_ttl(content, config, now)
     if draft.rotate and not followed and not content.is_empty:
         return Plan(encode(content), ttl, Outcome(retry_flash=redelivered), move=True)
     record = encode(content)
     outcome = Outcome(retry_flash=True) if redelivered else NOTHING
-    if record == base:
+    if record == plain:
         return Plan(None, None, outcome)  # the store already holds exactly this
     # An emptied session keeps its record (briefly) rather than being deleted: a concurrent write
     # that lands after it must find the session, not a logout.
@@ -106,7 +141,7 @@ class _Lock:
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.users = 0
-        self.last: bytes | None = None  # the bytes the previous holder wrote at the key
+        self.last: tuple[bytes, bytes] | None = None  # what the previous holder stored at the key, and unsealed
 
 
 class SessionLocks:
@@ -147,23 +182,36 @@ class SessionLocks:
             del self._locks[key]
 
 
-async def read_record(store: SessionStore, key: str, expires_in: int | None) -> tuple[bytes | None, Record | None]:
-    """Read the key's bytes and decode them; a corrupt record counts as none (and is logged).
+async def read_record(
+    store: SessionStore, key: str, expires_in: int | None, sealer: Any = None
+) -> tuple[bytes | None, bytes | None, Record | None]:
+    """Read the key's bytes, unseal and decode them; a corrupt record counts as none (logged).
+
+    Returns:
+        The stored bytes (the compare-and-set base), the encoded record, and the record.
 
     Raises:
         StoreUnavailableError: The store could not be reached.
     """
     raw = await store.get(key, expires_in)
     if raw is None:
-        return None, None
+        return None, None, None
+    plain = raw if sealer is None else sealer.open_bytes(raw, key.encode())
     try:
-        return raw, decode(raw)
+        if plain is None:
+            raise msgspec.DecodeError("the record does not open with the encryption secret")
+        return raw, plain, decode(plain)
     except msgspec.DecodeError:
         logger.warning("corrupt session record in %s; starting a fresh session", type(store).__name__)
-        return None, None
+        return None, None, None
 
 
-async def commit(store: SessionStore, loaded: Loaded, ttl: int | None) -> Outcome:
+def _sealed(sealer: Any, key: str, record: bytes) -> bytes:
+    """Return what to store for ``record`` at ``key``: sealed to the key when records are encrypted."""
+    return record if sealer is None else sealer.seal_bytes(record, key.encode())
+
+
+async def commit(store: SessionStore, loaded: Loaded, config: SessionConfig) -> Outcome:
     """Commit the request's changes to ``store``, replaying them after each conflict.
 
     Raises:
@@ -171,69 +219,96 @@ async def commit(store: SessionStore, loaded: Loaded, ttl: int | None) -> Outcom
             row (then nothing this request changed was written).
     """
     draft = loaded.draft
-    if not (draft.modified or draft.delete or draft.rotate):
+    if not (draft.modified or draft.delete or draft.rotate or draft.touch):
         return NOTHING  # only read: the load already slid the expiry
     if loaded.key is None:
-        return await _create(store, draft, ttl)
+        return await _create(store, draft, config)
     key = loaded.key
     locks = store.locks
     entry = await locks.acquire(key)
     try:
-        return await _commit_existing(store, entry, key, loaded.base, draft, ttl=ttl)
+        return await _commit_existing(store, entry, loaded, config)
     finally:
         locks.release(key, entry)
 
 
-async def _create(store: SessionStore, draft: Draft, ttl: int | None) -> Outcome:
+async def _create(store: SessionStore, draft: Draft, config: SessionConfig) -> Outcome:
     """Store a session that had no id under a new one (nobody else knows it: no conflict)."""
-    content = draft.content()
+    now = store.now()
+    content = draft.content(now)
     if draft.delete or content.is_empty:
         return NOTHING  # no record, no cookie: nothing per anonymous visitor
     record = encode(content)
+    ttl = lifetime.store_ttl(content, config, now)
     for _ in range(3):  # a collision of 256-bit ids does not happen; an expired row is replaced
         session_id = new_session_id()
-        if await store.set(session_id, record, ttl, None):
-            return Outcome(cookie=session_id)
+        key = store_key(session_id)
+        if await store.set(key, _sealed(config.record_sealer, key, record), ttl, None):
+            return Outcome(cookie=session_id, max_age=lifetime.cookie_max_age(content, config))
     raise store.unavailable("could not store a new session under a fresh id")
 
 
-async def _commit_existing(
-    store: SessionStore, entry: _Lock, key: str, base: bytes | None, draft: Draft, *, ttl: int | None
-) -> Outcome:
+async def _commit_existing(store: SessionStore, entry: _Lock, loaded: Loaded, config: SessionConfig) -> Outcome:
+    draft, key, base = loaded.draft, loaded.key, loaded.base
+    assert key is not None
+    sealer = config.record_sealer
+    plain: bytes | None = loaded.plain
     current: Record | None = AS_LOADED
-    if entry.last is not None and entry.last != base:
+    if entry.last is not None and entry.last[0] != base:
         # A request of this process committed since we loaded: start from what it wrote.
-        base, current = entry.last, decode(entry.last)
+        base, plain = entry.last
+        current = decode(plain)
     followed = False
-    rotated: tuple[str, bytes] | None = None  # the new id, and what we wrote under it
+    rotated: tuple[str, str, bytes] | None = None  # the new id, its key, and what we wrote there
     for attempt in range(MAX_ATTEMPTS):
         while isinstance(current, Moved):  # rotated by another request: the session lives on there
             key, followed = current.to, True
-            base, current = await read_record(store, key, None)
-        plan = decide(draft, current, base, followed=followed, ttl=ttl)
+            base, plain, current = await read_record(store, key, None, sealer)
+        now = store.now()
+        plan = decide(draft, current, plain, followed=followed, config=config, now=now)
         if plan.record is None:
             await _drop_unused(store, rotated)
             return plan.outcome
         if plan.move:
-            new_id = rotated[0] if rotated else new_session_id()
-            if not await store.set(new_id, plan.record, ttl, rotated[1] if rotated else None):
+            if rotated is None:
+                new_id = new_session_id()
+                rotated = (new_id, store_key(new_id), b"")
+            new_id, new_key, written = rotated
+            stored = _sealed(sealer, new_key, plan.record)
+            if not await store.set(new_key, stored, plan.ttl, written or None):
                 raise store.unavailable("the new id of a rotated session was taken")
-            rotated = (new_id, plan.record)
-            if await store.set(key, moved := encode(Moved(new_id)), _short(ttl), base):
-                entry.last = None if followed else moved
-                return plan.outcome._replace(cookie=new_id)
-        elif await store.set(key, plan.record, plan.ttl, base):
+            rotated = (new_id, new_key, stored)
+            moved = encode(Moved(new_key))
+            if await store.set(key, moved_stored := _sealed(sealer, key, moved), _short(config.ttl), base):
+                entry.last = None if followed else (moved_stored, moved)
+                content = decode(plan.record)
+                assert isinstance(content, Live)
+                return plan.outcome._replace(cookie=new_id, max_age=lifetime.cookie_max_age(content, config))
+        elif await store.set(key, stored := _sealed(sealer, key, plan.record), plan.ttl, base):
             if not followed:
-                entry.last = plan.record
+                entry.last = (stored, plan.record)
             await _drop_unused(store, rotated)
-            return plan.outcome
+            return _resend_cookie(plan, loaded, config, followed=followed)
         if attempt:  # the first conflict is the expected one: retry at once, then back off
             await asyncio.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)))  # noqa: S311
-        base, current = await read_record(store, key, None)
+        base, plain, current = await read_record(store, key, None, sealer)
     raise store.unavailable(f"the session kept changing under {MAX_ATTEMPTS} concurrent commits")
 
 
-async def _drop_unused(store: SessionStore, rotated: tuple[str, bytes] | None) -> None:
+def _resend_cookie(plan: Plan, loaded: Loaded, config: SessionConfig, *, followed: bool) -> Outcome:
+    """Return the outcome of a write that kept the id: a persistent cookie is sent again when
+    its ``Max-Age`` must slide (about once a minute) or changed (``set_expiry``).
+    """
+    draft = loaded.draft
+    if followed or not (draft.lifetime_set or draft.stale):
+        return plan.outcome
+    max_age = draft.lifetime or config.cookie_max_age
+    if max_age is None and not draft.lifetime_set:
+        return plan.outcome
+    return plan.outcome._replace(cookie=loaded.session.id, max_age=max_age)
+
+
+async def _drop_unused(store: SessionStore, rotated: tuple[str, str, bytes] | None) -> None:
     """Delete the record a rotation wrote under a new id that it then could not publish."""
     if rotated is not None:
-        await store.delete(rotated[0])
+        await store.delete(rotated[1])

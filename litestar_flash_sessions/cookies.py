@@ -1,7 +1,22 @@
 """Reading one cookie from a request and rendering ``Set-Cookie`` headers, cheaply.
 
-Only the session's own cookie is looked for: the other cookies of the request are not parsed.
-The attributes are rendered once per configuration and reused for every response.
+Only the session's own cookie is looked for: the other cookies of the request are not parsed
+into anything. The attributes are rendered once per configuration and reused for every response.
+
+A value too long for one cookie can be split across up to ``max_cookies`` cookies (the cookie
+store's sealed sessions; server-side stores keep one cookie, ``max_cookies=1``). The chunk
+naming scheme, for a cookie named ``NAME`` split into ``n`` chunks (2 <= n <= 20):
+
+* the first chunk keeps the base name and carries the chunk count: ``NAME=<n>.<piece 0>``;
+* chunk ``i`` (1 <= i < n) is ``NAME.<i>=<piece i>`` (``NAME.1``, ``NAME.2``, ...);
+* a value that fits one cookie is sent as it always was: ``NAME=<value>``, no count (so
+  cookies set before chunking existed still read, and a one-cookie value costs nothing more).
+
+The value is the pieces joined in number order. A request whose set of chunks is not exactly
+``NAME`` and ``NAME.1`` ... ``NAME.<n-1>``, each once (a gap, a duplicate, a chunk beyond the
+count, chunks without the first one, a count over ``max_cookies``) has no cookie. Because the
+pieces are parts of one authenticated token, pieces swapped between names or taken from two
+different tokens fail to open in the backend and give a fresh session too.
 """
 
 from __future__ import annotations
@@ -14,7 +29,14 @@ if TYPE_CHECKING:
 
     from litestar_flash_sessions.config import SessionConfig
 
-__all__ = ("COOKIE_NAME", "MAX_SET_COOKIE_BYTES", "CookieJar", "CookieTooLargeError")
+__all__ = (
+    "COOKIE_NAME",
+    "MAX_COOKIES",
+    "MAX_SET_COOKIE_BYTES",
+    "CookieJar",
+    "CookieTooLargeError",
+    "check_max_cookies",
+)
 
 COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 """An RFC 6265 cookie name (an HTTP token)."""
@@ -22,78 +44,274 @@ COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 MAX_SET_COOKIE_BYTES = 4096
 """The largest ``Set-Cookie`` header (name, value and attributes) that browsers keep."""
 
+MAX_COOKIES = 20
+"""The most cookies one value may be split across: browsers keep at least 50 cookies per
+domain (RFC 6265 section 6.1), and the session must leave room for the application's own."""
+
 SET_COOKIE = b"set-cookie"
+_COUNT_SEPARATOR = "."
+"""Ends the chunk count at the start of a chunked first cookie: not in the URL-safe base64 of
+sealed tokens, so the first cookie of a one-cookie value never looks chunked."""
+_COUNT_BYTES = len(str(MAX_COOKIES)) + len(_COUNT_SEPARATOR)
+"""Room kept in the first chunk for the count, whatever it turns out to be."""
+_LONGEST_MAX_AGE = 10**10 - 1
+"""The largest per-response ``Max-Age`` :meth:`CookieJar.render` takes (ten digits; the config
+allows ten years, nine): :meth:`CookieJar.max_value_bytes` allows for one this long."""
+_COUNTS = {str(count).encode("ascii"): count for count in range(2, MAX_COOKIES + 1)}
+"""The chunk counts a first cookie may carry, as they are written (no sign, no leading zero)."""
 
 
 class CookieTooLargeError(ValueError):
-    """A ``Set-Cookie`` header would exceed :data:`MAX_SET_COOKIE_BYTES`, so browsers would drop it."""
+    """A value would need ``Set-Cookie`` headers over :data:`MAX_SET_COOKIE_BYTES`, or more
+    cookies than the jar may use, so browsers would drop it.
+    """
+
+
+def check_max_cookies(max_cookies: object) -> int:
+    """Return ``max_cookies`` if it is a whole number from 1 to :data:`MAX_COOKIES`.
+
+    Raises:
+        ValueError: It is not an ``int`` (or is a ``bool``), or is out of that range.
+    """
+    if not isinstance(max_cookies, int) or isinstance(max_cookies, bool) or not 1 <= max_cookies <= MAX_COOKIES:
+        raise ValueError(f"max_cookies must be a whole number from 1 to {MAX_COOKIES}, got {max_cookies!r}")
+    return max_cookies
 
 
 class CookieJar:
     """Read one cookie from requests, and render its ``Set-Cookie`` headers with the attributes of
-    one configuration.
+    one configuration, splitting a long value across numbered cookies (see the module's
+    docstring for the scheme).
+
+    ``Secure`` is sent whenever ``config.always_secure`` holds (a ``__Host-``/``__Secure-``
+    name, ``SameSite=None`` or ``cookie_secure=True``), over plain HTTP too; otherwise
+    ``cookie_secure=None`` sends it exactly on HTTPS and ``False`` never.
 
     Args:
         config: The cookie attributes.
         name: The cookie's name.
+        max_cookies: The most cookies a value may be split across, 1 to :data:`MAX_COOKIES`.
+            ``None``: the store's ``max_cookies`` (the cookie store's), else 1.
+
+    Raises:
+        ValueError: ``max_cookies`` (given or the store's) is out of range.
     """
 
-    __slots__ = ("_expired", "_name", "_prefix", "_with_attributes")
+    __slots__ = (
+        "_expired",
+        "_head",
+        "_indexes",
+        "_max_cookies",
+        "_name",
+        "_prefix",
+        "_tails",
+        "_with_attributes",
+    )
 
-    def __init__(self, config: SessionConfig, name: str) -> None:
-        attributes = f"; Path={config.cookie_path}"
+    def __init__(self, config: SessionConfig, name: str, max_cookies: int | None = None) -> None:
+        # The store decides by default: the plugin builds the jar from the config alone, and only
+        # the store knows whether its values are sealed sessions that may be split.
+        self._max_cookies = check_max_cookies(
+            getattr(config.store, "max_cookies", 1) if max_cookies is None else max_cookies
+        )
+        # Attributes in three parts, so that a per-response Max-Age slots in between without
+        # rendering the rest again: Path and Domain; Max-Age; HttpOnly, SameSite and Secure.
+        head = f"; Path={config.cookie_path}"
         if config.cookie_domain:
-            attributes += f"; Domain={config.cookie_domain}"
-        if config.cookie_max_age:
-            attributes += f"; Max-Age={config.cookie_max_age}"
-        if config.cookie_httponly:
-            attributes += "; HttpOnly"
-        attributes += f"; SameSite={config.cookie_samesite.capitalize()}"
-        expired = f"{name}=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path={config.cookie_path}"
-        if config.cookie_domain:
-            expired += f"; Domain={config.cookie_domain}"
-        # Indexed by whether the request came over https, which ``cookie_secure=None`` follows.
+            head += f"; Domain={config.cookie_domain}"
+        max_age = f"; Max-Age={config.cookie_max_age}" if config.cookie_max_age else ""
+        tail = "; HttpOnly" if config.cookie_httponly else ""
+        tail += f"; SameSite={config.cookie_samesite.capitalize()}"
+        # Indexed by whether the request came over https, which ``cookie_secure=None`` follows;
+        # browsers reject a prefixed or SameSite=None cookie without Secure, even over http (and
+        # a deletion of one too), so those are Secure on both.
         secure_suffixes = tuple(
-            "; Secure" if (https if config.cookie_secure is None else config.cookie_secure) else ""
+            "; Secure"
+            if config.always_secure or (https if config.cookie_secure is None else config.cookie_secure)
+            else ""
             for https in (False, True)
         )
+        expired = f"=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path={config.cookie_path}"
+        if config.cookie_domain:
+            expired += f"; Domain={config.cookie_domain}"
+        chunk_names = [name, *(f"{name}.{index}" for index in range(1, MAX_COOKIES))]
         self._name = name
         self._prefix = name.encode("ascii") + b"="
-        self._with_attributes = tuple(attributes + suffix for suffix in secure_suffixes)
-        self._expired = tuple((expired + suffix).encode("latin-1") for suffix in secure_suffixes)
+        self._head = head
+        self._tails = tuple(tail + suffix for suffix in secure_suffixes)
+        self._with_attributes = tuple(head + max_age + tail for tail in self._tails)
+        # Every chunk name up to MAX_COOKIES, whatever this jar's max_cookies: chunks left by a
+        # configuration that allowed more are recognised (as extra) and expired.
+        self._indexes = {chunk.encode("ascii"): index for index, chunk in enumerate(chunk_names)}
+        self._expired = tuple(
+            tuple((chunk + expired + suffix).encode("latin-1") for chunk in chunk_names) for suffix in secure_suffixes
+        )
 
     @property
     def name(self) -> str:
-        """The cookie's name."""
+        """The cookie's name (the first chunk's)."""
         return self._name
 
+    @property
+    def max_cookies(self) -> int:
+        """The most cookies a value may be split across."""
+        return self._max_cookies
+
+    def max_value_bytes(self) -> int:
+        """Return the length of the longest value :meth:`render` can always set for this
+        configuration: over HTTP or HTTPS, with the config's or any per-response ``Max-Age``,
+        across :attr:`max_cookies` cookies.
+        """
+        longest_attributes = (
+            len(self._head) + len(f"; Max-Age={_LONGEST_MAX_AGE}") + max(len(tail) for tail in self._tails)
+        )
+        if self._max_cookies == 1:
+            return max(0, MAX_SET_COOKIE_BYTES - len(self._name) - 1 - longest_attributes)
+        return sum(max(0, self._chunk_capacity(index, longest_attributes)) for index in range(self._max_cookies))
+
     def read(self, scope: Scope) -> str | None:
-        """Return the value of the request's first cookie of this name, or ``None``."""
-        prefix = self._prefix
+        """Return the request's value of this cookie, joined from its chunks, or ``None``.
+
+        With one cookie (``max_cookies=1``) the first cookie of this name is the value. With
+        chunks, a set that is not exactly the chunks the first one counts, each once, is ``None``.
+        """
+        if self._max_cookies == 1:
+            prefix = self._prefix
+            for header, value in scope["headers"]:
+                if header == b"cookie":
+                    for pair in value.split(b";"):
+                        pair = pair.strip()  # noqa: PLW2901 (the stripped pair is the pair)
+                        if pair.startswith(prefix):
+                            return pair[len(prefix) :].decode("latin-1")
+            return None
+        return self._read_chunks(scope)
+
+    def render(self, value: str, scope: Scope, max_age: int | None = None) -> list[tuple[bytes, bytes]]:
+        """Return the ``Set-Cookie`` headers that set the cookie to ``value``: one, or one per
+        chunk, then the expiry of any chunk the request carried that this value does not use.
+
+        Args:
+            value: The cookie's value (ASCII cookie octets; without ``.`` when it may be chunked).
+            scope: The request's scope: its scheme and, with chunks, its cookies.
+            max_age: ``Max-Age`` for this response in seconds, instead of the config's
+                ``cookie_max_age``; ``None``: the config's.
+
+        Raises:
+            CookieTooLargeError: The value would need a header over 4096 bytes, or more than
+                :attr:`max_cookies` cookies.
+            ValueError: ``max_age`` is not a positive whole number of at most ten digits, or a
+                value that may be chunked holds a ``.``.
+        """
+        https = scope.get("scheme") == "https"
+        if max_age is None:
+            attributes = self._with_attributes[https]
+        elif isinstance(max_age, int) and not isinstance(max_age, bool) and 0 < max_age <= _LONGEST_MAX_AGE:
+            attributes = f"{self._head}; Max-Age={max_age}{self._tails[https]}"
+        else:
+            raise ValueError(f"max_age must be a positive whole number of seconds, got {max_age!r}")
+        header = f"{self._name}={value}{attributes}"
+        if self._max_cookies == 1:
+            if len(header) > MAX_SET_COOKIE_BYTES:
+                raise CookieTooLargeError(
+                    f"the {self._name!r} Set-Cookie header would be {len(header)} bytes, over the "
+                    f"{MAX_SET_COOKIE_BYTES}-byte limit of browsers: store less in the session, "
+                    "or use a server-side store"
+                )
+            return [(SET_COOKIE, header.encode("latin-1"))]
+        if _COUNT_SEPARATOR in value:
+            raise ValueError("a value that may be split across cookies must not hold '.', which ends the chunk count")
+        if len(header) <= MAX_SET_COOKIE_BYTES:
+            headers = [(SET_COOKIE, header.encode("latin-1"))]
+        else:
+            headers = self._split(value, attributes)
+        return headers + self._stale(scope, len(headers), https)
+
+    def render_expired(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """Return the ``Set-Cookie`` headers that make the browser drop the cookie: the first
+        one's, and every other chunk's the request carried.
+        """
+        https = scope.get("scheme") == "https"
+        headers = [(SET_COOKIE, self._expired[https][0])]
+        if self._max_cookies > 1:
+            headers += self._stale(scope, 1, https)
+        return headers
+
+    def _chunk_capacity(self, index: int, attributes_length: int) -> int:
+        """Return how many characters of the value chunk ``index`` can carry."""
+        # The first chunk has the base name and room for the count; the others ".<index>".
+        overhead = len(self._name) + (_COUNT_BYTES if index == 0 else 1 + len(str(index)))
+        return MAX_SET_COOKIE_BYTES - overhead - 1 - attributes_length  # 1: the "="
+
+    def _split(self, value: str, attributes: str) -> list[tuple[bytes, bytes]]:
+        """Return the ``Set-Cookie`` headers of ``value`` split into as few chunks as it takes.
+
+        Raises:
+            CookieTooLargeError: It takes more than :attr:`max_cookies` chunks.
+        """
+        pieces: list[str] = []
+        start = 0
+        while start < len(value) and len(pieces) < self._max_cookies:
+            capacity = self._chunk_capacity(len(pieces), len(attributes))
+            if capacity <= 0:  # attributes alone fill a header: no chunk can carry anything
+                break
+            pieces.append(value[start : start + capacity])
+            start += capacity
+        if start < len(value):
+            raise CookieTooLargeError(
+                f"the {self._name!r} cookie value is {len(value)} bytes: it does not fit "
+                f"max_cookies={self._max_cookies} Set-Cookie headers of at most {MAX_SET_COOKIE_BYTES} bytes "
+                "(the limit of browsers): store less in the session, or use a server-side store"
+            )
+        first = f"{self._name}={len(pieces)}{_COUNT_SEPARATOR}{pieces[0]}{attributes}"
+        headers = [(SET_COOKIE, first.encode("latin-1"))]
+        headers += (
+            (SET_COOKIE, f"{self._name}.{index}={piece}{attributes}".encode("latin-1"))
+            for index, piece in enumerate(pieces[1:], 1)
+        )
+        return headers
+
+    def _chunks(self, scope: Scope) -> dict[int, bytes] | None:
+        """Return the request's chunks of this cookie by index, or ``None`` when one comes twice."""
+        indexes = self._indexes
+        chunks: dict[int, bytes] = {}
         for header, value in scope["headers"]:
             if header == b"cookie":
                 for pair in value.split(b";"):
-                    pair = pair.strip()  # noqa: PLW2901 (the stripped pair is the pair)
-                    if pair.startswith(prefix):
-                        return pair[len(prefix) :].decode("latin-1")
-        return None
+                    name, _, content = pair.partition(b"=")
+                    index = indexes.get(name.strip())
+                    if index is not None:
+                        if index in chunks:
+                            return None
+                        chunks[index] = content.strip()
+        return chunks
 
-    def render(self, value: str, scope: Scope) -> tuple[bytes, bytes]:
-        """Return the ``Set-Cookie`` header that sets the cookie to ``value``.
+    def _read_chunks(self, scope: Scope) -> str | None:
+        """Return the request's value joined from its chunks, or ``None`` for a broken set."""
+        chunks = self._chunks(scope)
+        if chunks is None:
+            return None
+        first = chunks.get(0)
+        if first is None:
+            return None
+        count_text, separator, piece = first.partition(b".")
+        if not separator:  # a value that fitted one cookie
+            return first.decode("latin-1") if len(chunks) == 1 else None
+        count = _COUNTS.get(count_text)
+        if count is None or count > self._max_cookies or len(chunks) != count or max(chunks) != count - 1:
+            return None  # the indexes are distinct, so count of them ending at count - 1 are 0 ... count - 1
+        return b"".join([piece, *(chunks[index] for index in range(1, count))]).decode("latin-1")
 
-        Raises:
-            CookieTooLargeError: The header would be over 4096 bytes.
-        """
-        attributes = self._with_attributes[scope.get("scheme") == "https"]
-        header = f"{self._name}={value}{attributes}".encode("latin-1")
-        if len(header) > MAX_SET_COOKIE_BYTES:
-            raise CookieTooLargeError(
-                f"the {self._name!r} Set-Cookie header would be {len(header)} bytes, over the "
-                f"{MAX_SET_COOKIE_BYTES}-byte limit of browsers: store less in the session, "
-                "or use a server-side store"
-            )
-        return SET_COOKIE, header
-
-    def render_expired(self, scope: Scope) -> tuple[bytes, bytes]:
-        """Return the ``Set-Cookie`` header that makes the browser drop the cookie."""
-        return SET_COOKIE, self._expired[scope.get("scheme") == "https"]
+    def _stale(self, scope: Scope, used: int, https: bool) -> list[tuple[bytes, bytes]]:
+        """Return the expiry of every chunk from ``used`` on that the request carried."""
+        indexes = self._indexes
+        carried: set[int] = set()
+        for header, value in scope["headers"]:
+            if header == b"cookie":
+                for pair in value.split(b";"):
+                    # Only the name is looked at: cut it off without copying the value.
+                    equals = pair.find(b"=")
+                    index = indexes.get((pair if equals < 0 else pair[:equals]).strip())
+                    if index is not None and index >= used:
+                        carried.add(index)
+        expired = self._expired[https]
+        return [(SET_COOKIE, expired[index]) for index in sorted(carried)]

@@ -102,10 +102,32 @@ class Sealer:
         self._invalid_tag = InvalidTag
 
     def seal(self, plaintext: bytes) -> str:
-        """Encrypt and authenticate ``plaintext`` with the first secret."""
-        nonce = os.urandom(12)
-        sealed = self._token_prefix + nonce + self._sealing_key.encrypt(nonce, plaintext, self._sealing_aad)
+        """Encrypt and authenticate ``plaintext`` with the first secret, as a URL-safe token."""
+        sealed = self.seal_bytes(plaintext, b"")
         return binascii.b2a_base64(sealed, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
+
+    def seal_bytes(self, plaintext: bytes, bound_to: bytes) -> bytes:
+        """Encrypt ``plaintext`` with the first secret, bound to ``bound_to`` (a record's key):
+        the sealed bytes open only with the same ``bound_to``. Raw bytes, for a store.
+        """
+        nonce = os.urandom(12)
+        return self._token_prefix + nonce + self._sealing_key.encrypt(nonce, plaintext, self._sealing_aad + bound_to)
+
+    def open_bytes(self, sealed: bytes, bound_to: bytes) -> bytes | None:
+        """Return the plaintext of bytes from :meth:`seal_bytes`, or ``None`` if they are not
+        such bytes, were tampered with, are bound to something else or sealed with a secret not
+        in the list.
+        """
+        if len(sealed) < _HEADER + _TAG or sealed[:1] != _VERSION:
+            return None
+        key = self._keys.get(sealed[1:5])
+        if key is None:
+            return None
+        cipher, aad = key
+        try:
+            return cipher.decrypt(sealed[5:_HEADER], sealed[_HEADER:], aad + bound_to)
+        except self._invalid_tag:
+            return None
 
     def open(self, token: str) -> bytes | None:
         """Return the plaintext of ``token``, or ``None`` if it is malformed, not canonical,
@@ -118,16 +140,7 @@ class Sealer:
             raw = binascii.a2b_base64(standard, strict_mode=True)
         except ValueError:  # binascii.Error: not URL-safe base64; UnicodeEncodeError: not ASCII
             return None
-        if len(raw) < _HEADER + _TAG or raw[:1] != _VERSION:
-            return None
-        key = self._keys.get(raw[1:5])
-        if key is None:
-            return None
-        cipher, aad = key
-        try:
-            return cipher.decrypt(raw[5:_HEADER], raw[_HEADER:], aad)
-        except self._invalid_tag:
-            return None
+        return self.open_bytes(raw, b"")
 
 
 def _derive(secret: str) -> tuple[bytes, bytes]:

@@ -8,6 +8,7 @@ them) to what the store now holds, so that neither request loses the other's wor
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Final
 
 from litestar_flash_sessions.record import Flash, Live
@@ -23,11 +24,29 @@ class Draft:
 
     Args:
         loaded: The session's content as loaded; the draft takes ownership of its containers.
+        size: The size of the loaded record in bytes (the start of the size estimate).
     """
 
-    __slots__ = ("consumed", "data", "delete", "flashes", "next_flash_id", "own_from", "rotate", "written")
+    __slots__ = (
+        "committed",
+        "consumed",
+        "created_at",
+        "data",
+        "delete",
+        "flashes",
+        "lifetime",
+        "lifetime_set",
+        "max_size",
+        "next_flash_id",
+        "own_from",
+        "rotate",
+        "size",
+        "stale",
+        "touch",
+        "written",
+    )
 
-    def __init__(self, loaded: Live) -> None:
+    def __init__(self, loaded: Live, size: int = 0) -> None:
         self.data = loaded.data
         """The values, with this request's changes."""
         self.flashes = loaded.flashes
@@ -41,19 +60,37 @@ class Draft:
         """Loaded flashes this request removed: ``True`` if it delivered them, ``False`` if withdrawn."""
         self.delete = False
         self.rotate = False
+        self.created_at = loaded.created_at
+        self.lifetime = loaded.lifetime
+        self.lifetime_set = False
+        """Whether the request gave the session a lifetime of its own (``set_expiry``)."""
+        self.touch = False
+        """Whether the record must be written even if nothing changed (see ``lifetime.needs_touch``)."""
+        self.stale = False
+        """Whether ``seen_at`` is ``TOUCH_SECONDS`` old: a persistent cookie's ``Max-Age`` slides now."""
+        self.size = size
+        """An upper bound of the encoded session's size: grows with every ``set`` and ``flash``."""
+        self.max_size = sys.maxsize
+        """The most bytes the encoded session may take (``SessionConfig.max_size_bytes``, or less
+        for a backend with a smaller limit)."""
+        self.committed = False
+        """Set once the response started: a change after that could not be saved."""
 
     @property
     def modified(self) -> bool:
-        """Whether the request changed a value or a flash."""
-        return bool(self.written or self.consumed or self.next_flash_id != self.own_from)
+        """Whether the request changed a value, a flash or the session's lifetime."""
+        return bool(self.written or self.consumed or self.next_flash_id != self.own_from or self.lifetime_set)
 
-    def content(self) -> Live:
-        """Return the session's content as this request leaves it (what it would store without a conflict)."""
-        return Live(self.data, self.flashes, self.next_flash_id)
+    def content(self, now: float) -> Live:
+        """Return the session's content as this request leaves it at ``now`` (what it would store
+        without a conflict).
+        """
+        return Live(self.data, self.flashes, self.next_flash_id, self.created_at or now, now, self.lifetime)
 
 
-def replay(draft: Draft, current: Live) -> tuple[Live, bool]:
-    """Apply the draft's changes to ``current``, the content another request stored meanwhile.
+def replay(draft: Draft, current: Live, now: float) -> tuple[Live, bool]:
+    """Apply the draft's changes to ``current``, the content another request stored meanwhile
+    (seen at ``now``).
 
     Keys the draft set or deleted take its value; the other keys keep the newer value. Flashes
     the draft removed are removed by id (a newer flash of the same key stays); flashes it added
@@ -83,4 +120,5 @@ def replay(draft: Draft, current: Live) -> tuple[Live, bool]:
         if flash.id >= draft.own_from:
             flashes.append(Flash(next_id, flash.key, flash.value, flash.category))
             next_id += 1
-    return Live(data, flashes, next_id), redelivered
+    lifetime = draft.lifetime if draft.lifetime_set else current.lifetime
+    return Live(data, flashes, next_id, current.created_at or now, now, lifetime), redelivered

@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, cast
 from urllib.parse import quote
 
 from litestar.exceptions import ImproperlyConfiguredException, ServiceUnavailableException
 
+from litestar_flash_sessions.backend import Loaded
 from litestar_flash_sessions.cookies import CookieJar, CookieTooLargeError
 from litestar_flash_sessions.stores.base import StoreUnavailableError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterable
 
     from litestar.types import ASGIApp, HTTPResponseStartEvent, HTTPScope, Message, Receive, Scope, Send
 
-    from litestar_flash_sessions.backend import Loaded, Outcome, SessionBackend
+    from litestar_flash_sessions.backend import Outcome, SessionBackend
     from litestar_flash_sessions.config import SessionConfig
     from litestar_flash_sessions.session import FlashSession
 
@@ -37,6 +39,10 @@ ROTATE_STATE_KEY = "rotate_session_key"
 """Setting ``request.state.rotate_session_key = True`` rotates the id, as in oak_sessions."""
 
 
+RETRY_AFTER_SECONDS = 5
+"""What a 503 of an unreachable store tells clients to wait (``Retry-After``)."""
+
+
 class _Slot:
     """Where one request's session waits between the dependency that loads it and the middleware."""
 
@@ -45,6 +51,39 @@ class _Slot:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
         self.loaded: Loaded | None = None
+        """The request's session; stays ``None`` where nothing is to be committed."""
+
+
+class OutageLog:
+    """Log store outages without flooding the log: a line, then a count per interval.
+
+    Args:
+        interval: Seconds after a logged line during which further failures of the same store
+            are only counted; the next line says how many there were.
+        clock: Monotonic seconds (injectable in tests).
+    """
+
+    __slots__ = ("_clock", "_interval", "_stores")
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._stores: dict[str, tuple[float, int]] = {}  # store -> (when its last line was logged, failures since)
+
+    def report(self, store: str, exc: BaseException) -> None:
+        """Log that ``store`` failed with ``exc``, unless a line for it was logged less than an interval ago."""
+        now = self._clock()
+        logged_at, since = self._stores.get(store, (-self._interval, 0))
+        if now - logged_at < self._interval:
+            self._stores[store] = (logged_at, since + 1)
+            return
+        more = f" ({since} more failures since the last line)" if since else ""
+        logger.error("session store unavailable, answering 503 (%s): %s%s", store, exc, more)
+        self._stores[store] = (now, 0)
+
+
+_UNAVAILABLE_HEADERS = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode()), (b"vary", b"Cookie")]
+_CACHE_CONTROL = b"cache-control"
 
 
 # The dependency finds its request's slot here rather than through a ``request`` parameter:
@@ -66,13 +105,14 @@ class SessionMiddleware:
         jar: Renders the session cookie.
     """
 
-    __slots__ = ("app", "backend", "config", "jar")
+    __slots__ = ("app", "backend", "config", "jar", "outages")
 
-    def __init__(self, app: ASGIApp, config: SessionConfig, jar: CookieJar) -> None:
+    def __init__(self, app: ASGIApp, config: SessionConfig, jar: CookieJar, outages: OutageLog) -> None:
         self.app = app
         self.config = config
         self.backend: SessionBackend = config.store
         self.jar = jar
+        self.outages = outages
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the handler and commit its session at ``http.response.start``."""
@@ -105,16 +145,18 @@ class SessionMiddleware:
             is ready to send.
         """
         if message["status"] >= 500:  # the handler failed: save nothing, like a rolled-back transaction
+            loaded.draft.committed = True
             message["headers"] = [*message["headers"], _VARY]
             return False
         if scope["state"].get(ROTATE_STATE_KEY):
             loaded.session.rotate_key()
+        loaded.draft.committed = True  # from here on a change could not be saved: it raises
         try:
             outcome = await self.backend.commit(loaded, self.config)
             headers = self._headers(outcome, scope)
         except UNAVAILABLE as exc:
-            logger.error("session store unavailable, answering 503 (%s): %s", type(self.backend).__name__, exc)
-            await _send_plain(send, 503, b"Service Unavailable: session store unreachable")
+            self.outages.report(type(self.backend).__name__, exc)
+            await _send_plain(send, 503, b"Service Unavailable: session store unreachable", _UNAVAILABLE_HEADERS)
             return True
         except CookieTooLargeError as exc:
             logger.error("session not saved: %s", exc)
@@ -128,6 +170,8 @@ class SessionMiddleware:
         if outcome.retry_flash:
             await _send_retry(send, cast("HTTPScope", scope), headers)
             return True
+        if len(headers) > 1:  # the response sets or expires the session cookie
+            message["headers"] = _uncacheable(message["headers"])
         message["headers"] = [*message["headers"], *headers]
         return False
 
@@ -138,10 +182,30 @@ class SessionMiddleware:
             CookieTooLargeError: The cookie would be too large for browsers.
         """
         if outcome.cookie is not None:
-            return [self.jar.render(outcome.cookie, scope), _VARY]
+            if outcome.max_age is not None:
+                return [*self.jar.render(outcome.cookie, scope, max_age=outcome.max_age), _VARY]
+            return [*self.jar.render(outcome.cookie, scope), _VARY]
         if outcome.expire:
-            return [self.jar.render_expired(scope), _VARY]
+            return [*self.jar.render_expired(scope), _VARY]
         return [_VARY]
+
+
+def _uncacheable(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Return ``headers`` with a ``Cache-Control`` no shared cache may store a response by:
+    ``no-store`` where the handler set none, ``private`` (instead of ``public``) added to its own.
+    """
+    result, found = [], False
+    for name, value in headers:
+        if name.lower() == _CACHE_CONTROL:
+            found = True
+            directives = [d.strip() for d in value.split(b",") if d.strip() and d.strip().lower() != b"public"]
+            if not any(d.lower() in (b"private", b"no-store") for d in directives):
+                directives.insert(0, b"private")
+            value = b", ".join(directives)  # noqa: PLW2901 (the header, rewritten)
+        result.append((name, value))
+    if not found:
+        result.append((_CACHE_CONTROL, b"no-store"))
+    return result
 
 
 async def _send_plain(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -198,9 +262,24 @@ def _percent_encode(value: bytes) -> bytes:
     return _UNSAFE_BYTE.sub(lambda match: b"%%%02X" % match.group()[0], value)
 
 
-def session_provider(config: SessionConfig, jar: CookieJar) -> Callable[[], Awaitable[FlashSession]]:
-    """Return the ``session`` dependency: it loads the session and hands it to the middleware."""
+def in_cookie_path(path: str, cookie_path: str) -> bool:
+    """Return whether a browser sends a cookie of ``cookie_path`` with a request for ``path`` (RFC 6265 5.1.4)."""
+    if cookie_path in ("/", path):
+        return True
+    return path.startswith(cookie_path) and (cookie_path.endswith("/") or path[len(cookie_path)] == "/")
+
+
+def session_provider(
+    config: SessionConfig, jar: CookieJar, outages: OutageLog
+) -> Callable[[], Awaitable[FlashSession]]:
+    """Return the ``session`` dependency: it loads the session and hands it to the middleware.
+
+    A request outside ``cookie_path`` gets a fresh session that is never saved: the browser would
+    not send the cookie back.
+    """
     backend = config.store
+    max_size = min(config.max_size_bytes, backend.max_record_bytes or config.max_size_bytes)
+    cookie_path = config.cookie_path
 
     async def provide_session() -> FlashSession:
         slot = _CURRENT_SLOT.get()
@@ -209,11 +288,17 @@ def session_provider(config: SessionConfig, jar: CookieJar) -> Callable[[], Awai
                 "the session dependency ran on a route the SessionPlugin did not see; "
                 "sessions work on HTTP handlers of the app the plugin was given to"
             )
+        if not in_cookie_path(slot.scope["path"], cookie_path):
+            return Loaded.new().session
         try:
-            slot.loaded = await backend.load(jar.read(slot.scope), config)
+            loaded = await backend.load(jar.read(slot.scope), config)
         except UNAVAILABLE as exc:
-            logger.error("session store unavailable, answering 503 (%s): %s", type(backend).__name__, exc)
-            raise ServiceUnavailableException("Session store unavailable") from exc
-        return slot.loaded.session
+            outages.report(type(backend).__name__, exc)
+            raise ServiceUnavailableException(
+                "Session store unavailable", headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Vary": "Cookie"}
+            ) from exc
+        loaded.draft.max_size = max_size
+        slot.loaded = loaded
+        return loaded.session
 
     return provide_session

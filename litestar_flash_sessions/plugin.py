@@ -26,7 +26,7 @@ from litestar_flash_sessions.backend import SessionBackend
 from litestar_flash_sessions.cleanup import PeriodicCleanup
 from litestar_flash_sessions.config import SessionConfig
 from litestar_flash_sessions.cookies import CookieJar
-from litestar_flash_sessions.middleware import SessionMiddleware, session_provider
+from litestar_flash_sessions.middleware import OutageLog, SessionMiddleware, session_provider
 from litestar_flash_sessions.session import FlashSession, Session
 
 if TYPE_CHECKING:
@@ -59,8 +59,9 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin):
     def __init__(self, config: SessionConfig | None = None) -> None:
         self._config = config or SessionConfig()
         self._jar = CookieJar(self._config, self._config.session_cookie_name)
-        self._provide = Provide(session_provider(self._config, self._jar))
-        self._middleware = DefineMiddleware(SessionMiddleware, config=self._config, jar=self._jar)
+        outages = OutageLog()
+        self._provide = Provide(session_provider(self._config, self._jar, outages))
+        self._middleware = DefineMiddleware(SessionMiddleware, config=self._config, jar=self._jar, outages=outages)
         self._operation_classes: dict[type[Operation], type[Operation]] = {}
 
     @property

@@ -18,11 +18,14 @@ from typing import Any, Final
 
 import msgspec
 
-__all__ = ("TOMBSTONE_SECONDS", "Ended", "Flash", "Live", "Moved", "decode", "encode")
+__all__ = ("TOMBSTONE_SECONDS", "TOUCH_SECONDS", "Ended", "Flash", "Live", "Moved", "decode", "encode")
 
 TOMBSTONE_SECONDS: Final = 3600
 """How long a tombstone (or an emptied session's record) is kept at most: longer than any
 request stays in flight between loading its session and committing it."""
+TOUCH_SECONDS: Final = 60
+"""How stale :attr:`Live.seen_at` may get: a request that finds it older writes it again (and
+slides a persistent cookie's ``Max-Age``); idle timeouts allow for this much lag."""
 
 
 class Flash(msgspec.Struct, array_like=True):
@@ -39,12 +42,21 @@ class Flash(msgspec.Struct, array_like=True):
 
 
 class Live(msgspec.Struct, array_like=True, tag=0):
-    """A session's content: its values and its pending flashes, apart so that they never mix."""
+    """A session's content: its values and its pending flashes, apart so that they never mix,
+    and its times.
+    """
 
     data: dict[str, Any]
     flashes: list[Flash]
     next_flash_id: int = 0
     """The id the next flash gets; only ever grows, so an id is never reused."""
+    created_at: float = 0.0
+    """When the session was first stored (seconds since the epoch); rotation keeps it."""
+    seen_at: float = 0.0
+    """When a request last used it, refreshed at most every ``TOUCH_SECONDS`` (never an extra
+    write per request)."""
+    lifetime: int | None = None
+    """This session's own idle timeout (``session.set_expiry``); ``None``: the config's."""
 
     @property
     def is_empty(self) -> bool:

@@ -14,13 +14,22 @@ from litestar_flash_sessions.record import Flash
 if TYPE_CHECKING:
     from typing import TypeAlias
 
-__all__ = ("FlashSession", "Session")
+__all__ = ("FlashSession", "Session", "SessionTooLargeError")
 
 T = TypeVar("T")
 D = TypeVar("D")
 
 _MISSING: Final = object()
-_check_encodable = msgspec.msgpack.Encoder().encode
+_encode = msgspec.msgpack.Encoder().encode
+_ENTRY_OVERHEAD: Final = 16
+"""Bytes a key-value pair or a flash may add to an encoded session beyond its key and value
+(MessagePack headers, a flash's id and category): the size estimate is an upper bound."""
+
+
+class SessionTooLargeError(ValueError):
+    """A ``set`` or ``flash`` would make the encoded session larger than its limit
+    (``SessionConfig.max_size_bytes``, or what the cookie store's cookies can carry).
+    """
 
 
 class FlashSession:
@@ -88,9 +97,11 @@ class FlashSession:
 
         Raises:
             TypeError: ``key`` is not a string, or msgspec cannot encode ``value``.
+            SessionTooLargeError: The session would grow past its size limit (nothing changes).
+            RuntimeError: The response has started: the change could not be saved.
         """
-        _check(key, value)
         draft = self._draft
+        self._check_change(key, value, flash=False)
         if value is None:
             if key in draft.data:
                 del draft.data[key]
@@ -106,9 +117,11 @@ class FlashSession:
 
         Raises:
             TypeError: ``key`` is not a string, or msgspec cannot encode ``value``.
+            SessionTooLargeError: The session would grow past its size limit (nothing changes).
+            RuntimeError: The response has started: the change could not be saved.
         """
-        _check(key, value)
         draft = self._draft
+        self._check_change(key, value, flash=True)
         if value is None:
             self._take_flashes(key, delivered=False)
             return
@@ -124,15 +137,42 @@ class FlashSession:
         """Delete the session when the request ends and expire its cookie.
 
         The values stay readable for the rest of this request.
+
+        Raises:
+            RuntimeError: The response has started: the change could not be saved.
         """
+        self._check_open("delete_session()")
         self._draft.delete = True
 
     def rotate_key(self) -> None:
         """Give the session a new id when the request ends; the old id stops working.
 
         Call it when a user logs in, so that an id planted before login is worthless.
+
+        Raises:
+            RuntimeError: The response has started: the change could not be saved.
         """
+        self._check_open("rotate_key()")
         self._draft.rotate = True
+
+    def set_expiry(self, seconds: int | None) -> None:
+        """Give this session an idle timeout of its own ("remember me").
+
+        The session then expires after ``seconds`` without use (instead of the config's
+        ``expire_after_seconds``), and its cookie becomes persistent with that ``Max-Age``,
+        sliding with use. The absolute timeout still applies. ``None`` returns to the config's.
+
+        Raises:
+            ValueError: ``seconds`` is not a positive whole number up to ten years.
+            RuntimeError: The response has started: the change could not be saved.
+        """
+        from litestar_flash_sessions.config import check_lifetime
+
+        check_lifetime(seconds, "set_expiry seconds")
+        self._check_open("set_expiry()")
+        draft = self._draft
+        draft.lifetime = seconds
+        draft.lifetime_set = True
 
     def to_dict(self) -> dict[str, Any]:
         """Return a shallow copy of the stored values (flashes excluded)."""
@@ -154,14 +194,41 @@ class FlashSession:
             draft.flashes[:] = kept
         return value
 
+    def _check_open(self, change: str) -> None:
+        if self._draft.committed:
+            raise RuntimeError(
+                f"session {change} after the response started (in a streamed body or a background "
+                "task?): the session was already saved, so this change would be lost"
+            )
 
-def _check(key: str, value: Any) -> None:
-    if not isinstance(key, str):
-        raise TypeError(f"session keys must be strings, got {key!r}")
-    try:
-        _check_encodable(value)
-    except (TypeError, msgspec.EncodeError) as exc:
-        raise TypeError(f"session value for key {key!r} cannot be encoded by msgspec: {exc}") from exc
+    def _check_change(self, key: str, value: Any, *, flash: bool) -> None:
+        """Check that ``value`` can be stored (or flashed) under ``key`` now, and grow the size estimate."""
+        if not isinstance(key, str):
+            raise TypeError(f"session keys must be strings, got {key!r}")
+        self._check_open(f"change of key {key!r}")
+        try:
+            size = len(_encode(value))
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise TypeError(f"session value for key {key!r} cannot be encoded by msgspec: {exc}") from exc
+        draft = self._draft
+        if value is None:
+            return  # deleting never grows the session
+        estimate = draft.size + len(key) + size + _ENTRY_OVERHEAD
+        if estimate > draft.max_size:
+            # The estimate is an upper bound: only near the limit is the session encoded exactly.
+            trial = draft.content(0.0)
+            if flash:
+                trial.flashes = [*trial.flashes, Flash(draft.next_flash_id, key, value)]
+            else:
+                trial.data = {**trial.data, key: value}
+            exact = len(_encode(trial))
+            if exact > draft.max_size:
+                raise SessionTooLargeError(
+                    f"setting session key {key!r} would make the session about {exact} bytes, over its "
+                    f"limit of {draft.max_size} (SessionConfig.max_size_bytes or the store's): store less"
+                )
+            estimate = exact
+        draft.size = estimate
 
 
 Session: TypeAlias = NamedDependency[SkipValidation[FlashSession]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -14,10 +15,10 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody
-from litestar.response import Redirect
+from litestar.response import Redirect, Response, Stream
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from litestar_flash_sessions import FlashSession, Session, SessionConfig, SessionPlugin
+from litestar_flash_sessions import FlashSession, Session, SessionConfig, SessionPlugin, SessionTooLargeError
 
 
 class Point(msgspec.Struct):
@@ -215,6 +216,41 @@ async def fail_400(session: Session) -> None:
     raise HTTPException(status_code=400, detail="bad request")
 
 
+@post("/remember", status_code=200)
+async def remember(session: Session, data: JSONBody[dict[str, Any]]) -> None:
+    session.set("user", "ann")
+    session.set_expiry(data["seconds"])
+
+
+@post("/set-too-large", status_code=200)
+async def set_too_large(session: Session, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
+    try:
+        session.set(data["key"], "x" * data["size"])
+    except SessionTooLargeError as exc:
+        return {"error": str(exc), "has": session.has(data["key"])}
+    return {"error": "", "has": session.has(data["key"])}
+
+
+@get("/stream-set")
+async def stream_set(session: Session) -> Stream:
+    session.set("before", 1)
+
+    async def body() -> AsyncIterator[str]:
+        yield "started;"
+        try:
+            session.set("after", 2)
+        except RuntimeError as exc:
+            yield f"refused: {exc}"
+
+    return Stream(body())
+
+
+@post("/set-cached", status_code=200)
+async def set_cached(session: Session) -> Response[str]:
+    session.set("user", "ann")
+    return Response("ok", headers={"Cache-Control": "public, max-age=60"})
+
+
 @get("/plain")
 async def plain() -> str:
     return "plain"
@@ -235,6 +271,10 @@ async def is_flash_session(session: Session) -> dict[str, bool]:
 
 
 HANDLERS = [
+    remember,
+    set_too_large,
+    stream_set,
+    set_cached,
     act,
     act_reading,
     read,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from litestar_flash_sessions.commit import store_key
 from litestar_flash_sessions.stores import CookieStore, MemoryStore, SessionBackend, SessionStore
 
 SECRET = "Qm3v-8xTzL2pW9sKd7RbN4yHc6uJ1gFe0aVoZiYt5Mw"
@@ -84,7 +85,7 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], seconds: float = 
 
 async def read_record(store: SessionStore, session_id: str) -> bytes | None:
     """What the store holds for ``session_id``, read without sliding its expiry."""
-    return await store.get(session_id, None)
+    return await store.get(store_key(session_id), None)
 
 
 @asynccontextmanager

@@ -9,15 +9,21 @@ contract's expiry test waits for real.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
+import redis
 from redis.asyncio import Redis, RedisCluster
 
 from litestar_flash_sessions import SessionBackend
 from litestar_flash_sessions.stores.redis import RedisStore
+from tests.faults import free_port
 from tests.harness import FakeClock, Harness, register, server_url
 
 
@@ -98,6 +104,100 @@ async def server_commands(url: str, prefix: str) -> AsyncIterator[ServerCommands
             yield ServerCommands(monitor, control, prefix)
     finally:
         await control.aclose()
+
+
+@asynccontextmanager
+async def private_redis(folder: Path, port: int | None = None, *options: str) -> AsyncIterator[str]:
+    """A Redis of the test's own, on ``port`` (by default a free one), with ``options`` added to
+    its command line; yields its URL. The test may reconfigure it, break it, flush it: the
+    shared servers never see it. It keeps nothing on disk (``--save ''``, no AOF).
+    """
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.skip("redis-server is not installed (scripts/servers.sh start installs it)")
+    port = free_port() if port is None else port
+    arguments = ["--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(folder)]
+    process = await asyncio.create_subprocess_exec(executable, *arguments, *options, stdout=asyncio.subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        async with Redis.from_url(url) as probe_client:
+            for _ in range(200):
+                with contextlib.suppress(redis.ConnectionError):
+                    if await probe_client.ping():
+                        break
+                await asyncio.sleep(0.02)
+            else:
+                pytest.fail(f"the private Redis on :{port} did not start")
+        yield url
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+FAULTS = ("oom", "readonly", "masterdown", "busy")
+"""What :func:`redis_fault` can do to a Redis, and the error redis-py (or Webdis) then reports."""
+FAULT_ERRORS = {"oom": "OOM", "readonly": "READONLY", "masterdown": "MASTERDOWN", "busy": "BUSY"}
+"""The code of the error reply each fault makes Redis answer with."""
+
+
+@asynccontextmanager
+async def redis_fault(url: str, fault: str) -> AsyncIterator[None]:
+    """Make the (private!) Redis at ``url`` refuse commands for as long as the block runs, then heal it.
+
+    * ``oom``: ``maxmemory 1`` under ``noeviction``: every write that needs memory answers
+      ``OOM command not allowed when used memory > 'maxmemory'``; reads (and ``GETEX``, ``DEL``)
+      still work;
+    * ``readonly``: ``REPLICAOF`` a port nothing listens on, as a failover does to a demoted
+      primary: writes answer ``READONLY You can't write against a read only replica``, and
+      reads serve the (stale) data;
+    * ``masterdown``: the same with ``replica-serve-stale-data no``: every command on data
+      answers ``MASTERDOWN``;
+    * ``busy``: a script that loops, past ``lua-time-limit``: every command answers ``BUSY``
+      until ``SCRIPT KILL``.
+    """
+    async with Redis.from_url(url) as control:
+        if fault == "oom":
+            await control.config_set("maxmemory-policy", "noeviction")
+            await control.config_set("maxmemory", 1)
+            try:
+                yield
+            finally:
+                await control.config_set("maxmemory", 0)
+        elif fault in ("readonly", "masterdown"):
+            if fault == "masterdown":
+                await control.config_set("replica-serve-stale-data", "no")
+            await control.replicaof("127.0.0.1", free_port())
+            try:
+                yield
+            finally:
+                await control.replicaof("NO", "ONE")
+                await control.config_set("replica-serve-stale-data", "yes")
+        elif fault == "busy":
+            await control.config_set("lua-time-limit", 10)  # ms; busy-reply-threshold since Redis 7
+            async with Redis.from_url(url) as looping:
+                script = asyncio.create_task(looping.eval("while true do end", 0))
+                while True:  # until Redis answers BUSY: the script has run past the limit
+                    try:
+                        await control.ping()
+                    except redis.ResponseError as error:
+                        if str(error).startswith("BUSY"):
+                            break
+                        raise
+                    await asyncio.sleep(0.01)
+                try:
+                    yield
+                finally:
+                    await control.script_kill()
+                    with pytest.raises(redis.ResponseError, match="killed"):
+                        await script
+        else:
+            raise ValueError(f"unknown fault {fault!r}")
+
+
+async def records_under(url: str, prefix: str) -> dict[bytes, bytes | None]:
+    """Every key under ``prefix`` in the Redis at ``url``, with its value."""
+    async with Redis.from_url(url) as client:
+        return {key: await client.get(key) async for key in client.scan_iter(match=f"{prefix}*")}
 
 
 @asynccontextmanager

@@ -23,10 +23,28 @@ from tests.harness import FakeClock
 from tests.test_races import Browser, race
 
 SID = "s" * 43
+KEY = commit.store_key(SID)
+
+
+NOW = 1_800_000_000.0
+
+
+def decide(draft: Draft, current: Any, plain: bytes | None, *, followed: bool, ttl: int | None) -> commit.Plan:
+    config = SessionConfig(expire_after_seconds=ttl)
+    return commit.decide(draft, current, plain, followed=followed, config=config, now=NOW)
+
+
+def content_of(record: bytes | None) -> tuple[Any, Any, int]:
+    """The data, flashes and next flash id of an encoded record (its times aside)."""
+    live = decode(record or b"")
+    assert isinstance(live, Live)
+    return live.data, live.flashes, live.next_flash_id
 
 
 def draft_of(content: Live, **changes: Any) -> Draft:
-    draft = Draft(Live(dict(content.data), list(content.flashes), content.next_flash_id))
+    draft = Draft(
+        Live(dict(content.data), list(content.flashes), content.next_flash_id, content.created_at, content.seen_at)
+    )
     for key, value in changes.pop("set", {}).items():
         draft.data[key] = value
         draft.written[key] = value
@@ -37,18 +55,18 @@ def draft_of(content: Live, **changes: Any) -> Draft:
 
 # --- decide(): the table ----------------------------------------------------------------------
 
-LOADED = Live({"user": "ann"}, [Flash(0, "m", "hello")], 1)
+LOADED = Live({"user": "ann"}, [Flash(0, "m", "hello")], 1, NOW - 100, NOW - 10)
 
 
 def test_a_session_gone_meanwhile_writes_nothing_and_expires_the_cookie() -> None:
     draft = draft_of(LOADED, set={"k": 1})
     for gone in (None, Ended()):
-        plan = commit.decide(draft, gone, None, followed=False, ttl=60)
+        plan = decide(draft, gone, None, followed=False, ttl=60)
         assert plan == commit.Plan(None, None, EXPIRE)
 
 
 def test_a_logout_leaves_a_tombstone_and_expires_the_cookie() -> None:
-    plan = commit.decide(draft_of(LOADED, delete=True), commit.AS_LOADED, b"", followed=False, ttl=60)
+    plan = decide(draft_of(LOADED, delete=True), commit.AS_LOADED, b"", followed=False, ttl=60)
     assert plan.record is not None
     assert decode(plan.record) == Ended()
     assert plan.outcome == EXPIRE
@@ -57,21 +75,23 @@ def test_a_logout_leaves_a_tombstone_and_expires_the_cookie() -> None:
 
 def test_a_rotation_moves_and_a_followed_one_does_not_rotate_again() -> None:
     draft = draft_of(LOADED, rotate=True)
-    plan = commit.decide(draft, commit.AS_LOADED, b"", followed=False, ttl=None)
+    plan = decide(draft, commit.AS_LOADED, b"", followed=False, ttl=None)
     assert plan.move
-    assert decode(plan.record or b"") == LOADED
-    there = Live({"user": "ann", "x": 1}, [], 1)
-    followed = commit.decide(draft, there, encode(there), followed=True, ttl=None)
+    moved = decode(plan.record or b"")
+    assert isinstance(moved, Live)
+    assert (moved.data, moved.flashes, moved.created_at) == (LOADED.data, LOADED.flashes, LOADED.created_at)
+    there = Live({"user": "ann", "x": 1}, [], 1, NOW - 100, NOW)
+    followed = decide(draft, there, encode(there), followed=True, ttl=None)
     assert not followed.move
     assert followed.record is None, "the followed session already holds this content"
     assert followed.outcome == NOTHING, "no cookie to a holder of the old id"
 
 
 def test_an_emptied_session_keeps_a_short_lived_record_and_its_cookie() -> None:
-    draft = draft_of(Live({}, [Flash(0, "m", "hello")], 1), consumed={0: True})
+    draft = draft_of(Live({}, [Flash(0, "m", "hello")], 1, NOW - 100, NOW - 10), consumed={0: True})
     draft.flashes.clear()
-    plan = commit.decide(draft, commit.AS_LOADED, b"", followed=False, ttl=10**6)
-    assert decode(plan.record or b"") == Live({}, [], 1)
+    plan = decide(draft, commit.AS_LOADED, b"", followed=False, ttl=10**6)
+    assert content_of(plan.record) == ({}, [], 1)
     assert plan.ttl == TOMBSTONE_SECONDS
     assert plan.outcome == NOTHING
 
@@ -79,17 +99,17 @@ def test_an_emptied_session_keeps_a_short_lived_record_and_its_cookie() -> None:
 def test_replay_keeps_the_newer_content_and_detects_a_redelivered_flash() -> None:
     draft = draft_of(LOADED, set={"k": "mine"}, consumed={0: True})
     draft.flashes.clear()
-    newer = Live({"user": "ann", "other": 2}, [Flash(1, "m", "newer")], 2)  # flash 0 consumed elsewhere
-    plan = commit.decide(draft, newer, encode(newer), followed=False, ttl=None)
-    assert decode(plan.record or b"") == Live({"user": "ann", "other": 2, "k": "mine"}, [Flash(1, "m", "newer")], 2)
+    newer = Live({"user": "ann", "other": 2}, [Flash(1, "m", "newer")], 2, NOW - 100, NOW - 5)  # 0 consumed elsewhere
+    plan = decide(draft, newer, encode(newer), followed=False, ttl=None)
+    assert content_of(plan.record) == ({"user": "ann", "other": 2, "k": "mine"}, [Flash(1, "m", "newer")], 2)
     assert plan.outcome == Outcome(retry_flash=True)
 
 
 def test_a_replay_that_changes_nothing_writes_nothing() -> None:
     draft = draft_of(LOADED, consumed={0: True})
     draft.flashes.clear()
-    newer = Live({"user": "ann"}, [], 1)
-    assert commit.decide(draft, newer, encode(newer), followed=False, ttl=None) == commit.Plan(
+    newer = Live({"user": "ann"}, [], 1, NOW - 100, NOW)
+    assert decide(draft, newer, encode(newer), followed=False, ttl=None) == commit.Plan(
         None, None, Outcome(retry_flash=True)
     )
 
@@ -101,7 +121,7 @@ class ScriptedStore(MemoryStore):
     """A memory store that can lose every compare-and-set, or change the record before one."""
 
     def __init__(self, *, always_conflict: bool = False) -> None:
-        super().__init__(clock=FakeClock())
+        super().__init__(clock=FakeClock(NOW))
         self.always_conflict = always_conflict
         self.before_set: list[tuple[str, bytes]] = []  # writes another "process" makes first
         self.calls: list[str] = []
@@ -121,9 +141,9 @@ class ScriptedStore(MemoryStore):
 
 
 async def loaded_from(store: MemoryStore, content: Live) -> Loaded:
-    await MemoryStore.set(store, SID, encode(content), None, None)
+    await MemoryStore.set(store, KEY, encode(content), None, None)
     loaded = await store.load(SID, SessionConfig(store=store))
-    assert loaded.key == SID
+    assert loaded.key == KEY
     return loaded
 
 
@@ -131,31 +151,29 @@ async def test_a_conflict_is_read_replayed_and_written() -> None:
     store = ScriptedStore()
     loaded = await loaded_from(store, LOADED)
     loaded.session.set("k", "mine")
-    store.before_set.append((SID, encode(Live({"user": "ann", "other": 2}, [], 1))))
+    store.before_set.append((KEY, encode(Live({"user": "ann", "other": 2}, [], 1, NOW - 100, NOW - 5))))
     store.calls.clear()
     assert await store.commit(loaded, SessionConfig(store=store)) == NOTHING
     assert store.calls == ["set", "get", "set"]
-    assert decode(await MemoryStore.get(store, SID, None) or b"") == Live(
-        {"user": "ann", "other": 2, "k": "mine"}, [], 1
-    )
+    assert content_of(await MemoryStore.get(store, KEY, None)) == ({"user": "ann", "other": 2, "k": "mine"}, [], 1)
 
 
 async def test_a_logout_committed_meanwhile_wins_and_nothing_is_written() -> None:
     store = ScriptedStore()
     loaded = await loaded_from(store, LOADED)
     loaded.session.set("k", "mine")
-    store.before_set.append((SID, encode(Ended())))
+    store.before_set.append((KEY, encode(Ended())))
     assert await store.commit(loaded, SessionConfig(store=store)) == EXPIRE
-    assert decode(await MemoryStore.get(store, SID, None) or b"") == Ended()
+    assert decode(await MemoryStore.get(store, KEY, None) or b"") == Ended()
 
 
 async def test_a_write_follows_a_rotation_committed_meanwhile() -> None:
     store = ScriptedStore()
     loaded = await loaded_from(store, LOADED)
     loaded.session.set("k", "mine")
-    new = "n" * 43
+    new = commit.store_key("n" * 43)
     await MemoryStore.set(store, new, encode(LOADED), None, None)
-    store.before_set.append((SID, encode(Moved(new))))
+    store.before_set.append((KEY, encode(Moved(new))))
     assert await store.commit(loaded, SessionConfig(store=store)) == NOTHING, "no cookie: it would reveal the new id"
     assert decode(await MemoryStore.get(store, new, None) or b"").data == {"user": "ann", "k": "mine"}  # type: ignore[union-attr]
 
@@ -167,7 +185,7 @@ async def test_endless_conflicts_give_up_with_nothing_written() -> None:
     with pytest.raises(StoreUnavailableError, match="kept changing"):
         await store.commit(loaded, SessionConfig(store=store))
     assert store.calls.count("set") == commit.MAX_ATTEMPTS
-    assert decode(await MemoryStore.get(store, SID, None) or b"") == LOADED
+    assert await MemoryStore.get(store, KEY, None) == encode(LOADED)
 
 
 class SlowStore(MemoryStore):

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from litestar_flash_sessions import SessionConfig
-from litestar_flash_sessions.stores import CookieStore, MemoryStore
+from litestar_flash_sessions.cookies import CookieJar
+from litestar_flash_sessions.stores import CookieStore, MemoryStore, SessionBackend
 from tests.app import build_app
 from tests.conftest import in_loop_client
 from tests.harness import SECRET
@@ -15,11 +16,29 @@ from tests.harness import SECRET
 STORES = {"memory": MemoryStore, "cookie": lambda: CookieStore(SECRET)}
 
 
-async def set_cookie_after_login(base_url: str, store: str, **config: Any) -> list[str]:
-    app = build_app(SessionConfig(store=STORES[store](), **config))
+def named(store: str, name: str) -> tuple[SessionBackend, dict[str, Any]]:
+    """A store of this kind whose cookie is called ``name``, and the config fields that say so."""
+    if store == "cookie":
+        return CookieStore(SECRET, cookie_name=name), {}
+    return MemoryStore(), {"cookie_name": name}
+
+
+async def set_cookie_after_login(
+    base_url: str, store: str, *, backend: SessionBackend | None = None, data: Any = None, **config: Any
+) -> list[str]:
+    app = build_app(SessionConfig(store=backend or STORES[store](), **config))
     async with app.lifespan(), in_loop_client(app, base_url) as client:
-        response = await client.post("/set", json={"user": "ann"})
+        response = await client.post("/set", json=data or {"user": "ann"})
         assert response.status_code == 200
+        return list(response.headers.get_list("set-cookie"))
+
+
+async def expiry_after_logout(base_url: str, backend: SessionBackend, **config: Any) -> list[str]:
+    app = build_app(SessionConfig(store=backend, **config))
+    async with app.lifespan(), in_loop_client(app, base_url) as client:
+        [cookie] = (await client.post("/set", json={"user": "ann"})).headers.get_list("set-cookie")
+        # Sent by hand: over http the client's cookie jar keeps a Secure cookie to itself.
+        response = await client.post("/logout", headers={"cookie": cookie.split(";", 1)[0]})
         return list(response.headers.get_list("set-cookie"))
 
 
@@ -44,14 +63,14 @@ async def test_every_attribute_is_configurable(store: str) -> None:
     [header] = await set_cookie_after_login(
         "http://testserver.local",
         store,
-        cookie_path="/app",
+        cookie_path="/set",  # the handler's own path: outside the cookie's path a session is not saved
         cookie_domain="example.com",
         cookie_secure=True,
         cookie_httponly=False,
         cookie_samesite="strict",
         cookie_max_age=3600,
     )
-    assert attributes(header) == ["Path=/app", "Domain=example.com", "Max-Age=3600", "SameSite=Strict", "Secure"]
+    assert attributes(header) == ["Path=/set", "Domain=example.com", "Max-Age=3600", "SameSite=Strict", "Secure"]
 
 
 async def test_secure_false_is_kept_over_https() -> None:
@@ -92,3 +111,90 @@ async def test_one_set_cookie_per_response_even_when_everything_changes(store: s
         await client.post("/flash", json={"m": 1})
         response = await client.post("/rotate-state")
         assert len(response.headers.get_list("set-cookie")) == 1
+
+
+# --- Secure: always for the cookies browsers only keep when Secure, also over plain http -------
+
+
+@pytest.mark.parametrize("store", sorted(STORES))
+@pytest.mark.parametrize("name", ["__Host-sid", "__Secure-sid"])
+@pytest.mark.parametrize("base_url", ["http://testserver.local", "https://testserver.local"])
+async def test_prefixed_cookies_are_always_secure(store: str, name: str, base_url: str) -> None:
+    backend, config = named(store, name)
+    [header] = await set_cookie_after_login(base_url, store, backend=backend, **config)
+    assert header.startswith(f"{name}=")
+    assert attributes(header) == ["Path=/", "HttpOnly", "SameSite=Lax", "Secure"]
+
+
+@pytest.mark.parametrize("store", sorted(STORES))
+@pytest.mark.parametrize("base_url", ["http://testserver.local", "https://testserver.local"])
+async def test_samesite_none_is_always_secure(store: str, base_url: str) -> None:
+    [header] = await set_cookie_after_login(base_url, store, cookie_samesite="none")
+    assert attributes(header) == ["Path=/", "HttpOnly", "SameSite=None", "Secure"]
+
+
+@pytest.mark.parametrize("store", sorted(STORES))
+async def test_the_expiry_of_an_always_secure_cookie_is_secure_too(store: str) -> None:
+    # A browser ignores a Set-Cookie for a __Host- name without Secure, even one that deletes it.
+    backend, config = named(store, "__Host-sid")
+    [header] = await expiry_after_logout("http://testserver.local", backend, **config)
+    assert header == "__Host-sid=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/; Secure"
+
+
+async def test_every_chunk_of_an_always_secure_cookie_is_secure() -> None:
+    headers = await set_cookie_after_login(
+        "http://testserver.local",
+        "cookie",
+        backend=CookieStore(SECRET, cookie_name="__Host-s"),
+        data={"big": "x" * 7000},
+    )
+    assert [header.split("=", 1)[0] for header in headers] == ["__Host-s", "__Host-s.1", "__Host-s.2"]
+    assert all(attributes(header) == ["Path=/", "HttpOnly", "SameSite=Lax", "Secure"] for header in headers)
+
+
+@pytest.mark.parametrize("store", sorted(STORES))
+async def test_secure_none_still_follows_the_scheme_for_other_cookies(store: str) -> None:
+    [plain] = await set_cookie_after_login("http://testserver.local", store, cookie_samesite="strict")
+    [secure] = await set_cookie_after_login("https://testserver.local", store, cookie_samesite="strict")
+    assert "Secure" not in attributes(plain)
+    assert "Secure" in attributes(secure)
+
+
+# --- Max-Age per response ------------------------------------------------------------------
+
+HTTP: Any = {"scheme": "http", "headers": []}
+
+
+def jar_of(**config: Any) -> CookieJar:
+    session_config = SessionConfig(**config)
+    return CookieJar(session_config, session_config.session_cookie_name)
+
+
+def test_a_per_response_max_age_replaces_the_configs() -> None:
+    jar = jar_of(cookie_domain="example.com", cookie_max_age=3600)
+    [(_, default)] = jar.render("v", HTTP)
+    [(_, override)] = jar.render("v", HTTP, max_age=120)
+    assert default == b"session=v; Path=/; Domain=example.com; Max-Age=3600; HttpOnly; SameSite=Lax"
+    assert override == b"session=v; Path=/; Domain=example.com; Max-Age=120; HttpOnly; SameSite=Lax"
+    [(_, again)] = jar.render("v", HTTP)
+    assert again == default, "the override is for that response only"
+
+
+def test_a_per_response_max_age_makes_a_browser_session_cookie_persistent() -> None:
+    jar = jar_of(cookie_secure=True)
+    [(_, header)] = jar.render("v", HTTP, max_age=1_209_600)
+    assert header == b"session=v; Path=/; Max-Age=1209600; HttpOnly; SameSite=Lax; Secure"
+
+
+def test_every_chunk_carries_the_per_response_max_age() -> None:
+    store = CookieStore(SECRET)
+    jar = jar_of(store=store)
+    headers = jar.render("a" * 9000, HTTP, max_age=86_400)
+    assert len(headers) == 3
+    assert all(value.endswith(b"; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax") for _, value in headers)
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 10**10, 1.5, "60"])
+def test_a_per_response_max_age_must_be_a_positive_whole_number(bad: Any) -> None:
+    with pytest.raises(ValueError, match="max_age must be a positive whole number"):
+        jar_of().render("v", HTTP, max_age=bad)

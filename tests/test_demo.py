@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,9 +18,13 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
-from examples.login import create_app
+from examples.login import ABSOLUTE_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, MAX_FIELD_LENGTH, create_app
+from litestar_flash_sessions import SessionConfig, SessionPlugin
+from litestar_flash_sessions.stores import MemoryStore
 
 ROOT = Path(__file__).parent.parent
+DEMO_SETTINGS = ("SESSION_STORE", "SESSION_IDLE_TIMEOUT", "SESSION_ABSOLUTE_TIMEOUT")
+"""Settings of the caller's environment the demo must not see: the tests choose them."""
 
 
 def element(page: str, element_id: str) -> str | None:
@@ -83,6 +88,160 @@ def test_login_story_in_process(store: str) -> None:
         login_story(client)
 
 
+class Clock:
+    """A clock the test moves by hand: no sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def demo_client(store: MemoryStore) -> TestClient[Any]:
+    return TestClient(create_app(store), base_url="http://testserver.local")
+
+
+def plugin_config(store: str = "memory") -> SessionConfig:
+    return create_app(store).plugins.get(SessionPlugin).config
+
+
+def test_the_demo_sets_an_idle_and_an_absolute_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SESSION_IDLE_TIMEOUT", raising=False)
+    monkeypatch.delenv("SESSION_ABSOLUTE_TIMEOUT", raising=False)
+    config = plugin_config()
+    assert IDLE_TIMEOUT_SECONDS == 30 * 60
+    assert ABSOLUTE_TIMEOUT_SECONDS == 8 * 60 * 60
+    assert config.expire_after_seconds == IDLE_TIMEOUT_SECONDS
+    assert config.absolute_timeout_seconds == ABSOLUTE_TIMEOUT_SECONDS
+
+
+def test_the_timeouts_can_be_overridden_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SESSION_IDLE_TIMEOUT", "60")
+    monkeypatch.setenv("SESSION_ABSOLUTE_TIMEOUT", "3600")
+    config = plugin_config()
+    assert config.expire_after_seconds == 60
+    assert config.absolute_timeout_seconds == 3600
+
+    monkeypatch.setenv("SESSION_IDLE_TIMEOUT", "half an hour")
+    with pytest.raises(ValueError, match="SESSION_IDLE_TIMEOUT"):
+        plugin_config()
+
+
+def test_a_session_idle_for_30_minutes_expires() -> None:
+    clock = Clock()
+    with demo_client(MemoryStore(clock=clock)) as client:
+        client.post("/login", data={"email": "ann@example.com", "password": "correct"})
+        clock.now += IDLE_TIMEOUT_SECONDS - 1
+        page = client.get("/").text
+        assert element(page, "logout-button") == "Log out ann@example.com", "a request keeps the session alive"
+        clock.now += IDLE_TIMEOUT_SECONDS - 1
+        assert element(client.get("/").text, "logout-button") == "Log out ann@example.com"
+        clock.now += IDLE_TIMEOUT_SECONDS
+        page = client.get("/").text
+    assert element(page, "logout-button") is None
+    assert element(page, "login-button") == "Log in"
+
+
+def test_a_session_8_hours_old_expires_however_active() -> None:
+    clock = Clock()
+    with demo_client(MemoryStore(clock=clock)) as client:
+        client.post("/login", data={"email": "ann@example.com", "password": "correct"})
+        started = clock.now
+        while clock.now + 29 * 60 < started + ABSOLUTE_TIMEOUT_SECONDS:
+            clock.now += 29 * 60  # active well within the idle timeout
+            page = client.get("/").text
+            assert element(page, "logout-button") == "Log out ann@example.com"
+        clock.now = started + ABSOLUTE_TIMEOUT_SECONDS - 1
+        assert element(client.get("/").text, "logout-button") == "Log out ann@example.com"
+        clock.now = started + ABSOLUTE_TIMEOUT_SECONDS
+        page = client.get("/").text
+    assert element(page, "logout-button") is None
+    assert element(page, "login-button") == "Log in"
+
+
+def too_long_fields(field: str, length: int) -> dict[str, str]:
+    return {"email": "ann@example.com", "password": "wrong", field: "x" * length}
+
+
+@pytest.mark.parametrize("field", ["email", "password"])
+def test_a_field_over_256_characters_is_refused_and_stores_nothing(field: str) -> None:
+    store = MemoryStore()
+    with demo_client(store) as client:
+        response = client.post("/login", data=too_long_fields(field, 300), follow_redirects=False)
+        assert response.status_code == 400
+        assert response.json()["detail"] == f"{field} is too long: at most {MAX_FIELD_LENGTH} characters"
+        assert [item["key"] for item in response.json()["extra"]] == [field]
+        assert "set-cookie" not in response.headers
+        assert len(store) == 0, "no session was stored"
+        assert not client.cookies
+        page = client.get("/").text
+    assert element(page, "error") == "", "no flash for a refused login"
+    assert element(page, "failed-login-attempts") == ""
+    assert len(store) == 0
+
+
+def test_both_fields_too_long_are_both_named() -> None:
+    with demo_client(MemoryStore()) as client:
+        response = client.post("/login", data={"email": "x" * 300, "password": "y" * 300})
+    assert response.status_code == 400
+    assert response.json()["detail"] == f"email and password are too long: at most {MAX_FIELD_LENGTH} characters"
+
+
+@pytest.mark.parametrize("field", ["email", "password"])
+def test_a_refused_login_leaves_an_existing_session_untouched(field: str) -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    with demo_client(store) as client:
+        client.post("/login", data={"email": "ann@example.com", "password": "wrong"})
+        page = client.get("/").text
+        assert element(page, "failed-login-attempts") == "Failed login attempts: 1"
+        cookie = client.cookies["session"]
+        assert len(store) == 1
+
+        clock.now += IDLE_TIMEOUT_SECONDS - 10
+        response = client.post("/login", data=too_long_fields(field, 300), follow_redirects=False)
+        assert response.status_code == 400
+        assert "set-cookie" not in response.headers
+        assert client.cookies["session"] == cookie
+        assert len(store) == 1
+
+        clock.now += 10  # idle since the last accepted request: the refused one did not slide it
+        page = client.get("/").text
+    assert element(page, "failed-login-attempts") == "", "the session expired: the refused login did not touch it"
+    assert element(page, "error") == ""
+
+
+def test_a_refused_login_shows_no_flash_and_counts_no_attempt() -> None:
+    store = MemoryStore()
+    with demo_client(store) as client:
+        client.post("/login", data={"email": "ann@example.com", "password": "wrong"})
+        client.get("/")
+        response = client.post("/login", data=too_long_fields("email", 300), follow_redirects=False)
+        assert response.status_code == 400
+        page = client.get("/").text
+    assert element(page, "error") == ""
+    assert element(page, "failed-login-attempts") == "Failed login attempts: 1"
+    assert len(store) == 1
+
+
+def test_fields_of_256_characters_are_accepted() -> None:
+    email = "a" * (MAX_FIELD_LENGTH - len("@example.com")) + "@example.com"
+    assert len(email) == MAX_FIELD_LENGTH
+    with demo_client(MemoryStore()) as client:
+        response = client.post("/login", data=too_long_fields("password", MAX_FIELD_LENGTH), follow_redirects=False)
+        assert response.status_code == 302
+        page = client.get("/").text
+        assert element(page, "error") == "Incorrect username or password"
+        assert element(page, "failed-login-attempts") == "Failed login attempts: 1"
+
+        response = client.post("/login", data={"email": email, "password": "correct"}, follow_redirects=False)
+        assert response.status_code == 302
+        page = client.get("/").text
+    assert element(page, "message") == "Login successful"
+    assert element(page, "logout-button") == f"Log out {email}"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -95,7 +254,7 @@ def serve_demo(database: Path) -> Iterator[str]:
     store (SQLite), with the database file at ``database``.
     """
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if key != "SESSION_STORE"}
+    env = {key: value for key, value in os.environ.items() if key not in DEMO_SETTINGS}
     process = subprocess.Popen(
         [sys.executable, "examples/login.py", "--port", str(port)],
         cwd=ROOT,
@@ -127,6 +286,32 @@ def demo_server(tmp_path: Path) -> Iterator[str]:
 def test_login_story_over_http(demo_server: str) -> None:
     with httpx.Client(base_url=demo_server) as client:
         login_story(client)
+
+
+def session_rows(database: Path) -> int:
+    with sqlite3.connect(database) as connection:
+        return int(connection.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+
+
+def test_a_refused_login_adds_no_row_over_http(demo_server: str, tmp_path: Path) -> None:
+    database = tmp_path / "sessions.db"
+    with httpx.Client(base_url=demo_server) as client:
+        response = client.post("/login", data=too_long_fields("email", 300))
+        assert response.status_code == 400
+        assert "email is too long" in response.text
+        assert "set-cookie" not in response.headers
+        assert session_rows(database) == 0
+
+        response = client.post("/login", data=too_long_fields("password", MAX_FIELD_LENGTH))
+        assert response.status_code == 302
+        assert session_rows(database) == 1
+
+        response = client.post("/login", data=too_long_fields("password", 300))
+        assert response.status_code == 400
+        assert "password is too long" in response.text
+        assert session_rows(database) == 1
+        page = client.get("/").text
+    assert element(page, "failed-login-attempts") == "Failed login attempts: 1"
 
 
 def test_sessions_survive_a_restart_of_the_demo(tmp_path: Path) -> None:

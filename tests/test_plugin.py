@@ -185,18 +185,21 @@ async def test_a_store_failing_at_save_answers_in_place_of_the_handler_and_write
         assert (await client.get("/read/user")).json()["value"] == "ann", "the old session is intact"
 
 
-async def test_oversized_cookie_is_a_clear_error_not_a_dropped_cookie(session_log: RecordingHandler) -> None:
-    app = build_app(SessionConfig(store=CookieStore(SECRET)))
+@pytest.mark.parametrize("max_cookies", [1, 4])
+async def test_a_session_too_large_for_the_cookies_is_refused_at_set(max_cookies: int) -> None:
+    store = CookieStore(SECRET, max_cookies=max_cookies)
+    app = build_app(SessionConfig(store=store))
     async with app.lifespan(), in_loop_client(app) as client:
         await client.post("/set", json={"user": "ann"})
-        response = await client.post("/set", json={"big": "x" * 5000})
-        assert response.status_code == 500
-        assert response.text == "Internal Server Error: session cookie too large"
-        assert "set-cookie" not in response.headers
-        assert "4096" in session_log.text
+        limit = store.max_record_bytes
+        assert limit is not None
+        refused = (await client.post("/set-too-large", json={"key": "big", "size": limit + 1})).json()
+        assert str(limit) in refused["error"]
+        assert refused["has"] is False
         assert (await client.get("/read/user")).json()["value"] == "ann", "the old cookie still works"
-        near_limit = await client.post("/set", json={"big": "x" * 2500})
-        assert near_limit.status_code == 200
+        near_limit = (await client.post("/set-too-large", json={"key": "big", "size": limit - 200})).json()
+        assert near_limit == {"error": "", "has": True}
+        assert (await client.get("/has/big")).json() == {"has": True}
 
 
 def test_no_deprecation_warning_from_litestar() -> None:

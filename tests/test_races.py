@@ -150,7 +150,7 @@ async def race(
 
 
 def live_records(store: MemoryStore) -> int:
-    return sum(isinstance(decode(raw), Live) for raw, _ in store._records.values())
+    return sum(isinstance(decode(entry[0]), Live) for entry in store._records.values())
 
 
 def in_order(order: str) -> list[str]:
@@ -320,13 +320,13 @@ def without_compare_and_set(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
 
 def without_replay(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
     """After a conflict, write the request's own view: what the other request wrote is lost."""
-    monkeypatch.setattr(commit, "replay", lambda draft_, current: (draft_.content(), False))
+    monkeypatch.setattr(commit, "replay", lambda draft_, current, now: (draft_.content(now), False))
     return YieldingStore(clock=FakeClock())
 
 
 def without_redelivery_check(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
     real = commit.replay
-    monkeypatch.setattr(commit, "replay", lambda draft_, current: (real(draft_, current)[0], False))
+    monkeypatch.setattr(commit, "replay", lambda draft_, current, now: (real(draft_, current, now)[0], False))
     return YieldingStore(clock=FakeClock())
 
 
@@ -335,7 +335,10 @@ def without_logout_winning(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
     patch_decide(
         monkeypatch,
         lambda real, draft_, current, *args, **kwargs: real(
-            draft_, current if isinstance(current, Live) else Live({}, []), *args, **kwargs
+            draft_,
+            current if isinstance(current, Live) else Live({}, [], 0, kwargs["now"], kwargs["now"]),
+            *args,
+            **kwargs,
         ),
     )
     return YieldingStore(clock=FakeClock())
@@ -346,8 +349,8 @@ def without_following(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
     real = commit.read_record
 
     async def read_record(*args: Any) -> Any:
-        raw, found = await real(*args)
-        return (raw, None) if isinstance(found, Moved) else (raw, found)
+        raw, plain, found = await real(*args)
+        return (raw, plain, None) if isinstance(found, Moved) else (raw, plain, found)
 
     monkeypatch.setattr(commit, "read_record", read_record)
     return YieldingStore(clock=FakeClock())

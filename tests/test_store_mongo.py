@@ -26,11 +26,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import InvalidOperation, OperationFailure
 from pymongo.uri_parser import parse_uri
 
-from litestar_flash_sessions.record import Ended, Moved, decode
+from litestar_flash_sessions.commit import store_key
+from litestar_flash_sessions.record import TOUCH_SECONDS, Ended, Moved, decode
 from litestar_flash_sessions.stores import StoreUnavailableError
 from litestar_flash_sessions.stores.mongo import MongoStore
 from tests.conftest import RecordingHandler, app_client, session_id
-from tests.faults import FaultProxy, fault_proxy
+from tests.faults import FaultProxy, app_started_while_down, assert_serves_again, fault_proxy, free_port
 from tests.harness import FakeClock, server_url
 from tests.harness_mongo import Document, mongo_client, scratch_database, unique_database_name
 
@@ -123,19 +124,19 @@ async def test_document_shape_with_expiry(
     document = await documents(database).find_one({})
     assert document is not None
     assert set(document) == {"_id", "data", "expires_at"}
-    assert document["_id"] == sid
-    assert document["data"] == await store.get(sid, None)
+    assert document["_id"] == store_key(sid), "the key hashes the id: a dump of the database opens no session"
+    assert document["data"] == await store.get(store_key(sid), None)
     assert abs(document["expires_at"] - utc(clock.now + TTL)) < timedelta(milliseconds=2)
 
 
 async def test_document_without_expiry_has_null_expires_at(
     store: MongoStore, database: AsyncDatabase[Document]
 ) -> None:
-    async with app_client(store) as client:
+    async with app_client(store, expire_after_seconds=None) as client:
         await client.post("/set", json={"user": "ann"})
         assert (await client.get("/read/user")).json()["value"] == "ann"
         sid = await session_id(client)
-    document = await documents(database).find_one({"_id": sid})
+    document = await documents(database).find_one({"_id": store_key(sid)})
     assert document is not None
     assert document["expires_at"] is None, "a read without sliding expiry must not add one"
 
@@ -146,10 +147,10 @@ async def test_a_read_slides_expires_at_without_rewriting_the_data(
     async with app_client(store, expire_after_seconds=TTL) as client:
         await client.post("/set", json={"user": "ann"})
         sid = await session_id(client)
-        before = await documents(database).find_one({"_id": sid})
-        clock.advance(TTL - 1)
+        before = await documents(database).find_one({"_id": store_key(sid)})
+        clock.advance(TOUCH_SECONDS - 1)  # later, the read would also refresh the record's seen_at
         assert (await client.get("/read/user")).json()["value"] == "ann"
-    after = await documents(database).find_one({"_id": sid})
+    after = await documents(database).find_one({"_id": store_key(sid)})
     assert before is not None
     assert after is not None
     assert after["data"] == before["data"]
@@ -306,16 +307,18 @@ async def test_the_app_works_on_a_motor_database(clock: FakeClock) -> None:
             second_id = await session_id(client)
             assert second_id != first_id
             assert (await client.get("/read/user")).json()["value"] == "ann"
-            moved = await database["sessions"].find_one({"_id": first_id})
+            moved = await database["sessions"].find_one({"_id": store_key(first_id)})
             assert moved is not None
-            assert decode(moved["data"]) == Moved(second_id), "the old id holds a tombstone, not the session"
+            assert decode(moved["data"]) == Moved(store_key(second_id)), "the old id holds a tombstone, not the session"
             stale = await client.get("/read/user", headers={"cookie": f"session={first_id}"})
             assert stale.json() == {"value": None, "id": None}, "the old id opens nothing"
 
             response = await client.post("/logout")
             assert "Max-Age=0" in response.headers["set-cookie"]
             left = {document["_id"]: decode(document["data"]) async for document in database["sessions"].find({})}
-            assert left == {first_id: Moved(second_id), second_id: Ended()}, "no session left: only the tombstones"
+            assert left == {store_key(first_id): Moved(store_key(second_id)), store_key(second_id): Ended()}, (
+                "no session left: only the tombstones"
+            )
             assert (await client.get("/read/user")).json() == {"value": None, "id": None}
     finally:
         await motor.drop_database(database.name)
@@ -361,7 +364,7 @@ async def test_unreachable_server_gives_503_then_recovers(
     async with (
         fault_proxy(*proxied_server()) as proxy,
         store_behind(proxy, database.name) as store,
-        app_client(store) as client,
+        app_client(store, expire_after_seconds=None) as client,  # reads leave the document as it is
     ):
         await client.post("/set", json={"user": "ann"})
         before = await documents(database).find_one({})
@@ -414,6 +417,54 @@ async def test_driver_errors_become_store_unavailable(database: AsyncDatabase[Do
             await store.delete("x" * 43)
         proxy.up()
         assert await eventually(lambda: store.get("x" * 43, None)) is None, "the same store works again"
+
+
+async def test_server_down_at_start_up_then_up_without_a_restart(session_log: RecordingHandler) -> None:
+    """The app starts while nothing listens at the store's URL (one warning: the TTL index could
+    not be created), answers 503, and once a server appears on that port the first operation
+    creates the index, once: no later request asks for it again.
+
+    The server appears as a proxy, started on the store's port, to the test server of
+    ``MONGO_URL`` (so this also runs against a real ``mongod`` given by URL).
+    """
+    commands = CommandLog()
+    commands.database = unique_database_name()
+    port = free_port()
+    store = MongoStore.from_url(
+        f"mongodb://127.0.0.1:{port}/?directConnection=true", commands.database, timeout=0.5, event_listeners=[commands]
+    )
+    try:
+        # The app starts, and answers 503 while down, before the proxy listens on its port.
+        async with (
+            app_started_while_down(store, session_log, "MongoStore", warned=True) as client,
+            fault_proxy(*proxied_server(), listen_port=port),
+        ):
+            await assert_serves_again(client)
+            async with mongo_client() as admin:
+                indexes = await admin[commands.database]["sessions"].index_information()
+            assert indexes["expires_at_1"]["expireAfterSeconds"] == 0, "the index start-up could not create"
+            assert commands.since_last().count("createIndexes") == 1
+            for _ in range(3):
+                assert (await client.get("/read/user")).status_code == 200
+                assert (await client.post("/set", json={"user": "more"})).status_code == 200
+            assert "createIndexes" not in commands.since_last(), "never asked again once created"
+            await store.shutdown()  # while the proxy still runs
+    finally:
+        async with mongo_client() as admin:
+            await admin.drop_database(commands.database)
+
+
+async def test_the_index_is_created_lazily_once_by_a_store_never_started(
+    database: AsyncDatabase[Document], commands: CommandLog
+) -> None:
+    store = MongoStore(database)
+    results = await asyncio.gather(*(store.get(f"{n:02d}" * 21 + "x", None) for n in range(5)))
+    assert results == [None] * 5
+    assert commands.since_last().count("createIndexes") == 1, "first operations racing: one createIndexes"
+    assert await store.set("s" * 43, b"record", TTL, None)
+    assert commands.since_last() == ["insert"]
+    indexes = await database["sessions"].index_information()
+    assert indexes["expires_at_1"]["expireAfterSeconds"] == 0
 
 
 # --- configuration ----------------------------------------------------------------------------

@@ -19,9 +19,9 @@ from litestar_flash_sessions import SessionConfig
 from litestar_flash_sessions.stores.postgres import PostgresStore
 from tests.app import build_app
 from tests.conftest import RecordingHandler, app_client, in_loop_client
-from tests.faults import FaultProxy, fault_proxy
+from tests.faults import FaultProxy, app_started_while_down, assert_serves_again, fault_proxy, free_port
 from tests.harness import FakeClock, server_url, wait_until
-from tests.harness_postgres import drop_table, unique_table
+from tests.harness_postgres import drop_table, throwaway_postgres, unique_table
 
 SID = "S" * 43
 OTHER = "O" * 43
@@ -450,3 +450,23 @@ async def test_a_single_connection_recovers_from_a_hang(url: str, table: str, se
                 assert (await client.get("/read/user")).json()["value"] == "carl"
         finally:
             connection.terminate()
+
+
+async def test_server_down_at_start_up_then_up_without_a_restart(session_log: RecordingHandler) -> None:
+    """A store given a DSN of a server that is not running yet: the app starts anyway (one
+    warning), answers 503 while each request's attempt to create the pool fails, and once a
+    real PostgreSQL starts on that port the next request creates the pool and the table."""
+    port = free_port()
+    async with throwaway_postgres(port) as start_server:
+        store = PostgresStore(f"postgresql://postgres@127.0.0.1:{port}/postgres", timeout=0.5)
+        async with app_started_while_down(store, session_log, "PostgresStore", warned=True) as client:
+            assert store._pool is None, "no pool without a server"
+            async with start_server() as dsn:
+                await assert_serves_again(client)
+                assert store._pool is not None, "the pool the start-up could not create"
+                admin = await asyncpg.connect(dsn)
+                try:
+                    assert await admin.fetchval("SELECT count(*) FROM sessions") >= 1, "and the table"
+                finally:
+                    await admin.close()
+                await store.shutdown()  # while the server still runs (the app's own shutdown then has nothing to close)

@@ -7,24 +7,43 @@ Round trips are counted on the server, with ``MONITOR`` (see ``tests.harness_red
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
-import socket
+import logging
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import redis
 from redis.asyncio import Redis, RedisCluster
 
+from litestar_flash_sessions import SessionConfig, StoreUnavailableError
+from litestar_flash_sessions.commit import store_key
 from litestar_flash_sessions.stores.redis import RedisStore
+from tests.app import build_app
 from tests.conftest import RecordingHandler, app_client, session_id
-from tests.faults import assert_session_requests_fail_fast, fault_proxy
+from tests.faults import (
+    app_started_while_down,
+    assert_serves_again,
+    assert_session_requests_fail_fast,
+    fault_proxy,
+    free_port,
+)
 from tests.harness import server_url, wait_until
-from tests.harness_redis import ServerCommands, connect, delete_keys, open_redis_store, server_commands, unique_prefix
+from tests.harness_redis import (
+    FAULTS,
+    ServerCommands,
+    connect,
+    delete_keys,
+    open_redis_store,
+    private_redis,
+    records_under,
+    redis_fault,
+    server_commands,
+    unique_prefix,
+)
 
 TTL = 100
 
@@ -55,8 +74,8 @@ async def test_record_lives_under_prefix_and_id_with_its_ttl(store: RedisStore) 
     async with app_client(store, expire_after_seconds=100) as client:
         await client.post("/set", json={"user": "ann"})
         sid = await session_id(client)
-        key = store.prefix + sid
-        assert await redis_client.get(key) == await store.get(sid, None)
+        key = store.key(store_key(sid))  # the record's key hashes the id: a dump of Redis opens no session
+        assert await redis_client.get(key) == await store.get(store_key(sid), None)
         assert 95_000 <= await redis_client.pttl(key) <= 100_000
 
 
@@ -64,7 +83,7 @@ async def test_a_read_slides_the_ttl_without_rewriting(store: RedisStore) -> Non
     redis_client = client_of(store)
     async with app_client(store, expire_after_seconds=100) as client:
         await client.post("/set", json={"user": "ann"})
-        key = store.prefix + await session_id(client)
+        key = store.key(store_key(await session_id(client)))
         before = await redis_client.get(key)
         await redis_client.expire(key, 10)  # as if 90 s had passed
         assert (await client.get("/read/user")).json()["value"] == "ann"
@@ -74,9 +93,9 @@ async def test_a_read_slides_the_ttl_without_rewriting(store: RedisStore) -> Non
 
 async def test_no_ttl_without_expiry(store: RedisStore) -> None:
     redis_client = client_of(store)
-    async with app_client(store) as client:
+    async with app_client(store, expire_after_seconds=None) as client:
         await client.post("/set", json={"user": "ann"})
-        key = store.prefix + await session_id(client)
+        key = store.key(store_key(await session_id(client)))
         assert await redis_client.ttl(key) == -1
         assert (await client.get("/read/user")).json()["value"] == "ann"
         assert await redis_client.ttl(key) == -1, "a read without sliding expiry must not add a TTL"
@@ -149,32 +168,8 @@ async def test_a_new_session_is_one_write_and_an_empty_one_nothing(standalone: R
         assert await seen.since_last() == ["EVALSHA"]
 
 
-@asynccontextmanager
-async def private_redis(tmp_path: Path) -> AsyncIterator[str]:
-    """A Redis of this test's own, on a free port: the test may flush its script cache."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.skip("redis-server is not installed (scripts/servers.sh start installs it)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    arguments = ["--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
-    process = await asyncio.create_subprocess_exec(executable, *arguments, stdout=asyncio.subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        async with Redis.from_url(url) as probe_client:
-            for _ in range(200):
-                with contextlib.suppress(redis.ConnectionError):
-                    if await probe_client.ping():
-                        break
-                await asyncio.sleep(0.02)
-        yield url
-    finally:
-        process.terminate()
-        await process.wait()
-
-
 async def test_a_server_without_the_script_gets_it_once(tmp_path: Path) -> None:
+    # A Redis of the test's own: the test flushes its script cache.
     async with private_redis(tmp_path) as url, open_redis_store(url) as store:
         async with server_commands(url, store.prefix) as seen:
             await client_of(store).script_flush()
@@ -206,7 +201,7 @@ async def test_sessions_spread_over_cluster_nodes_and_all_work() -> None:
                 for key in found:
                     assert 90 <= await direct.ttl(key) <= 100
         assert sum(len(keys) for keys in keys_per_node.values()) == len(sessions)
-        assert set().union(*keys_per_node.values()) == {store.prefix + sid for sid in sessions}
+        assert set().union(*keys_per_node.values()) == {store.key(store_key(sid)) for sid in sessions}
         assert sum(1 for keys in keys_per_node.values() if keys) >= 2, keys_per_node
 
         async with app_client(store, expire_after_seconds=100) as client:
@@ -239,10 +234,162 @@ async def test_unreachable_redis_gives_503_then_recovers(session_log: RecordingH
 
             proxy.up()
             async with Redis.from_url(server_url("REDIS_URL")) as direct:
-                assert await direct.exists(store.key(sid)) == 1, "the failed logout deleted nothing"
+                assert await direct.exists(store.key(store_key(sid))) == 1, "the failed logout deleted nothing"
             assert (await client.get("/read/user")).json()["value"] == "ann", "the failed write wrote nothing"
             assert (await client.post("/set", json={"user": "bob"})).status_code == 200
             assert (await client.get("/read/user")).json()["value"] == "bob"
+
+
+@pytest.mark.parametrize("ttl", [100, None])
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_a_redis_that_refuses_commands_gives_503_then_recovers(
+    tmp_path: Path, session_log: RecordingHandler, fault: str, ttl: int | None
+) -> None:
+    """Out of memory, a read-only replica after a failover, a replica cut off from its master, a
+    script running too long: Redis is up but answers an error that means "not now". Every
+    session request answers 503 (never a 500), changes nothing, and the app works again after."""
+    async with (
+        private_redis(tmp_path) as url,
+        open_redis_store(url, timeout=0.5) as store,
+        app_client(store, expire_after_seconds=ttl) as client,
+    ):
+        await client.post("/set", json={"user": "ann"})
+        before = await records_under(url, store.prefix)
+        async with redis_fault(url, fault):
+            for request in (
+                lambda: client.post("/set", json={"user": "bob"}),
+                lambda: client.post("/flash", json={"message": "hi"}),
+                lambda: client.post("/rotate"),
+                lambda: client.post("/logout"),
+            ):
+                response = await request()
+                assert response.status_code == 503, (fault, response.text)
+                assert len(response.content) < 100
+            assert "RedisStore" in session_log.text
+            assert any(name in session_log.text for name in LOGGED[fault]), session_log.text
+            read = await client.get("/read/user")
+            # Only a write is refused when out of memory; a replica refuses GETEX (a sliding
+            # read writes the expiry) but serves GET; MASTERDOWN and BUSY refuse everything.
+            readable = fault == "oom" or (fault == "readonly" and ttl is None)
+            assert read.status_code == (200 if readable else 503), read.text
+        assert not [record for record in session_log.records if record.exc_info], "no 500 with a traceback"
+        assert await records_under(url, store.prefix) == before, "nothing was written or deleted"
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+        assert (await client.post("/set", json={"user": "bob"})).status_code == 200
+        assert (await client.get("/read/user")).json()["value"] == "bob"
+
+
+LOGGED = {
+    "oom": ("OutOfMemoryError",),
+    "readonly": ("ReadOnlyError",),
+    # A sliding read's GETEX is a write, which a replica refuses as READONLY before MASTERDOWN.
+    "masterdown": ("MasterDownError", "ReadOnlyError"),
+    "busy": ("BUSY",),  # redis-py has no class for it: a plain ResponseError, which the store reads the code of
+}
+"""What the 503's log line names: redis-py's exception class, or the error code."""
+
+
+async def test_redis_down_at_start_up_then_up_without_a_restart(tmp_path: Path, session_log: RecordingHandler) -> None:
+    """RedisStore has nothing to set up: the app starts (without a warning) while Redis is down,
+    answers 503, and works as soon as a Redis listens on the port."""
+    port = free_port()
+    store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", prefix=unique_prefix(), timeout=0.5)
+    # The app starts, and answers 503 while down, before the Redis starts on its port.
+    async with (
+        app_started_while_down(store, session_log, "RedisStore", warned=False) as client,
+        private_redis(tmp_path, port),
+    ):
+        await assert_serves_again(client)
+
+
+async def test_a_cluster_down_at_start_up_then_up_without_a_restart(session_log: RecordingHandler) -> None:
+    """A cluster client learns the cluster's nodes at its first command: one that fails while
+    the startup node is down is retried at the next command. (The startup node appears on its
+    port when a proxy to a node of the test cluster starts listening there.)"""
+    url = urlsplit(server_url("REDIS_CLUSTER_URL"))
+    port = free_port()
+    store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", prefix=unique_prefix(), cluster=True, timeout=0.5)
+    try:
+        async with (
+            app_started_while_down(store, session_log, "RedisStore", warned=False) as client,
+            fault_proxy(url.hostname or "127.0.0.1", url.port or 6379, listen_port=port),
+        ):
+            await assert_serves_again(client)
+    finally:
+        async with connect(server_url("REDIS_CLUSTER_URL"), cluster=True) as cleanup:
+            await delete_keys(cleanup, store.prefix)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+        "NOREPLICAS Not enough good replicas to write.",
+        "OOM command not allowed when used memory > 'maxmemory'.",  # a redis-py without OutOfMemoryError
+        "READONLY You can't write against a read only replica.",
+        "LOADING Redis is loading the dataset in memory",
+        "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+        "TRYAGAIN Multiple keys request during rehashing of slot",
+        "CLUSTERDOWN The cluster is down",
+        # Redis before 7 wraps what a script's redis.call() met:
+        "Error running script (call to f_0123abcd): @user_script:12: OOM command not allowed when used memory",
+    ],
+)
+async def test_error_replies_that_mean_not_now_are_unavailable(message: str) -> None:
+    """Error codes redis-py raises as a plain ``ResponseError`` (BUSY and NOREPLICAS always, the
+    others in older redis-py versions) still mean 503."""
+
+    async def refused() -> None:
+        raise redis.ResponseError(message)
+
+    with pytest.raises(StoreUnavailableError, match="RedisStore"):
+        await RedisStore(Redis())._guard(refused())
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.ResponseError("BUSYKEY Target key name already exists."),
+        redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        redis.exceptions.NoScriptError("No matching script. Please use EVAL.", status_code="NOSCRIPT"),
+        redis.exceptions.NoPermissionError("this user has no permissions to run the 'evalsha' command"),
+    ],
+    ids=["BUSYKEY", "WRONGTYPE", "NOSCRIPT", "NOPERM"],
+)
+async def test_other_error_replies_stay_errors(error: redis.ResponseError) -> None:
+    async def refused() -> None:
+        raise error
+
+    with pytest.raises(type(error)):
+        await RedisStore(Redis())._guard(refused())
+
+
+async def test_arguments_redis_echoes_never_reach_the_log(tmp_path: Path, session_log: RecordingHandler) -> None:
+    """A Redis whose EVALSHA is renamed away answers ``ERR unknown command 'EVALSHA', with args
+    beginning with: ...``, the key and the record among them: the error keeps its class (a
+    misconfiguration is a 500) but loses the arguments."""
+    async with (
+        private_redis(tmp_path, None, "--rename-command", "EVALSHA", "") as url,
+        open_redis_store(url) as store,
+    ):
+        with pytest.raises(redis.ResponseError, match="unknown command") as raised:
+            await store.set("k" * 43, b"secret-record", TTL, None)
+        assert "k" * 43 not in str(raised.value)
+        assert "secret-record" not in str(raised.value)
+        app = build_app(SessionConfig(store=store))
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
+        async with app.lifespan(), httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.post("/set", json={"user": "secret-value"})
+            assert response.status_code == 500, "a misconfiguration is not an outage"
+        logged = "\n".join(
+            [
+                session_log.text,
+                *(logging.Formatter().formatException(r.exc_info) for r in session_log.records if r.exc_info),
+            ]
+        )
+        assert "unknown command" in logged
+        assert "secret-value" not in logged
+        assert store.prefix not in logged, "no key"
 
 
 # --- configuration --------------------------------------------------------------------------

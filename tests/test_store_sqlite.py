@@ -15,11 +15,12 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from litestar_flash_sessions.commit import new_session_id
+from litestar_flash_sessions.commit import new_session_id, store_key
 from litestar_flash_sessions.record import Ended, Moved, decode
 from litestar_flash_sessions.stores import StoreUnavailableError
 from litestar_flash_sessions.stores.sqlite import SQLiteStore
 from tests.conftest import RecordingHandler, app_client
+from tests.faults import app_started_while_down, assert_serves_again
 from tests.harness import FakeClock, wait_until
 
 SID = "S" * 43
@@ -272,7 +273,8 @@ async def test_statements_per_request(db_path: Path, isolation_level: str | None
             await client.post("/logout")
             assert log.take() == [*read, *write("UPDATE")], "a logout: one read, one compare-and-set to a tombstone"
         left = {sid: decode(data) for sid, (data, _) in rows(db_path).items()}
-        assert left == {first: Moved(second), second: Ended()}, "no session left: only the tombstones"
+        expected = {store_key(first): Moved(store_key(second)), store_key(second): Ended()}
+        assert left == expected, "no session left: only the tombstones"
 
 
 async def test_concurrent_changes_of_one_session_are_all_kept(store: SQLiteStore) -> None:
@@ -418,7 +420,7 @@ async def test_locked_database_gives_503_then_recovers(
 
 async def test_reads_without_sliding_expiry_go_on_while_another_process_writes(db_path: Path) -> None:
     store = SQLiteStore(db_path, timeout=0.5)
-    async with app_client(store) as client:
+    async with app_client(store, expire_after_seconds=None) as client:
         await client.post("/set", json={"user": "ann"})
         with locked(db_path):
             assert (await client.get("/read/user")).json()["value"] == "ann"
@@ -433,3 +435,20 @@ async def test_unopenable_database_is_unavailable(tmp_path: Path) -> None:
     # aiosqlite stops the thread of a failed connection without waiting for it: let it finish
     # while this test's event loop still runs.
     await asyncio.sleep(0.1)
+
+
+async def test_database_unopenable_at_start_up_then_openable_without_a_restart(
+    tmp_path: Path, session_log: RecordingHandler
+) -> None:
+    """The database's folder does not exist yet (a volume not mounted yet, say): the app starts
+    anyway (one warning), answers 503, and once the folder exists the next request opens the
+    file, switches it to WAL and creates the table."""
+    db_path = tmp_path / "not-mounted-yet" / "sessions.db"
+    store = SQLiteStore(db_path, timeout=0.5)
+    async with app_started_while_down(store, session_log, "SQLiteStore", warned=True) as client:
+        db_path.parent.mkdir()
+        await assert_serves_again(client)
+        assert len(rows(db_path)) == 1
+        with raw(db_path) as connection:
+            assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    await asyncio.sleep(0.1)  # let the threads of the failed connections finish (see above)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import socket
 import struct
@@ -24,12 +25,20 @@ import pytest
 from redis.asyncio import Redis
 
 from litestar_flash_sessions import SessionConfig, StoreUnavailableError
-from litestar_flash_sessions.stores.webdis import WebdisError, WebdisStore
+from litestar_flash_sessions.commit import store_key
+from litestar_flash_sessions.stores.webdis import WebdisError, WebdisStore, _bulk_string
 from tests.app import build_app
 from tests.conftest import RecordingHandler, app_client, session_id
-from tests.faults import FaultProxy, assert_session_requests_fail_fast, fault_proxy
+from tests.faults import (
+    FaultProxy,
+    app_started_while_down,
+    assert_serves_again,
+    assert_session_requests_fail_fast,
+    fault_proxy,
+    free_port,
+)
 from tests.harness import server_url
-from tests.harness_redis import server_commands
+from tests.harness_redis import FAULT_ERRORS, FAULTS, private_redis, records_under, redis_fault, server_commands
 from tests.harness_webdis import delete_keys, open_webdis_store, unique_prefix
 
 TTL = 100
@@ -61,7 +70,7 @@ AWKWARD = ["a/b", "../x", "a.b.raw", "100%", "%2F", "nul\x00byte", "é ü 中文
 async def test_awkward_values_round_trip_through_a_session(store: WebdisStore) -> None:
     values = {f"k{n}": value for n, value in enumerate(AWKWARD)}
     values["big"] = "".join(AWKWARD) * (100_000 // len("".join(AWKWARD)))
-    async with app_client(store, expire_after_seconds=TTL) as client:
+    async with app_client(store, expire_after_seconds=TTL, max_size_bytes=200_000) as client:
         assert (await client.post("/set", json=values)).status_code == 200
         for key, value in values.items():
             assert (await client.get(f"/read/{key}")).json()["value"] == value
@@ -88,7 +97,7 @@ async def test_any_bytes_round_trip_byte_exact(redis_client: Redis, prefix: str)
 async def test_record_lives_under_prefix_and_id_with_its_ttl(store: WebdisStore, redis_client: Redis) -> None:
     async with app_client(store, expire_after_seconds=TTL) as client:
         await client.post("/set", json={"user": "ann"})
-        key = store.key(await session_id(client))
+        key = store.key(store_key(await session_id(client)))
         assert await redis_client.get(key) == await store.get(key.removeprefix(store.prefix), None)
         assert 95_000 <= await redis_client.pttl(key) <= 100_000
 
@@ -96,7 +105,7 @@ async def test_record_lives_under_prefix_and_id_with_its_ttl(store: WebdisStore,
 async def test_a_read_slides_the_ttl_without_rewriting(store: WebdisStore, redis_client: Redis) -> None:
     async with app_client(store, expire_after_seconds=TTL) as client:
         await client.post("/set", json={"user": "ann"})
-        key = store.key(await session_id(client))
+        key = store.key(store_key(await session_id(client)))
         before = await redis_client.get(key)
         await redis_client.expire(key, 10)  # as if 90 s had passed
         assert (await client.get("/read/user")).json()["value"] == "ann"
@@ -105,9 +114,9 @@ async def test_a_read_slides_the_ttl_without_rewriting(store: WebdisStore, redis
 
 
 async def test_no_ttl_without_expiry(store: WebdisStore, redis_client: Redis) -> None:
-    async with app_client(store) as client:
+    async with app_client(store, expire_after_seconds=None) as client:
         await client.post("/set", json={"user": "ann"})
-        key = store.key(await session_id(client))
+        key = store.key(store_key(await session_id(client)))
         assert await redis_client.ttl(key) == -1
         assert (await client.get("/read/user")).json()["value"] == "ann"
         assert await redis_client.ttl(key) == -1
@@ -188,20 +197,16 @@ async def test_one_request_per_store_call(ttl: int | None, read: str) -> None:
 # --- faults ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @asynccontextmanager
-async def private_webdis(tmp_path: Path, redis_port: int, disabled: list[str]) -> AsyncIterator[str]:
-    """A Webdis of this test's own, on a free port, in front of ``redis_port``: the test can cut
-    its Redis without touching the shared servers."""
+async def private_webdis(
+    tmp_path: Path, redis_port: int, disabled: list[str], port: int | None = None
+) -> AsyncIterator[str]:
+    """A Webdis of this test's own, on ``port`` (by default a free one), in front of
+    ``redis_port``: the test can cut its Redis without touching the shared servers."""
     executable = shutil.which("webdis")
     if executable is None:
         pytest.skip("webdis is not installed (scripts/servers.sh start installs it)")
-    port = free_port()
+    port = free_port() if port is None else port
     config = {
         "redis_host": "127.0.0.1",
         "redis_port": redis_port,
@@ -242,7 +247,7 @@ async def exercise_outage(
     nothing; after ``up()`` the same app works again."""
     async with app_client(store, expire_after_seconds=TTL) as client:
         await client.post("/set", json={"user": "ann"})
-        key = store.key(await session_id(client))
+        key = store.key(store_key(await session_id(client)))
         before = await redis_client.get(key)
 
         getattr(proxy, fault)()
@@ -320,7 +325,7 @@ async def test_a_reply_meant_for_another_request_is_never_taken(tmp_path: Path) 
         try:
             assert await store.set("o" * 43, b"own record", TTL, None)
             assert await store.set("f" * 43, b"foreign record", TTL, None)
-            refused = 0
+            refused, quoted = 0, False
             for _ in range(3000):
                 if refused == 3:
                     break
@@ -330,10 +335,12 @@ async def test_a_reply_meant_for_another_request_is_never_taken(tmp_path: Path) 
                 except StoreUnavailableError as error:
                     # Either a reply that is not ours, or none at all: ours went to someone else.
                     refused += "not this request's" in str(error)
+                    quoted = quoted or "foreign" in str(error)
                 else:
                     assert record == b"own record"
         finally:
             await delete_keys(server_url("WEBDIS_URL"), prefix)
+    assert not quoted, "the error (so the log line) never quotes another request's reply"
     if refused == 0:
         pytest.skip("this Webdis crossed no reply in 3000 tries: the guard was not exercised")
 
@@ -354,6 +361,132 @@ async def test_a_refused_command_is_an_error_not_an_outage(tmp_path: Path) -> No
                 assert response.status_code == 500, "a misconfiguration is not an outage"
         finally:
             await store.shutdown()
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_a_redis_that_refuses_commands_gives_503_then_recovers(
+    tmp_path: Path, session_log: RecordingHandler, fault: str
+) -> None:
+    """Webdis in front of a Redis that is out of memory, a read-only replica (after a failover),
+    cut off from its master, or busy with a script: Webdis passes Redis's error reply on, and
+    every session request answers 503 (never a 500), changes nothing, and works again after."""
+    async with (
+        private_redis(tmp_path) as redis_url,
+        private_webdis(tmp_path, address(redis_url, 6379)[1], ["DEBUG"]) as url,
+        open_webdis_store(url, timeout=0.5) as store,
+        app_client(store, expire_after_seconds=TTL) as client,
+    ):
+        await client.post("/set", json={"user": "ann"})
+        before = await records_under(redis_url, store.prefix)
+        async with redis_fault(redis_url, fault):
+            for request in (
+                lambda: client.post("/set", json={"user": "bob"}),
+                lambda: client.post("/flash", json={"message": "hi"}),
+                lambda: client.post("/rotate"),
+                lambda: client.post("/logout"),
+            ):
+                response = await request()
+                assert response.status_code == 503, (fault, response.text)
+                assert len(response.content) < 100
+            assert "WebdisStore" in session_log.text
+            assert "Redis answered" in session_log.text
+            assert FAULT_ERRORS[fault] in session_log.text, session_log.text
+            read = await client.get("/read/user")
+            assert read.status_code == (200 if fault == "oom" else 503), "only writes need memory"
+        assert not [record for record in session_log.records if record.exc_info], "no 500 with a traceback"
+        assert await records_under(redis_url, store.prefix) == before, "nothing was written or deleted"
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+        assert (await client.post("/set", json={"user": "bob"})).status_code == 200
+        assert (await client.get("/read/user")).json()["value"] == "bob"
+
+
+async def test_webdis_down_at_start_up_then_up_without_a_restart(tmp_path: Path, session_log: RecordingHandler) -> None:
+    """WebdisStore has nothing to set up on the server: the app starts (without a warning) while
+    nothing listens at its URL, answers 503, and works once a Webdis starts there."""
+    port = free_port()
+    store = WebdisStore(f"http://127.0.0.1:{port}", unique_prefix(), timeout=0.5)
+    try:
+        redis_port = address(server_url("REDIS_URL"), 6379)[1]
+        # The app starts, and answers 503 while down, before the Webdis starts on its port.
+        async with (
+            app_started_while_down(store, session_log, "WebdisStore", warned=False) as client,
+            private_webdis(tmp_path, redis_port, ["DEBUG"], port),
+        ):
+            await assert_serves_again(client)
+    finally:
+        await delete_keys(server_url("WEBDIS_URL"), store.prefix)
+
+
+@pytest.mark.parametrize(
+    ("reply", "unavailable"),
+    [
+        (b"-OOM command not allowed when used memory > 'maxmemory'. script: 1f, on @user_script:12.\r\n", True),
+        (b"-READONLY You can't write against a read only replica.\r\n", True),
+        (b"-NOREPLICAS Not enough good replicas to write.\r\n", True),
+        (b"-LOADING Redis is loading the dataset in memory\r\n", True),
+        (b"-ERR Error running script (call to f_1f): @user_script:12: OOM command not allowed\r\n", True),
+        (b"-BUSYKEY Target key name already exists.\r\n", False),
+        (b"-ERR Error running script (call to f_1f): @user_script:3: user_script:3: bad argument\r\n", False),
+    ],
+)
+def test_error_replies_that_mean_not_now_are_unavailable(reply: bytes, unavailable: bool) -> None:
+    with pytest.raises(StoreUnavailableError if unavailable else WebdisError):
+        _bulk_string(reply)
+
+
+async def test_arguments_redis_echoes_never_reach_the_log(tmp_path: Path, session_log: RecordingHandler) -> None:
+    """A Redis without EVAL answers ``ERR unknown command 'EVAL', with args beginning with: ...``,
+    the key among them: the WebdisError (a misconfiguration: a 500) leaves the arguments out."""
+    async with (
+        private_redis(tmp_path, None, "--rename-command", "EVAL", "") as redis_url,
+        private_webdis(tmp_path, address(redis_url, 6379)[1], ["DEBUG"]) as url,
+    ):
+        store = WebdisStore(url, unique_prefix())  # writes nothing: the Redis is thrown away anyway
+        try:
+            with pytest.raises(WebdisError, match="unknown command") as raised:
+                await store.get("k" * 43, None)
+            assert store.prefix not in str(raised.value), "no key"
+            app = build_app(SessionConfig(store=store))
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
+            async with app.lifespan(), httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                assert (await client.post("/set", json={"user": "ann"})).status_code == 500
+        finally:
+            await store.shutdown()
+    formatter = logging.Formatter()
+    logged = "\n".join(
+        [session_log.text, *(formatter.formatException(r.exc_info) for r in session_log.records if r.exc_info)]
+    )
+    assert "unknown command" in logged
+    assert store.prefix not in logged, "no key"
+
+
+async def test_a_reply_that_is_not_ours_is_never_quoted() -> None:
+    """The error (and so the log line) says how long the foreign reply was, never what it held."""
+    payload = b"someone else's record\x00\xff!"
+    foreign = b"$%d\r\n%s\r\n" % (len(payload), payload)  # well framed, but without this request's tag
+
+    def webdis(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=foreign)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(webdis)) as http:
+        store = WebdisStore("http://webdis.invalid", unique_prefix(), client=http)
+        with pytest.raises(StoreUnavailableError, match="not this request's") as raised:
+            await store.get("k" * 43, None)
+    assert "record" not in str(raised.value)
+    assert str(len(foreign)) in str(raised.value)
+
+
+async def test_a_refused_status_is_not_quoted() -> None:
+    """A non-200 answer's body may be a reply meant for another request: only its length is said."""
+
+    def webdis(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(403, content=b"$15\r\nanother record!\r\n")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(webdis)) as http:
+        store = WebdisStore("http://webdis.invalid", unique_prefix(), client=http)
+        with pytest.raises(WebdisError, match="403") as raised:
+            await store.get("k" * 43, None)
+    assert "record" not in str(raised.value)
 
 
 # --- the HTTP client and configuration ------------------------------------------------------

@@ -25,7 +25,7 @@ from abc import abstractmethod
 from functools import cached_property
 from typing import TYPE_CHECKING, TypeVar
 
-from litestar_flash_sessions import commit
+from litestar_flash_sessions import commit, lifetime
 from litestar_flash_sessions.backend import Loaded, SessionBackend
 from litestar_flash_sessions.record import Live
 
@@ -127,8 +127,27 @@ class SessionStore(SessionBackend):
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
-        """Run :meth:`startup`, then :meth:`shutdown` when the app stops."""
-        await self.startup()
+        """Run :meth:`startup`, then :meth:`shutdown` when the app stops.
+
+        A store whose server is down at start-up does not stop the app from starting: the
+        failure is logged once, as a warning, and the store finishes its setup (its pool, its
+        table, its index) at the first operation that reaches the server; until then requests
+        that use the session answer 503. Any other start-up error (a conflicting index, say) is
+        a misconfiguration and still fails the start.
+        """
+        import logging
+
+        try:
+            await self.startup()
+        except StoreUnavailableError as exc:
+            # An app that cannot start while one dependency is down turns a short outage into a
+            # crash loop (and takes down the routes that never use the session).
+            logging.getLogger("litestar_flash_sessions").warning(
+                "session store %s unavailable at start-up; starting anyway, it will finish its setup "
+                "at the first request that reaches it (503 until then): %s",
+                type(self).__name__,
+                exc,
+            )
         try:
             yield
         finally:
@@ -147,28 +166,44 @@ class SessionStore(SessionBackend):
         """Load the session whose id is ``token``; ids that are not ours never reach the store."""
         if token is None or not _SESSION_ID.fullmatch(token):
             return Loaded.new()
+        key = commit.store_key(token)
         if self.timeout is None:  # a store without a server (memory): no deadline to keep
-            raw, record = await commit.read_record(self, token, config.ttl)
-            return Loaded(token, record, raw) if isinstance(record, Live) else Loaded.new()
+            read = await commit.read_record(self, key, config.ttl, config.record_sealer)
+            return self._loaded(token, key, read, config)
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout):
-                raw, record = await commit.read_record(self, token, config.ttl)
+                read = await commit.read_record(self, key, config.ttl, config.record_sealer)
         except TimeoutError as exc:
             raise self._timed_out() from exc
-        if not isinstance(record, Live):  # none, expired, or a tombstone: the id opens nothing
-            return Loaded.new()
-        return Loaded(token, record, raw, time.monotonic() - started)
+        return self._loaded(token, key, read, config, time.monotonic() - started)
+
+    def _loaded(
+        self,
+        token: str,
+        key: str,
+        read: tuple[bytes | None, bytes | None, object],
+        config: SessionConfig,
+        spent: float = 0.0,
+    ) -> Loaded:
+        raw, plain, record = read
+        now = self.now()
+        if not isinstance(record, Live) or lifetime.is_dead(record, config, now):
+            return Loaded.new()  # none, expired, a tombstone, or past a timeout: the id opens nothing
+        loaded = Loaded(token, record, key=key, base=raw, plain=plain, spent=spent)
+        loaded.draft.stale = lifetime.is_stale(record, config, now)
+        loaded.draft.touch = lifetime.needs_touch(record, config, now)
+        return loaded
 
     async def commit(self, loaded: Loaded, config: SessionConfig) -> Outcome:
         """Commit the request's changes (see :mod:`litestar_flash_sessions.commit`) within what is
         left of the request's time-out after its load.
         """
         if self.timeout is None:
-            return await commit.commit(self, loaded, config.ttl)
+            return await commit.commit(self, loaded, config)
         try:
             async with asyncio.timeout(self.timeout - loaded.spent):
-                return await commit.commit(self, loaded, config.ttl)
+                return await commit.commit(self, loaded, config)
         except TimeoutError as exc:
             raise self._timed_out() from exc
 

@@ -7,11 +7,13 @@ One document per session::
 Expiry is computed in Python from the injected clock and enforced on every read by a filter on
 ``expires_at``; a TTL index (``expireAfterSeconds=0``) lets the server delete expired documents
 by itself, so that abandoned sessions do not pile up. The reaper only cleans up: it runs about
-once a minute on ``mongod``, and correctness never depends on it.
+once a minute on ``mongod``, and correctness never depends on it. The index is created at start-up,
+or, when the server could not be reached then, by the first operation that reaches it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -100,7 +102,7 @@ class MongoStore(SessionStore):
         TypeError: ``database`` is not a database (a client or a collection, say).
     """
 
-    __slots__ = ("_clock", "_collection", "_connect", "_name", "_owned", "_timeout")
+    __slots__ = ("_clock", "_collection", "_connect", "_index_lock", "_indexed", "_name", "_owned", "_timeout")
 
     def __init__(
         self,
@@ -121,6 +123,9 @@ class MongoStore(SessionStore):
         self._connect: Callable[[], AsyncDatabase[Any]] | None = None  # from_url: opens another one
         self._timeout = timeout
         self._clock = clock
+        # The TTL index exists (this store created it, or found it there): no operation asks again.
+        self._indexed = False
+        self._index_lock = asyncio.Lock()  # one createIndexes, even when the first requests race
 
     @classmethod
     def from_url(
@@ -164,12 +169,34 @@ class MongoStore(SessionStore):
     async def startup(self) -> None:
         """Create the TTL index on ``expires_at``; a no-op when it already exists.
 
+        If the server cannot be reached, the first operation that reaches it creates the index
+        instead (the plugin starts the app all the same).
+
         Raises:
             StoreUnavailableError: The server could not be reached or timed out.
             pymongo.errors.OperationFailure: An index on ``expires_at`` exists with other
                 options (for example a different ``expireAfterSeconds``): drop it first.
         """
+        # Always asked, even when an operation created it already: the plugin's start-up is
+        # where a conflicting index must fail loudly, and it costs one command per app start.
+        await self._create_index()
+
+    async def _create_index(self) -> None:
         await self._guard(self._sessions().create_index("expires_at", expireAfterSeconds=0))
+        self._indexed = True
+
+    async def _ready(self) -> _Collection:
+        """Return the collection, once its TTL index exists (created here if start-up could not).
+
+        Raises:
+            StoreUnavailableError: The server could not be reached or timed out.
+            pymongo.errors.OperationFailure: A conflicting index on ``expires_at`` exists.
+        """
+        if not self._indexed:
+            async with self._index_lock:
+                if not self._indexed:  # another request may have created it while this one waited
+                    await self._create_index()
+        return self._sessions()
 
     async def shutdown(self) -> None:
         """Close the client if the store created it (:meth:`from_url`); a database it was given stays open."""
@@ -194,12 +221,13 @@ class MongoStore(SessionStore):
         A plain read is one ``find``; a sliding read is one ``findAndModify`` that matches only an
         unexpired document, so an expired session is never revived.
         """
+        sessions = await self._ready()
         now = self._now()
         query = {"_id": session_id, **_unexpired(now)}
         if expires_in is None:
-            found = self._sessions().find_one(query, projection=_DATA_ONLY)
+            found = sessions.find_one(query, projection=_DATA_ONLY)
         else:
-            found = self._sessions().find_one_and_update(
+            found = sessions.find_one_and_update(
                 query,
                 {"$set": {"expires_at": _expiry(now, expires_in)}},
                 projection=_DATA_ONLY,
@@ -217,23 +245,24 @@ class MongoStore(SessionStore):
         existing id); only if the id is taken, one ``replace`` that succeeds when the document
         holding it has expired but has not been reaped yet.
         """
+        sessions = await self._ready()
         now = self._now()
         fields = {"data": record, "expires_at": _expiry(now, expires_in)}
         if previous is not None:
             query = {"_id": session_id, "data": previous, **_unexpired(now)}
-            updated = await self._guard(self._sessions().update_one(query, {"$set": fields}))
+            updated = await self._guard(sessions.update_one(query, {"$set": fields}))
             return updated.matched_count == 1
         try:
-            await self._guard(self._sessions().insert_one({"_id": session_id, **fields}))
+            await self._guard(sessions.insert_one({"_id": session_id, **fields}))
         except DuplicateKeyError:
             stale = {"_id": session_id, "expires_at": {"$lte": now}}
-            replaced = await self._guard(self._sessions().replace_one(stale, fields))
+            replaced = await self._guard(sessions.replace_one(stale, fields))
             return replaced.matched_count == 1
         return True
 
     async def delete(self, session_id: str) -> None:
         """Delete the session's document, if any."""
-        await self._guard(self._sessions().delete_one({"_id": session_id}))
+        await self._guard((await self._ready()).delete_one({"_id": session_id}))
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), tz=UTC)

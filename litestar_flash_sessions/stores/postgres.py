@@ -114,7 +114,8 @@ class PostgresStore(SessionStore):
         self._pool: Any = pool if isinstance(pool, asyncpg.Pool) else None
         self._connection: Any = pool if isinstance(pool, asyncpg.Connection) else None
         if self._dsn is None and self._pool is None and self._connection is None:
-            raise TypeError(f"{_STORE} needs an asyncpg Pool or Connection, or a DSN string; got {pool!r}")
+            # The type only: a value given by mistake (a DSN as bytes, say) may hold a password.
+            raise TypeError(f"{_STORE} needs an asyncpg Pool or Connection, or a DSN string; got {type(pool).__name__}")
         if pool_options is not None and self._dsn is None:
             raise ValueError("pool_options only apply when PostgresStore creates its pool from a DSN")
         connect = {} if timeout is None else {"timeout": timeout}
@@ -201,7 +202,15 @@ class PostgresStore(SessionStore):
         await guarded(self._prepare(), self._timeout, _STORE, _UNREACHABLE)
 
     async def startup(self) -> None:
-        """Create the store's pool (given a DSN) and the table; see :meth:`init_sessions_table`."""
+        """Create the store's pool (given a DSN) and the table; see :meth:`init_sessions_table`.
+
+        If the server cannot be reached, the store is left unprepared, and every operation tries
+        again (creating the pool, then the table) until one reaches the server; the plugin starts
+        the app all the same.
+
+        Raises:
+            StoreUnavailableError: The server could not be reached or timed out.
+        """
         await self.init_sessions_table()
 
     async def shutdown(self) -> None:
@@ -239,7 +248,12 @@ class PostgresStore(SessionStore):
             return await operation(connection)
 
     async def _prepare(self) -> None:
-        """Create the pool (given a DSN) and the table, once."""
+        """Create the pool (given a DSN) and the table, once.
+
+        A failure leaves ``_ready`` false, so the next operation runs this again: a pool that
+        could not be created is still ``None`` (asyncpg closes a pool that fails to start), and
+        one that was created is kept while the table is created on it.
+        """
         async with self._setup_lock:
             if self._ready:
                 return

@@ -13,13 +13,14 @@ Each command touches one key, so everything works unchanged on Redis Cluster.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+import re
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 
 from litestar_flash_sessions.stores._lua import CAS_SCRIPT, CAS_SHA, WRITTEN, cas_arguments
-from litestar_flash_sessions.stores.base import SessionStore, guarded, validate_key_prefix
+from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError, guarded, validate_key_prefix
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -27,12 +28,29 @@ if TYPE_CHECKING:
 __all__ = ("RedisStore",)
 
 _UNREACHABLE: tuple[type[BaseException], ...] = (
-    redis_errors.ConnectionError,  # refused, reset, pool exhausted, server still loading
+    redis_errors.ConnectionError,  # refused, reset, pool exhausted, LOADING (BusyLoadingError)
     redis_errors.TimeoutError,  # the client's own socket_timeout
-    redis_errors.ClusterError,  # CLUSTERDOWN, MASTERDOWN, too many redirections
-    redis_errors.TryAgainError,  # a slot is being migrated
+    redis_errors.ClusterError,  # CLUSTERDOWN, MASTERDOWN (a replica cut off from its master), redirections
+    redis_errors.TryAgainError,  # TRYAGAIN: a slot is being migrated
     redis_errors.RedisClusterException,  # no reachable node, slot not covered
+    redis_errors.OutOfMemoryError,  # OOM: maxmemory reached under noeviction, writes refused until memory frees
+    redis_errors.ReadOnlyError,  # READONLY: the node is a replica now (a failover demoted it)
 )
+"""The errors of redis-py that mean "the server cannot serve this now": a 503, not a bug."""
+
+_NOT_NOW: Final = re.compile(
+    # The code opens the error reply; Redis before 7 wraps an error a script's redis.call() met
+    # as "ERR Error running script (call to f_<sha>): @user_script:<line>: <CODE> ...".
+    r"(?:ERR )?(?:Error running script \(call to \w+\): (?:@user_script:\d+: )?)?"
+    r"(OOM|READONLY|MASTERDOWN|LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS)\b"
+)
+"""Redis error codes that mean "not now" when redis-py has no class of its own for them: BUSY (a
+script or function runs past busy-reply-threshold), NOREPLICAS (min-replicas-to-write not met),
+and any code an older redis-py does not know. The same codes as WebdisStore's."""
+
+_ARGUMENTS: Final = re.compile(r",? with args beginning with:.*", re.DOTALL)
+"""Where Redis echoes a command's arguments (``ERR unknown command 'EVALSHA', with args
+beginning with: ...``): the key and the record, which must not reach a log."""
 
 _NO_TAG = ""
 """The script's tag argument: a direct connection gets only its own replies, so it needs none."""
@@ -152,5 +170,26 @@ class RedisStore(SessionStore):
         """Await one command under the store's timeout, mapping unreachability to a 503.
 
         (redis-py types each command for its sync and asyncio clients at once, hence the cast.)
+
+        Raises:
+            StoreUnavailableError: Redis is unreachable, timed out, or answered an error that
+                means "not now" (out of memory, read-only replica, busy, loading, cluster down).
+            redis.exceptions.ResponseError: Redis refused the command otherwise (a
+                misconfiguration); any arguments Redis echoed in its message are cut off.
         """
-        return await guarded(cast("Awaitable[object]", reply), self._timeout, "RedisStore", _UNREACHABLE)
+        try:
+            return await guarded(cast("Awaitable[object]", reply), self._timeout, "RedisStore", _UNREACHABLE)
+        except redis_errors.ResponseError as exc:
+            # Redis may echo the command's arguments (the key, the record): cut them off in the
+            # exception itself, which keeps its class (set() catches NoScriptError) and traceback.
+            exc.args = (_ARGUMENTS.sub(" (arguments not shown)", str(exc)),)
+            if _means_not_now(exc):
+                raise StoreUnavailableError(f"RedisStore: Redis answered {exc}") from exc
+            raise
+
+
+def _means_not_now(exc: redis_errors.ResponseError) -> bool:
+    """Whether Redis's error reply means "try later" (see :data:`_NOT_NOW`)."""
+    # Newer redis-py versions keep a code they know apart (``status_code``), out of the message.
+    code = getattr(exc, "status_code", None)
+    return _NOT_NOW.match(f"{code} {exc}" if code else str(exc)) is not None

@@ -156,6 +156,9 @@ class SQLiteStore(SessionStore):
     async def startup(self) -> None:
         """Open the database file (given a path) and create the table and its index if missing.
 
+        If the file cannot be opened yet (its folder is missing, say), every operation tries
+        again until one can; the plugin starts the app all the same.
+
         Raises:
             StoreUnavailableError: The database could not be opened or stayed locked.
         """

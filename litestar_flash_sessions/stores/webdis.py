@@ -22,8 +22,9 @@ argument separator and the last ``.`` of the path as the reply format.
 
 from __future__ import annotations
 
+import re
 import secrets
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
@@ -52,8 +53,20 @@ _DEL = "return ARGV[1] .. redis.call('DEL', KEYS[1])"
 _UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 """Webdis answers 503 while it cannot reach Redis; a proxy in front may answer 502 or 504."""
 
-_TRANSIENT_ERRORS = ("LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
-"""Redis error replies that mean "not now" rather than "wrong request"."""
+_TRANSIENT_ERRORS: Final = re.compile(
+    # The code opens the error reply; Redis before 7 wraps an error a script's redis.call() met
+    # as "ERR Error running script (call to f_<sha>): @user_script:<line>: <CODE> ...".
+    r"(?:ERR )?(?:Error running script \(call to \w+\): (?:@user_script:\d+: )?)?"
+    r"(OOM|READONLY|MASTERDOWN|LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS)\b"
+)
+"""Redis error replies that mean "not now" rather than "wrong request": out of memory under
+``noeviction``, a read-only replica (after a failover), a replica cut off from its master, a
+dataset still loading, a script running too long, a slot migrating, a cluster down, too few
+replicas for ``min-replicas-to-write``. (The same codes as RedisStore's.)"""
+
+_ARGUMENTS: Final = re.compile(r",? with args beginning with:.*", re.DOTALL)
+"""Where Redis echoes a command's arguments (``ERR unknown command 'EVAL', with args beginning
+with: ...``): the key and the record, which must not reach a log."""
 
 
 class WebdisError(RuntimeError):
@@ -193,12 +206,14 @@ class WebdisStore(SessionStore):
         if response.status_code in _UNAVAILABLE_STATUSES:
             raise StoreUnavailableError(f"WebdisStore: Webdis answered {response.status_code} (is Redis down?)")
         if response.status_code != 200:
-            raise WebdisError(f"Webdis answered {response.status_code}: {response.text[:200]!r}")
+            # Only the status and the length: the body may be a reply meant for another request.
+            raise WebdisError(f"Webdis answered {response.status_code} ({len(response.content)} bytes)")
         reply = _bulk_string(response.content)
         if reply is None or not reply.startswith(tag):
             await _drop_connection(response)
+            # Never the reply itself: it may be another user's record.
             raise StoreUnavailableError(
-                f"WebdisStore: Webdis answered with a reply that is not this request's: {response.content[:80]!r}"
+                f"WebdisStore: Webdis answered with a reply that is not this request's ({len(response.content)} bytes)"
             )
         return reply[len(tag) :]
 
@@ -216,8 +231,8 @@ def _bulk_string(reply: bytes) -> bytes | None:
         WebdisError: Redis answered another error.
     """
     if reply.startswith(b"-"):
-        message = reply[1:].rstrip(b"\r\n").decode(errors="replace")
-        if message.startswith(_TRANSIENT_ERRORS):
+        message = _ARGUMENTS.sub(" (arguments not shown)", reply[1:].rstrip(b"\r\n").decode(errors="replace"))
+        if _TRANSIENT_ERRORS.match(message):
             raise StoreUnavailableError(f"WebdisStore: Redis answered {message!r}")
         raise WebdisError(f"Redis answered {message!r}")
     header, _, data = reply.partition(b"\r\n")

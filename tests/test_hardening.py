@@ -1,0 +1,139 @@
+"""Cookies as browsers and OWASP want them, answers a shared cache must not keep, and faults
+answered with 503 (SPEC 9)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from litestar_flash_sessions import SessionConfig
+from litestar_flash_sessions.middleware import OutageLog, in_cookie_path
+from litestar_flash_sessions.stores import MemoryStore
+from tests.conftest import RecordingHandler, app_client
+from tests.harness import SECRET, FakeClock
+from tests.test_plugin import CountingStore
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"cookie_name": "__Host-s", "cookie_domain": "example.com"}, "__Host-"),
+        ({"cookie_name": "__Host-s", "cookie_path": "/app"}, "__Host-"),
+        ({"cookie_name": "__Host-s", "cookie_secure": False}, "must be Secure"),
+        ({"cookie_name": "__Secure-s", "cookie_secure": False}, "must be Secure"),
+        ({"cookie_name": "s" * 257}, "over 256"),
+    ],
+)
+def test_cookie_names_browsers_would_refuse_are_value_errors(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SessionConfig(**fields)
+
+
+def test_cookie_prefixes_with_their_rules_are_accepted() -> None:
+    assert SessionConfig(cookie_name="__Host-s").always_secure
+    assert SessionConfig(cookie_name="__Secure-s", cookie_domain="example.com", cookie_path="/a").always_secure
+    assert SessionConfig(cookie_samesite="none").always_secure
+    assert not SessionConfig().always_secure
+
+
+@pytest.mark.parametrize("fields", [{"cookie_name": "__Host-s"}, {"cookie_samesite": "none"}])
+async def test_secure_is_sent_even_over_plain_http_where_browsers_require_it(fields: dict[str, Any]) -> None:
+    async with app_client(MemoryStore(), base_url="http://testserver.local", **fields) as client:
+        (cookie,) = (await client.post("/set", json={"user": "ann"})).headers.get_list("set-cookie")
+        assert "; Secure" in cookie
+
+
+async def test_a_response_that_sets_the_cookie_is_not_cacheable_by_shared_caches() -> None:
+    async with app_client(MemoryStore()) as client:
+        created = await client.post("/set", json={"user": "ann"})
+        assert created.headers["cache-control"] == "no-store"
+        read = await client.get("/read/user")
+        assert "cache-control" not in read.headers, "no cookie sent: the handler's caching is its own"
+        own = await client.post("/set-cached")
+        assert own.headers["cache-control"] == "public, max-age=60", "no cookie sent: left as the handler set it"
+        client.cookies.clear()
+        new = await client.post("/set-cached")
+        assert new.headers["cache-control"] == "private, max-age=60", "public became private"
+        logout = await client.post("/logout")
+        assert logout.headers["cache-control"] == "no-store"
+
+
+def test_path_matching_follows_rfc_6265() -> None:
+    assert in_cookie_path("/anything", "/")
+    assert in_cookie_path("/app", "/app")
+    assert in_cookie_path("/app/x", "/app")
+    assert in_cookie_path("/app/x", "/app/")
+    assert not in_cookie_path("/application", "/app")
+    assert not in_cookie_path("/", "/app")
+
+
+async def test_a_request_outside_cookie_path_gets_no_cookie_and_stores_nothing() -> None:
+    store = MemoryStore()
+    async with app_client(store, cookie_path="/app") as client:
+        response = await client.post("/set", json={"user": "ann"})
+        assert response.status_code == 200
+        assert "set-cookie" not in response.headers
+        assert len(store) == 0
+
+
+async def test_a_change_after_the_response_started_raises_naming_the_key() -> None:
+    store = MemoryStore()
+    async with app_client(store) as client:
+        response = await client.get("/stream-set")
+        assert response.text.startswith("started;refused: ")
+        assert "'after'" in response.text
+        assert (await client.get("/read/before")).json()["value"] == 1
+        assert (await client.get("/read/after")).json()["value"] is None
+
+
+async def test_a_store_outage_is_a_503_with_retry_after_and_vary(session_log: RecordingHandler) -> None:
+    store = CountingStore()
+    async with app_client(store) as client:
+        await client.post("/set", json={"user": "ann"})
+        store.down = True
+        for response in (await client.get("/read/user"), await client.post("/set", json={"user": "bob"})):
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "5"
+            assert "Cookie" in response.headers["vary"]
+
+
+async def test_a_store_failing_at_commit_is_a_503_with_retry_after_and_vary() -> None:
+    store = CountingStore()
+    async with app_client(store) as client:
+        await client.post("/set", json={"user": "ann"})
+        real = store.get
+
+        async def get_then_fail(*args: Any) -> Any:
+            store.down = True  # the store goes down between the load and the commit
+            return await real(*args)
+
+        store.get = get_then_fail  # type: ignore[method-assign]
+        response = await client.post("/set", json={"user": "bob"})
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+        assert response.headers["vary"] == "Cookie"
+
+
+def test_outage_lines_are_rate_limited_per_store(session_log: RecordingHandler) -> None:
+    clock = FakeClock(0.0)
+    outages = OutageLog(interval=60, clock=clock)
+    for _ in range(100):
+        outages.report("RedisStore", OSError("refused"))
+        clock.advance(0.06)  # 100 failures in 6 s
+    outages.report("PostgresStore", OSError("refused"))
+    clock.advance(60)
+    outages.report("RedisStore", OSError("refused"))
+    lines = [record.getMessage() for record in session_log.records]
+    assert len(lines) == 3
+    assert "RedisStore" in lines[0]
+    assert "PostgresStore" in lines[1]
+    assert "99 more failures" in lines[2]
+
+
+def test_a_weak_cookie_secret_is_refused_with_advice() -> None:
+    from litestar_flash_sessions.stores import CookieStore
+
+    with pytest.raises(ValueError, match="token_urlsafe"):
+        CookieStore("a" * 32)
+    assert CookieStore(SECRET).cookie_name == "session_data"

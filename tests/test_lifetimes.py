@@ -1,0 +1,162 @@
+"""Lifetimes, limits and secrets at rest (SPEC 9), on every store they apply to."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from litestar_flash_sessions import SessionBackend, SessionConfig
+from litestar_flash_sessions.commit import store_key
+from litestar_flash_sessions.config import MAX_LIFETIME_SECONDS
+from litestar_flash_sessions.stores import CookieStore, MemoryStore, SessionStore
+from tests.conftest import ClientFactory, app_client, session_id
+from tests.harness import SECRET, FakeClock, Harness
+
+
+def set_cookies(response: Any) -> list[str]:
+    return list(response.headers.get_list("set-cookie"))
+
+
+def server_side(store: SessionBackend) -> SessionStore:
+    if not isinstance(store, SessionStore):
+        pytest.skip("the cookie store keeps no record on a server")
+    return store
+
+
+def test_the_idle_timeout_defaults_to_fourteen_days() -> None:
+    assert SessionConfig().expire_after_seconds == 1_209_600
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"expire_after_seconds": MAX_LIFETIME_SECONDS + 1},
+        {"absolute_timeout_seconds": 10**12},
+        {"cookie_max_age": MAX_LIFETIME_SECONDS + 1},
+        {"absolute_timeout_seconds": -5},
+        {"absolute_timeout_seconds": 1.5},
+    ],
+)
+def test_a_lifetime_over_ten_years_or_not_whole_is_a_value_error(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"ten years|whole number"):
+        SessionConfig(**fields)
+
+
+async def test_set_expiry_refuses_lifetimes_over_ten_years(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        response = await client.post("/remember", json={"seconds": MAX_LIFETIME_SECONDS + 1})
+        assert response.status_code == 500  # the handler's own ValueError: a bug of the handler
+        assert set_cookies(response) == []
+
+
+async def test_the_absolute_timeout_ends_an_active_session(
+    make_client: ClientFactory, harness: Harness, clock: FakeClock
+) -> None:
+    if not harness.injects_clock:
+        pytest.skip("the server keeps time itself: see test_the_absolute_timeout_on_a_server_clock")
+    async with make_client(expire_after_seconds=1000, absolute_timeout_seconds=100) as client:
+        await client.post("/set", json={"user": "ann"})
+        for _ in range(3):  # busy every 30 s: the idle timeout never strikes
+            clock.advance(30)
+            assert (await client.get("/read/user")).json()["value"] == "ann"
+        await client.post("/rotate")  # a login keeps the creation time
+        clock.advance(11)  # 101 s after creation
+        assert (await client.get("/read/user")).json() == {"value": None, "id": None}
+
+
+async def test_the_absolute_timeout_on_a_server_clock(make_client: ClientFactory, harness: Harness) -> None:
+    if harness.injects_clock:
+        pytest.skip("covered with an injected clock")
+    async with make_client(absolute_timeout_seconds=1) as client:
+        await client.post("/set", json={"user": "ann"})
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+        await asyncio.sleep(1.2)  # the server's own clock: nothing to inject
+        assert (await client.get("/read/user")).json()["value"] is None
+
+
+async def test_set_expiry_gives_the_session_its_own_idle_timeout_and_a_persistent_cookie(
+    make_client: ClientFactory, harness: Harness, clock: FakeClock
+) -> None:
+    async with make_client(expire_after_seconds=1000) as client:
+        response = await client.post("/remember", json={"seconds": 3600})
+        (cookie,) = set_cookies(response)
+        assert "Max-Age=3600" in cookie
+        if not harness.injects_clock:
+            return
+        clock.advance(3000)  # past the config's idle timeout, within the session's own
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+        clock.advance(3600 + 61)
+        assert (await client.get("/read/user")).json()["value"] is None
+
+
+async def test_a_persistent_cookie_slides_at_most_once_a_minute(clock: FakeClock) -> None:
+    store = MemoryStore(clock=clock)
+    async with app_client(store, cookie_max_age=600) as client:
+        first = await client.post("/set", json={"user": "ann"})
+        assert "Max-Age=600" in set_cookies(first)[0]
+        clock.advance(30)
+        assert set_cookies(await client.get("/read/user")) == [], "not again within a minute"
+        clock.advance(31)
+        (again,) = set_cookies(await client.get("/read/user"))
+        assert "Max-Age=600" in again
+        assert again.split(";")[0] == set_cookies(first)[0].split(";")[0], "the same id, slid"
+
+
+async def test_a_cookie_sealed_without_expiry_dies_under_a_config_with_one(clock: FakeClock) -> None:
+    store = CookieStore(SECRET, clock=clock)
+    async with app_client(store, expire_after_seconds=None) as client:
+        await client.post("/set", json={"user": "ann"})
+        token = client.cookies["session_data"]
+    clock.advance(10 * 365 * 86400)  # ten years later the app has an idle timeout
+    async with app_client(store, expire_after_seconds=3600) as client:
+        client.cookies.set("session_data", token, domain="testserver.local")
+        assert (await client.get("/read/user")).json() == {"value": None, "id": None}
+
+
+async def test_a_set_over_the_size_limit_raises_at_the_call(make_client: ClientFactory, store: SessionBackend) -> None:
+    async with make_client(max_size_bytes=1000) as client:
+        await client.post("/set", json={"user": "ann"})
+        refused = (await client.post("/set-too-large", json={"key": "big", "size": 2000})).json()
+        assert "'big'" in refused["error"]
+        assert "1000" in refused["error"]
+        assert refused["has"] is False, "nothing changed"
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+        fits = (await client.post("/set-too-large", json={"key": "small", "size": 500})).json()
+        assert fits == {"error": "", "has": True}
+
+
+async def test_records_are_keyed_by_a_hash_of_the_id(make_client: ClientFactory, store: SessionBackend) -> None:
+    records = server_side(store)
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann"})
+        sid = await session_id(client)
+        assert await records.get(sid, None) is None, "the id itself is no key"
+        assert await records.get(store_key(sid), None) is not None
+
+
+async def test_records_can_be_sealed_at_rest_bound_to_their_key(
+    make_client: ClientFactory, store: SessionBackend, session_log: Any
+) -> None:
+    records = server_side(store)
+    async with make_client(encryption_secret=SECRET) as client:
+        await client.post("/set", json={"user": "top-secret-value"})
+        sid = await session_id(client)
+        raw = await records.get(store_key(sid), None)
+        assert raw is not None
+        assert b"top-secret-value" not in raw
+        assert (await client.get("/read/user")).json()["value"] == "top-secret-value"
+        other = "o" * 43
+        assert await records.set(store_key(other), raw, None, None)  # the record moved to another key
+        client.cookies.set("session", other, domain="testserver.local")
+        assert (await client.get("/read/user")).json() == {"value": None, "id": None}, "bound to its key"
+    assert "corrupt session record" in session_log.text
+    async with make_client(encryption_secret="A-different-secret-0123456789-xyzXYZ") as client:
+        client.cookies.set("session", sid, domain="testserver.local")
+        assert (await client.get("/read/user")).json()["value"] is None, "another secret opens nothing"
+
+
+def test_a_weak_encryption_secret_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="token_urlsafe"):
+        SessionConfig(encryption_secret="password" * 4)
