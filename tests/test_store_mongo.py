@@ -105,6 +105,9 @@ async def test_a_conflicting_index_fails_startup_loudly(database: AsyncDatabase[
     await database["sessions"].create_index("expires_at", expireAfterSeconds=3600)
     with pytest.raises(OperationFailure):
         await MongoStore(database).startup()
+    with pytest.raises(OperationFailure):  # a misconfiguration, not an outage: the app does not start
+        async with MongoStore(database).lifespan():
+            pass
 
 
 async def test_custom_collection_name(database: AsyncDatabase[Document], clock: FakeClock) -> None:

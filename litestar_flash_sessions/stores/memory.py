@@ -4,14 +4,15 @@ It holds at most ``max_sessions`` records. A new session that would make more fi
 records, then the least recently used ones (a read or a write is a use). No call holds the event
 loop for long, however many records there are:
 
-* Records are spread by hash over *shards*, ordered dicts of about ``_SHARD_SIZE`` records at
-  most. A Python dict copies itself whole when it grows or reclaims the slots of deleted keys: in
-  one dict of a million records that is a stall of over 100 ms every few hundred thousand new
-  sessions, in a shard a fraction of a millisecond.
-* Each shard keeps its records in least-recently-used order (a use moves a record to its end),
-  and every record carries the number of the use that last touched it, so the least recently used
-  record of the store is the front of the shard whose front is oldest. A heap of the shards'
-  fronts finds it in time logarithmic in the number of shards (at most ``_MAX_SHARDS``).
+* Records are spread by hash over *shards*, dicts of about ``_SHARD_SIZE`` records at most. A
+  Python dict copies its table whole when it grows or reclaims the slots of deleted keys: in one
+  dict of a million records that is a stall of 60 to 140 ms every few hundred thousand writes, in
+  a shard a tenth of a millisecond.
+* A dict keeps its insertion order, and a use re-inserts the record, so each shard is in
+  least-recently-used order. Every record also carries the number of the use that last touched
+  it, so the least recently used record of the store is the front of the shard whose front is
+  oldest; a heap of the shards' fronts finds it in time logarithmic in the number of shards (at
+  most ``_MAX_SHARDS``).
 * Expired records are dropped when a read or a write meets them; by a sweep that examines a few
   records per new session, resuming where it stopped, and more before a full store drops a live
   record; and by :meth:`MemoryStore.delete_expired`, which yields to the event loop between
@@ -23,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from litestar_flash_sessions.stores.base import SessionStore
@@ -34,9 +34,10 @@ if TYPE_CHECKING:
 __all__ = ("MemoryStore",)
 
 _SHARD_SIZE = 2048
-"""Records per shard in a full store. Copying the table of an ordered dict of 2,048 records (when
-it grows or reclaims deleted slots, or for a sweep's snapshot of its ids) takes about 0.1 ms; of
-32,768, 2 to 5 ms."""
+"""Records per shard in a full store. Copying the table of a dict of 2,048 records (when it grows
+or reclaims deleted slots, or for a sweep's snapshot of its ids) takes about 0.1 ms; of 32,768, 2
+to 5 ms. Finding a shard's front skips the slots its dropped fronts left, at most a table's worth
+(a few microseconds)."""
 _MAX_SHARDS = 1024
 """Beyond 2 million records shards grow instead of multiplying, so that an empty store stays small
 and the heap of fronts shallow: at 10 million, shards of about 10,000 records still copy in under
@@ -79,7 +80,7 @@ class _Records:
     def __init__(self, shard_count: int) -> None:
         # A power of two, so that a shard is picked by masking the id's hash (cached in the str).
         self._mask = shard_count - 1
-        self._shards: list[OrderedDict[str, _Entry]] = [OrderedDict() for _ in range(shard_count)]
+        self._shards: list[dict[str, _Entry]] = [{} for _ in range(shard_count)]
         self._count = 0
         self._uses = 0  # numbers the uses: within a shard they increase from front to end
         # (use number, shard) for each shard that may hold records. The number is at most that of
@@ -109,8 +110,8 @@ class _Records:
         """Replace the entry under ``key``, which must exist, making it the most recently used."""
         shard = self._shards[hash(key) & self._mask]
         self._uses += 1
+        del shard[key]  # assigning alone would keep the key's place: re-inserting moves it last
         shard[key] = (record, expires_at, self._uses)
-        shard.move_to_end(key)
 
     def add(self, key: str, record: bytes, expires_at: float | None) -> None:
         """Add an entry under ``key``, which must not exist, as the most recently used.
@@ -137,7 +138,7 @@ class _Records:
         number of records and the store must not change meanwhile.
         """
         for shard in self._shards:
-            yield from dict.values(shard)  # in no particular order, faster (see shard_keys)
+            yield from shard.values()
 
     def discard(self, key: str) -> None:
         """Drop the entry under ``key``, if any.
@@ -164,7 +165,7 @@ class _Records:
                 # Every correction follows such a change, so they are few per drop, amortised.
                 heapq.heapreplace(fronts, (front, index))
                 continue
-            shard.popitem(last=False)
+            del shard[next(iter(shard))]
             self._count -= 1
             if shard:
                 heapq.heapreplace(fronts, (next(iter(shard.values()))[2], index))
@@ -195,11 +196,11 @@ class _Records:
         return dropped
 
     def shard_keys(self, index: int) -> list[str]:
-        """Return a snapshot of the ids in shard ``index``, in no particular order."""
-        # An OrderedDict keeps its items in the dict it is and its order in a linked list on the
-        # side; iterating it looks up every key to find the next (a cache miss or two each, 1 ms
-        # for a shard), the dict's own iteration reads its table in sequence (0.1 ms).
-        return list(dict.keys(self._shards[index]))
+        """Return a snapshot of the ids in shard ``index``."""
+        # A copy of the dict's table, read in sequence (0.1 ms for a shard). An OrderedDict, the
+        # obvious LRU container, iterates by looking every key up (1 ms) and takes 50 bytes more
+        # per record: re-inserting into a plain dict moves a record to its end as well.
+        return list(self._shards[index])
 
     def expire(self, index: int, keys: list[str], start: int, stop: int, now: float) -> int:
         """Drop those of ``keys[start:stop]`` (ids of shard ``index``, some perhaps gone or
@@ -227,9 +228,10 @@ class MemoryStore(SessionStore):
     records first, then the least recently used ones, a read or a write being a use. Expired
     records are those its sweep reaches: up to a few hundred per new session in a full store,
     resuming where the last sweep stopped, so that it examines every record in turn (the least
-    recently used record is, besides, usually the first to expire). Each call takes constant
-    time, amortised, and none holds the event loop for more than a fraction of a millisecond,
-    however many records there are.
+    recently used record is, besides, usually the first to expire: every use slides its expiry).
+    Each call takes time independent of the number of records, amortised (finding the least
+    recently used is logarithmic in the number of shards, at most 1,024), and none holds the event
+    loop for more than a fraction of a millisecond, however many records there are.
 
     Args:
         max_sessions: The most records held at once, expired ones included until dropped. A small
