@@ -169,3 +169,16 @@ async def assert_serves_again(client: httpx.AsyncClient, seconds: float = 10) ->
     assert (await client.get("/read/user")).json()["value"] == "back"
     assert (await client.post("/set", json={"user": "again"})).status_code == 200
     assert (await client.get("/read/user")).json()["value"] == "again"
+
+
+async def assert_every_change_answers_503(client: httpx.AsyncClient, fault: str) -> None:
+    """A write, a flash, a rotation and a logout each answer a short 503 (never a 500)."""
+    for request in (
+        lambda: client.post("/set", json={"user": "bob"}),
+        lambda: client.post("/flash", json={"message": "hi"}),
+        lambda: client.post("/rotate"),
+        lambda: client.post("/logout"),
+    ):
+        response = await request()
+        assert response.status_code == 503, (fault, response.text)
+        assert len(response.content) < 100

@@ -26,6 +26,7 @@ from tests.app import build_app
 from tests.conftest import RecordingHandler, app_client, session_id
 from tests.faults import (
     app_started_while_down,
+    assert_every_change_answers_503,
     assert_serves_again,
     assert_session_requests_fail_fast,
     fault_proxy,
@@ -256,15 +257,7 @@ async def test_a_redis_that_refuses_commands_gives_503_then_recovers(
         await client.post("/set", json={"user": "ann"})
         before = await records_under(url, store.prefix)
         async with redis_fault(url, fault):
-            for request in (
-                lambda: client.post("/set", json={"user": "bob"}),
-                lambda: client.post("/flash", json={"message": "hi"}),
-                lambda: client.post("/rotate"),
-                lambda: client.post("/logout"),
-            ):
-                response = await request()
-                assert response.status_code == 503, (fault, response.text)
-                assert len(response.content) < 100
+            await assert_every_change_answers_503(client, fault)
             assert "RedisStore" in session_log.text
             assert any(name in session_log.text for name in LOGGED[fault]), session_log.text
             read = await client.get("/read/user")
