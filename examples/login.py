@@ -46,8 +46,8 @@ class LoginForm:
 async def refuse_long_fields(request: Request[Any, Any, Any]) -> None:
     """Answer 400, naming the field, when the form's ``email`` or ``password`` is too long.
 
-    A ``before_request`` hook: it runs before the ``session`` dependency, so a refused request
-    neither loads, slides nor stores the session.
+    A ``before_request`` hook: it runs before the handler, so a refused request stores nothing
+    (the session is loaded before the hook, which could read it, and only its expiry slides).
 
     Raises:
         ValidationException: A field is over :data:`MAX_FIELD_LENGTH` characters.

@@ -227,16 +227,20 @@ async def commit(store: SessionStore, loaded: Loaded, config: SessionConfig) -> 
     locks = store.locks
     entry = await locks.acquire(key)
     try:
-        return await _commit_existing(store, entry, loaded, config)
+        outcome = await _commit_existing(store, entry, loaded, config)
     finally:
         locks.release(key, entry)
+    if draft.delete and outcome.expire and draft.delete_from != draft.next_flash_id:
+        # A flash after delete_session() ("You have been logged out") lives on in a fresh session.
+        return await _create(store, draft, config)
+    return outcome
 
 
 async def _create(store: SessionStore, draft: Draft, config: SessionConfig) -> Outcome:
     """Store a session that had no id under a new one (nobody else knows it: no conflict)."""
     now = store.now()
-    content = draft.content(now)
-    if draft.delete or content.is_empty:
+    content = draft.survivors(now) if draft.delete else draft.content(now)
+    if content is None or content.is_empty:
         return NOTHING  # no record, no cookie: nothing per anonymous visitor
     record = encode(content)
     ttl = lifetime.store_ttl(content, config, now)

@@ -33,13 +33,16 @@ class Draft:
         "created_at",
         "data",
         "delete",
+        "delete_from",
         "flashes",
         "lifetime",
         "lifetime_set",
         "max_size",
         "next_flash_id",
+        "now_next",
         "own_from",
         "rotate",
+        "shown",
         "size",
         "stale",
         "touch",
@@ -59,7 +62,13 @@ class Draft:
         self.consumed: dict[int, bool] = {}
         """Loaded flashes this request removed: ``True`` if it delivered them, ``False`` if withdrawn."""
         self.delete = False
+        self.delete_from: int | None = None
+        """The first flash id added after ``delete_session()``: those survive into a fresh session."""
         self.rotate = False
+        self.now_next = 0
+        """The last id given to a flash for this request only (``flash(now=True)``): negative, never stored."""
+        self.shown: list[Flash] = []
+        """The flashes this request consumed, in order (``keep()`` puts them back)."""
         self.created_at = loaded.created_at
         self.lifetime = loaded.lifetime
         self.lifetime_set = False
@@ -85,7 +94,17 @@ class Draft:
         """Return the session's content as this request leaves it at ``now`` (what it would store
         without a conflict).
         """
-        return Live(self.data, self.flashes, self.next_flash_id, self.created_at or now, now, self.lifetime)
+        flashes = self.flashes if not self.now_next else [flash for flash in self.flashes if flash.id >= 0]
+        return Live(self.data, flashes, self.next_flash_id, self.created_at or now, now, self.lifetime)
+
+    def survivors(self, now: float) -> Live | None:
+        """Return a fresh session holding the flashes added after ``delete_session()``, if any."""
+        start = self.delete_from
+        kept = [] if start is None else [flash for flash in self.flashes if flash.id >= start]
+        if not kept:
+            return None
+        renumbered = [Flash(i, flash.key, flash.value, flash.category) for i, flash in enumerate(kept)]
+        return Live({}, renumbered, len(kept), now, now)
 
 
 def replay(draft: Draft, current: Live, now: float) -> tuple[Live, bool]:

@@ -11,26 +11,39 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, cast
 from urllib.parse import quote
 
+from litestar.enums import ScopeType
 from litestar.exceptions import ImproperlyConfiguredException, ServiceUnavailableException
+from litestar.types import Empty
 
 from litestar_flash_sessions.backend import Loaded
 from litestar_flash_sessions.cookies import CookieJar, CookieTooLargeError
-from litestar_flash_sessions.stores.base import StoreUnavailableError
+from litestar_flash_sessions.session import MESSAGES_KEY
+from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
 
-    from litestar.types import ASGIApp, HTTPResponseStartEvent, HTTPScope, Message, Receive, Scope, Send
+    from litestar.types import (
+        ASGIApp,
+        HTTPResponseStartEvent,
+        HTTPScope,
+        Message,
+        Receive,
+        Scope,
+        Send,
+        WebSocketAcceptEvent,
+    )
 
     from litestar_flash_sessions.backend import Outcome, SessionBackend
     from litestar_flash_sessions.config import SessionConfig
     from litestar_flash_sessions.session import FlashSession
 
-__all__ = ("ROTATE_STATE_KEY", "SessionMiddleware", "retry_location", "session_provider")
+__all__ = ("ROTATE_STATE_KEY", "Loader", "OutageLog", "SessionMiddleware", "retry_location", "session_provider")
 
 logger = logging.getLogger("litestar_flash_sessions")
 
@@ -96,26 +109,87 @@ UNAVAILABLE = (StoreUnavailableError, OSError, TimeoutError)
 driver's error through)."""
 
 
-class SessionMiddleware:
-    """Commit the request's session, if the handler loaded it, when the response starts.
+class Loader:
+    """Loads a request's session for the middleware or the ``session`` dependency, whichever
+    needs it first, and makes it ``request.session`` (``scope["session"]``).
 
     Args:
-        app: The next ASGI app.
-        config: The plugin's configuration (its store commits).
-        jar: Renders the session cookie.
+        config: The plugin's configuration.
+        jar: Reads the session cookie.
+        outages: Where store outages are logged.
     """
 
-    __slots__ = ("app", "backend", "config", "jar", "outages")
+    __slots__ = ("backend", "config", "cookie_path", "jar", "max_size", "outages")
 
-    def __init__(self, app: ASGIApp, config: SessionConfig, jar: CookieJar, outages: OutageLog) -> None:
-        self.app = app
+    def __init__(self, config: SessionConfig, jar: CookieJar, outages: OutageLog) -> None:
         self.config = config
         self.backend: SessionBackend = config.store
         self.jar = jar
         self.outages = outages
+        self.cookie_path = config.cookie_path
+        self.max_size = min(config.max_size_bytes, self.backend.max_record_bytes or config.max_size_bytes)
+
+    async def load(self, slot: _Slot) -> Loaded:
+        """Load the slot's session (once) and put it in the scope.
+
+        A request outside ``cookie_path`` gets a fresh session that is never saved: the browser
+        would not send the cookie back.
+
+        Raises:
+            ServiceUnavailableException: The store is unreachable (a 503 with ``Retry-After``,
+                through the app's exception handlers).
+        """
+        if slot.loaded is not None:
+            return slot.loaded
+        scope = slot.scope
+        if not in_cookie_path(scope["path"], self.cookie_path):
+            loaded = Loaded.new()
+            scope["session"] = loaded.session
+            return loaded  # never put in the slot: nothing is committed
+        try:
+            loaded = await self.backend.load(self.jar.read(scope), self.config)
+        except UNAVAILABLE as exc:
+            self.outages.report(type(self.backend).__name__, exc)
+            raise ServiceUnavailableException(
+                "Session store unavailable", headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Vary": "Cookie"}
+            ) from exc
+        loaded.draft.max_size = self.max_size
+        slot.loaded = loaded
+        scope["session"] = loaded.session
+        return loaded
+
+
+class SessionMiddleware:
+    """Load the route's session (before its guards and hooks, when ``eager``) and commit it when
+    the response starts.
+
+    Args:
+        app: The next ASGI app.
+        loader: Loads sessions.
+        eager: Load before the rest of the route runs (its guards, hooks or an authentication
+            middleware need ``request.session``), not when the ``session`` dependency asks.
+    """
+
+    __slots__ = ("app", "backend", "config", "eager", "jar", "loader", "outages")
+
+    def __init__(self, app: ASGIApp, loader: Loader, eager: bool = False) -> None:
+        self.app = app
+        self.loader = loader
+        self.config = loader.config
+        self.backend = loader.backend
+        self.jar = loader.jar
+        self.outages = loader.outages
+        self.eager = eager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the handler and commit its session at ``http.response.start``."""
+        """Run the route and commit its session at ``http.response.start``."""
+        outer = _CURRENT_SLOT.get()
+        if outer is not None and outer.scope is scope:
+            await self.app(scope, receive, send)  # an app-wide session middleware got here first
+            return
+        if scope["type"] == ScopeType.WEBSOCKET:
+            await self._websocket(scope, receive, send)
+            return
         slot = _Slot(scope)
         replaced = False
 
@@ -131,6 +205,8 @@ class SessionMiddleware:
 
         token = _CURRENT_SLOT.set(slot)
         try:
+            if self.eager:
+                await self.loader.load(slot)
             await self.app(scope, receive, send_committing)
         finally:
             _CURRENT_SLOT.reset(token)
@@ -150,6 +226,7 @@ class SessionMiddleware:
             return False
         if scope["state"].get(ROTATE_STATE_KEY):
             loaded.session.rotate_key()
+        _apply_scope_session(loaded, scope.get("session"))
         loaded.draft.committed = True  # from here on a change could not be saved: it raises
         try:
             outcome = await self.backend.commit(loaded, self.config)
@@ -174,6 +251,35 @@ class SessionMiddleware:
             message["headers"] = _uncacheable(message["headers"])
         message["headers"] = [*message["headers"], *headers]
         return False
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Load the session at connect; save changes at the handshake (with its cookie) and then
+        whenever the handler sends, and when it returns (server-side stores only: after the
+        handshake no cookie can reach the browser, so a cookie store's session is read-only then).
+        """
+        slot = _Slot(scope)
+        token = _CURRENT_SLOT.set(slot)
+        try:
+            loaded = await self.loader.load(slot)
+            server_side = isinstance(self.backend, SessionStore)
+
+            async def send_committing(message: Message) -> None:
+                kind = message["type"]
+                if kind == "websocket.accept":
+                    cookie = self._headers(await self.backend.commit(loaded, self.config), scope)[:-1]
+                    accept = cast("WebSocketAcceptEvent", message)
+                    accept["headers"] = [*(accept.get("headers") or ()), *cookie]
+                    _after_websocket_commit(loaded, keep_open=server_side)
+                elif server_side and kind in ("websocket.send", "websocket.close") and loaded.draft.modified:
+                    await self.backend.commit(loaded, self.config)
+                    _after_websocket_commit(loaded, keep_open=True)
+                await send(message)
+
+            await self.app(scope, receive, send_committing)
+            if server_side and loaded.draft.modified and not loaded.draft.committed:
+                await self.backend.commit(loaded, self.config)
+        finally:
+            _CURRENT_SLOT.reset(token)
 
     def _headers(self, outcome: Outcome, scope: Scope) -> list[tuple[bytes, bytes]]:
         """Return the response's session headers: ``Vary``, and the cookie the outcome asks for.
@@ -269,17 +375,43 @@ def in_cookie_path(path: str, cookie_path: str) -> bool:
     return path.startswith(cookie_path) and (cookie_path.endswith("/") or path[len(cookie_path)] == "/")
 
 
-def session_provider(
-    config: SessionConfig, jar: CookieJar, outages: OutageLog
-) -> Callable[[], Awaitable[FlashSession]]:
-    """Return the ``session`` dependency: it loads the session and hands it to the middleware.
-
-    A request outside ``cookie_path`` gets a fresh session that is never saved: the browser would
-    not send the cookie back.
+def _after_websocket_commit(loaded: Loaded, *, keep_open: bool) -> None:
+    """Start a new change log after a WebSocket commit, so the next commit replays only what
+    changed since; with ``keep_open`` false (a cookie store), later changes raise instead.
     """
-    backend = config.store
-    max_size = min(config.max_size_bytes, backend.max_record_bytes or config.max_size_bytes)
-    cookie_path = config.cookie_path
+    draft = loaded.draft
+    if not keep_open:
+        draft.committed = True
+        return
+    draft.written, draft.consumed, draft.shown = {}, {}, []
+    draft.own_from = draft.next_flash_id
+    draft.delete = draft.rotate = draft.lifetime_set = draft.touch = False
+    loaded.base = loaded.plain = None  # the next compare-and-set reads what is stored now
+
+
+def _apply_scope_session(loaded: Loaded, current: object) -> None:
+    """Apply what Litestar's own API did to ``scope["session"]``.
+
+    ``request.clear_session()`` (``Empty``) deletes the session; ``request.set_session(data)``
+    replaces its values and, since replacing the whole session is what a login does, rotates its id.
+    """
+    session = loaded.session
+    if current is session:
+        return
+    if current is Empty or current is None:
+        session.delete_session()
+    elif isinstance(current, Mapping):
+        session.clear()
+        for key, value in current.items():
+            if key == MESSAGES_KEY and isinstance(value, list):
+                session.setdefault(MESSAGES_KEY, []).extend(value)  # Litestar's flash() after set_session()
+            else:
+                session[key] = value
+        session.rotate_key()
+
+
+def session_provider(loader: Loader) -> Callable[[], Awaitable[FlashSession]]:
+    """Return the ``session`` dependency: the request's session, loaded now if the middleware did not."""
 
     async def provide_session() -> FlashSession:
         slot = _CURRENT_SLOT.get()
@@ -288,17 +420,6 @@ def session_provider(
                 "the session dependency ran on a route the SessionPlugin did not see; "
                 "sessions work on HTTP handlers of the app the plugin was given to"
             )
-        if not in_cookie_path(slot.scope["path"], cookie_path):
-            return Loaded.new().session
-        try:
-            loaded = await backend.load(jar.read(slot.scope), config)
-        except UNAVAILABLE as exc:
-            outages.report(type(backend).__name__, exc)
-            raise ServiceUnavailableException(
-                "Session store unavailable", headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Vary": "Cookie"}
-            ) from exc
-        loaded.draft.max_size = max_size
-        slot.loaded = loaded
-        return loaded.session
+        return (await loader.load(slot)).session
 
     return provide_session

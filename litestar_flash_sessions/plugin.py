@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from litestar.di import Provide
-from litestar.enums import ParamType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi.spec import (
-    Components,
-    OpenAPIHeader,
-    OpenAPIResponse,
     Operation,
-    Parameter,
-    Schema,
-    SecurityScheme,
 )
-from litestar.openapi.spec.enums import OpenAPIType
 from litestar.plugins import InitPlugin, ReceiveRoutePlugin
-from litestar.routes import HTTPRoute
+from litestar.routes import HTTPRoute, WebSocketRoute
 
 from litestar_flash_sessions.backend import SessionBackend
 from litestar_flash_sessions.cleanup import PeriodicCleanup
 from litestar_flash_sessions.config import SessionConfig
 from litestar_flash_sessions.cookies import CookieJar
-from litestar_flash_sessions.middleware import OutageLog, SessionMiddleware, session_provider
+from litestar_flash_sessions.integration import SessionBackendConfig, check_no_other_session_cookie
+from litestar_flash_sessions.middleware import Loader, OutageLog, SessionMiddleware, session_provider
+from litestar_flash_sessions.openapi import documented_config, session_operation
 from litestar_flash_sessions.session import FlashSession, Session
 
 if TYPE_CHECKING:
@@ -34,13 +27,13 @@ if TYPE_CHECKING:
 
     from litestar import Litestar
     from litestar.config.app import AppConfig
-    from litestar.handlers import HTTPRouteHandler
+    from litestar.handlers import HTTPRouteHandler, WebsocketRouteHandler
+    from litestar.openapi import OpenAPIConfig
     from litestar.routes import BaseRoute
 
 __all__ = ("SessionPlugin",)
 
 DEPENDENCY_KEY = "session"
-SECURITY_SCHEME = "sessionCookie"
 
 
 class SessionPlugin(InitPlugin, ReceiveRoutePlugin):
@@ -54,20 +47,31 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin):
             (a :class:`MemoryStore`).
     """
 
-    __slots__ = ("_config", "_jar", "_middleware", "_operation_classes", "_provide")
+    __slots__ = ("_config", "_eager_middleware", "_jar", "_loader", "_middleware", "_operation_classes", "_provide")
 
     def __init__(self, config: SessionConfig | None = None) -> None:
         self._config = config or SessionConfig()
         self._jar = CookieJar(self._config, self._config.session_cookie_name)
-        outages = OutageLog()
-        self._provide = Provide(session_provider(self._config, self._jar, outages))
-        self._middleware = DefineMiddleware(SessionMiddleware, config=self._config, jar=self._jar, outages=outages)
-        self._operation_classes: dict[type[Operation], type[Operation]] = {}
+        self._loader = Loader(self._config, self._jar, OutageLog())
+        self._provide = Provide(session_provider(self._loader))
+        self._middleware = DefineMiddleware(SessionMiddleware, loader=self._loader)
+        self._eager_middleware = DefineMiddleware(SessionMiddleware, loader=self._loader, eager=True)
+        self._operation_classes: dict[tuple[type[Operation], int], type[Operation]] = {}
 
     @property
     def config(self) -> SessionConfig:
         """The plugin's configuration."""
         return self._config
+
+    @property
+    def session_backend_config(self) -> SessionBackendConfig:
+        """A ``session_backend_config`` for Litestar's ``SessionAuth``, backed by this plugin.
+
+        ``SessionAuth(retrieve_user_handler=..., session_backend_config=plugin.session_backend_config)``
+        then loads this plugin's session before authenticating, so ``request.user``, its
+        ``exclude`` and guards on the user work as Litestar documents them.
+        """
+        return SessionBackendConfig.for_loader(self._loader)
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Register the ``session`` dependency, its type names, the store's lifespan and the
@@ -76,22 +80,12 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin):
         app_config.dependencies[DEPENDENCY_KEY] = self._provide
         app_config.signature_namespace.update(Session=Session, FlashSession=FlashSession)
         app_config.lifespan.append(self._lifespan)
+        check_no_other_session_cookie(app_config, self._jar.name)
+        if _uses_flash_plugin(app_config):
+            # Litestar's FlashPlugin looks for an app-wide session middleware when it starts.
+            app_config.middleware.append(self.session_backend_config.middleware)
         if app_config.openapi_config is not None:
-            scheme = Components(
-                security_schemes={
-                    SECURITY_SCHEME: SecurityScheme(
-                        type="apiKey",
-                        name=self._jar.name,
-                        security_scheme_in="cookie",
-                        description="The session cookie set by litestar-flash-sessions.",
-                    )
-                }
-            )
-            components = app_config.openapi_config.components
-            app_config.openapi_config.components = [
-                *(components if isinstance(components, list) else [components]),
-                scheme,
-            ]
+            app_config.openapi_config = documented_config(app_config.openapi_config, self._jar.name)
         return app_config
 
     @contextlib.asynccontextmanager
@@ -112,14 +106,27 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin):
 
     def receive_route(self, route: BaseRoute) -> None:
         """Attach the middleware and the cookie's documentation to handlers that take the session."""
+        if isinstance(route, WebSocketRoute):
+            socket_handler = route.route_handler
+            present_on_socket = socket_handler.middleware or ()
+            if self._takes_session(socket_handler) and self._eager_middleware not in present_on_socket:
+                socket_handler.middleware = [*present_on_socket, self._eager_middleware]  # loaded at connect
+            return
         if not isinstance(route, HTTPRoute):
             return
         for handler in route.route_handlers:
-            if self._takes_session(handler) and self._middleware not in (handler.middleware or ()):
-                handler.middleware = [*(handler.middleware or ()), self._middleware]
-                handler.operation_class = self._documented(handler.operation_class)
+            present = handler.middleware or ()
+            if (
+                self._takes_session(handler)
+                and self._middleware not in present
+                and self._eager_middleware not in present
+            ):
+                # Guards and hooks run before the dependency: they get the session loaded first.
+                eager = bool(handler.resolve_guards() or handler.resolve_before_request())
+                handler.middleware = [*present, self._eager_middleware if eager else self._middleware]
+                handler.operation_class = self._documented(handler.operation_class, handler.app.openapi_config)
 
-    def _takes_session(self, handler: HTTPRouteHandler) -> bool:
+    def _takes_session(self, handler: HTTPRouteHandler | WebsocketRouteHandler) -> bool:
         """Whether the handler's parameters, or its dependencies' in turn, include the session."""
         dependencies = handler.resolve_dependencies()
         pending = list(handler.parsed_fn_signature.parameters)
@@ -135,38 +142,16 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin):
             pending.extend(provide.parsed_fn_signature.parameters)
         return False
 
-    def _documented(self, base: type[Operation]) -> type[Operation]:
-        """Return a subclass of ``base`` whose operations document the session cookie."""
-        if base not in self._operation_classes:
-            self._operation_classes[base] = _session_operation(base, self._jar.name)
-        return self._operation_classes[base]
+    def _documented(self, base: type[Operation], openapi_config: OpenAPIConfig | None) -> type[Operation]:
+        """Return a subclass of ``base`` whose operations document the session cookie under ``openapi_config``."""
+        # Keyed by the config too: one plugin in two apps must not document one app's security in the other.
+        key = (base, id(openapi_config))
+        if key not in self._operation_classes:
+            self._operation_classes[key] = session_operation(base, self._jar.name, openapi_config=openapi_config)
+        return self._operation_classes[key]
 
 
-def _session_operation(base: type[Operation], cookie_name: str) -> type[Operation]:
-    cookie = Parameter(
-        name=cookie_name,
-        param_in=ParamType.COOKIE,
-        required=False,
-        schema=Schema(type=OpenAPIType.STRING),
-        description="The session cookie. Invalid, unknown or expired values start a fresh session.",
-    )
-    set_cookie = OpenAPIHeader(
-        schema=Schema(type=OpenAPIType.STRING),
-        description=f"Sets, refreshes or expires the {cookie_name!r} session cookie when the session changed.",
-    )
+def _uses_flash_plugin(app_config: AppConfig) -> bool:
+    from litestar.plugins.flash import FlashPlugin
 
-    @dataclass
-    class SessionOperation(base):  # type: ignore[valid-type,misc]
-        def __post_init__(self) -> None:
-            parent: Any = super()
-            if hasattr(parent, "__post_init__"):
-                parent.__post_init__()
-            operation: Operation = self
-            operation.parameters = [*(operation.parameters or []), cookie]
-            operation.security = [*(operation.security or []), {SECURITY_SCHEME: []}]
-            for status, response in (operation.responses or {}).items():
-                if status[:1] in ("2", "3") and isinstance(response, OpenAPIResponse):
-                    response.headers = {"Set-Cookie": set_cookie, **(response.headers or {})}
-
-    SessionOperation.__name__ = SessionOperation.__qualname__ = f"Session{base.__name__}"
-    return SessionOperation
+    return any(isinstance(plugin, FlashPlugin) for plugin in app_config.plugins)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar, overload
 
 import msgspec
 from litestar.di import NamedDependency
@@ -12,9 +13,23 @@ from litestar_flash_sessions.draft import DELETED, Draft
 from litestar_flash_sessions.record import Flash
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import TypeAlias
 
-__all__ = ("FlashSession", "Session", "SessionTooLargeError")
+__all__ = ("MESSAGES_KEY", "FlashMessage", "FlashSession", "Session", "SessionTooLargeError")
+
+MESSAGES_KEY: Final = "_messages"
+"""Where Litestar's ``flash(request, message, category)`` and ``get_flashes()`` keep their
+messages in ``request.session``: here they are flashes of this key, race-proof like any other."""
+
+
+class FlashMessage(NamedTuple):
+    """A pending flash message: its key, its value and its category (``None`` if it has none)."""
+
+    key: str
+    value: Any
+    category: str | None = None
+
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -86,10 +101,13 @@ class FlashSession:
         draft = self._draft
         if key in draft.data:
             value = draft.data[key]
+        elif not draft.flashes:
+            return default
         else:
-            value = self._take_flashes(key, delivered=True)
-            if value is _MISSING:
+            taken = self._take(lambda flash: flash.key == key, delivered=True)
+            if not taken:
                 return default
+            value = taken[-1].value
         return value if type is None else msgspec.convert(value, type, strict=False)
 
     def set(self, key: str, value: Any) -> None:
@@ -110,10 +128,15 @@ class FlashSession:
             draft.data[key] = value
             draft.written[key] = value
 
-    def flash(self, key: str, value: Any) -> None:
-        """Store ``value`` until the first :meth:`get` of ``key``, in this or a later request.
+    def flash(self, key: str, value: Any, *, category: str | None = None, now: bool = False) -> None:
+        """Add a message under ``key``, readable once by :meth:`get` or :meth:`flashes`, in this or a
+        later request. Messages append: several per key stay pending, in order.
 
-        ``None`` withdraws the pending flashes of ``key``.
+        Args:
+            key: The key.
+            value: The message; ``None`` withdraws the pending messages of ``key``.
+            category: A category (``"error"``, ``"info"``...) to list messages by.
+            now: Show the message in this request only (as Rails' ``flash.now``): never stored.
 
         Raises:
             TypeError: ``key`` is not a string, or msgspec cannot encode ``value``.
@@ -121,12 +144,50 @@ class FlashSession:
             RuntimeError: The response has started: the change could not be saved.
         """
         draft = self._draft
+        if now:
+            _check_encodable(key, value)
+            draft.now_next -= 1
+            draft.flashes.append(Flash(draft.now_next, key, value, category))
+            return
         self._check_change(key, value, flash=True)
         if value is None:
-            self._take_flashes(key, delivered=False)
+            self._take(lambda flash: flash.key == key, delivered=False)
             return
-        draft.flashes.append(Flash(draft.next_flash_id, key, value))
+        draft.flashes.append(Flash(draft.next_flash_id, key, value, category))
         draft.next_flash_id += 1
+
+    def flashes(self, key: str | None = None, *, category: str | None = None) -> list[FlashMessage]:
+        """Return the pending messages (of ``key`` and ``category`` when given), in order, and
+        consume them: no later request sees them.
+        """
+        return [_message(flash) for flash in self._take(_matching(key, category), delivered=True)]
+
+    def peek_flashes(self, key: str | None = None, *, category: str | None = None) -> list[FlashMessage]:
+        """Return the pending messages (of ``key`` and ``category`` when given), in order, without
+        consuming them.
+        """
+        matches = _matching(key, category)
+        return [_message(flash) for flash in self._draft.flashes if matches(flash)]
+
+    def keep(self, key: str | None = None) -> None:
+        """Keep the messages this request consumed (of ``key`` when given) for one more request.
+
+        Raises:
+            RuntimeError: The response has started: the change could not be saved.
+        """
+        self._check_open("keep()")
+        draft = self._draft
+        kept = [flash for flash in draft.shown if key is None or flash.key == key]
+        for flash in kept:
+            draft.shown.remove(flash)
+            if flash.id < 0:
+                continue  # a message for this request only stays one
+            if 0 <= flash.id < draft.own_from:
+                del draft.consumed[flash.id]  # still in the store: simply not consumed any more
+                draft.flashes.append(flash)
+            else:
+                draft.flashes.append(Flash(draft.next_flash_id, flash.key, flash.value, flash.category))
+                draft.next_flash_id += 1
 
     def has(self, key: str) -> bool:
         """Return whether ``key`` is stored or flashed, without consuming a flash."""
@@ -136,13 +197,17 @@ class FlashSession:
     def delete_session(self) -> None:
         """Delete the session when the request ends and expire its cookie.
 
-        The values stay readable for the rest of this request.
+        The values stay readable for the rest of this request. A message flashed after this
+        call survives into a fresh session ("You have been logged out"), as after Laravel's
+        invalidate-then-flash.
 
         Raises:
             RuntimeError: The response has started: the change could not be saved.
         """
         self._check_open("delete_session()")
-        self._draft.delete = True
+        draft = self._draft
+        draft.delete = True
+        draft.delete_from = draft.next_flash_id  # flashes from here on survive into a fresh session
 
     def rotate_key(self) -> None:
         """Give the session a new id when the request ends; the old id stops working.
@@ -178,21 +243,122 @@ class FlashSession:
         """Return a shallow copy of the stored values (flashes excluded)."""
         return dict(self._draft.data)
 
-    def _take_flashes(self, key: str, *, delivered: bool) -> Any:
-        """Remove the pending flashes of ``key``; return the newest value, or ``_MISSING``."""
+    def _take(self, matches: Callable[[Flash], bool], *, delivered: bool) -> list[Flash]:
+        """Remove the pending flashes ``matches`` accepts and return them, in order."""
         draft = self._draft
-        value = _MISSING
-        kept = []
+        taken: list[Flash] = []
+        kept: list[Flash] = []
         for flash in draft.flashes:
-            if flash.key != key:
-                kept.append(flash)
-                continue
-            value = flash.value
-            if flash.id < draft.own_from:  # loaded from the store, not this request's own
-                draft.consumed[flash.id] = delivered
-        if value is not _MISSING:
+            (taken if matches(flash) else kept).append(flash)
+        if taken:
             draft.flashes[:] = kept
-        return value
+            for flash in taken:
+                if 0 <= flash.id < draft.own_from:  # loaded from the store, not this request's own
+                    draft.consumed[flash.id] = delivered
+            if delivered:
+                draft.shown.extend(taken)
+        return taken
+
+    # --- the mapping protocol (request.session, Litestar's own tools) ---------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        """Return the value stored under ``key`` (flashes aside).
+
+        Raises:
+            KeyError: Nothing is stored under ``key``.
+        """
+        if key == MESSAGES_KEY:
+            return [_litestar_message(message) for message in self.peek_flashes(MESSAGES_KEY)]
+        return self._draft.data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key`` (``None`` too, as a dict would); raises as :meth:`set`."""
+        self._check_change(key, value, flash=False)
+        self._draft.data[key] = value
+        self._draft.written[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        """Delete ``key``.
+
+        Raises:
+            KeyError: Nothing is stored under ``key``.
+        """
+        if key not in self._draft.data:
+            raise KeyError(key)
+        self.set(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        """Return whether a value is stored under ``key`` (flashes aside; see :meth:`has`)."""
+        return key in self._draft.data
+
+    def __iter__(self) -> Iterator[str]:
+        """Iterate over the stored keys."""
+        return iter(list(self._draft.data))
+
+    def __len__(self) -> int:
+        """Return how many values are stored."""
+        return len(self._draft.data)
+
+    def __bool__(self) -> bool:
+        """Return whether the session holds a value or a pending flash."""
+        return bool(self._draft.data or self._draft.flashes)
+
+    def keys(self) -> list[str]:
+        """Return the stored keys."""
+        return list(self._draft.data)
+
+    def values(self) -> list[Any]:
+        """Return the stored values."""
+        return list(self._draft.data.values())
+
+    def items(self) -> list[tuple[str, Any]]:
+        """Return the stored ``(key, value)`` pairs."""
+        return list(self._draft.data.items())
+
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value, else ``default``.
+
+        ``pop("_messages", [])`` (Litestar's ``get_flashes``) consumes and returns the messages
+        Litestar's ``flash()`` added, as ``{"message": ..., "category": ...}`` dicts.
+
+        Raises:
+            KeyError: Nothing is stored under ``key`` and no default was given.
+        """
+        if key == MESSAGES_KEY:
+            return [_litestar_message(message) for message in self.flashes(MESSAGES_KEY)]
+        if key in self._draft.data:
+            value = self._draft.data[key]
+            self.set(key, None)
+            return value
+        if default is _MISSING:
+            raise KeyError(key)
+        return default
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        """Return the value of ``key``, storing ``default`` first if there is none.
+
+        ``setdefault("_messages", [])`` (Litestar's ``flash()``) returns a list whose ``append``
+        adds a flash message.
+        """
+        if key == MESSAGES_KEY:
+            return _LitestarFlashes(self)
+        if key not in self._draft.data:
+            self[key] = default
+        return self._draft.data[key]
+
+    def update(self, other: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), /, **values: Any) -> None:
+        """Store every key and value of ``other`` and ``values``."""
+        pairs = other.items() if isinstance(other, Mapping) else other
+        for key, value in (*pairs, *values.items()):
+            self[key] = value
+
+    def clear(self) -> None:
+        """Delete every stored value and pending flash (the session itself stays; see
+        :meth:`delete_session` to end it).
+        """
+        for key in list(self._draft.data):
+            self.set(key, None)
+        self._take(lambda flash: True, delivered=False)
 
     def _check_open(self, change: str) -> None:
         if self._draft.committed:
@@ -203,13 +369,8 @@ class FlashSession:
 
     def _check_change(self, key: str, value: Any, *, flash: bool) -> None:
         """Check that ``value`` can be stored (or flashed) under ``key`` now, and grow the size estimate."""
-        if not isinstance(key, str):
-            raise TypeError(f"session keys must be strings, got {key!r}")
+        size = _check_encodable(key, value)
         self._check_open(f"change of key {key!r}")
-        try:
-            size = len(_encode(value))
-        except (TypeError, msgspec.EncodeError) as exc:
-            raise TypeError(f"session value for key {key!r} cannot be encoded by msgspec: {exc}") from exc
         draft = self._draft
         if value is None:
             return  # deleting never grows the session
@@ -229,6 +390,53 @@ class FlashSession:
                 )
             estimate = exact
         draft.size = estimate
+
+
+def _check_encodable(key: str, value: Any) -> int:
+    """Return the size of ``value`` encoded.
+
+    Raises:
+        TypeError: ``key`` is not a string, or msgspec cannot encode ``value``.
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"session keys must be strings, got {key!r}")
+    try:
+        return len(_encode(value))
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise TypeError(f"session value for key {key!r} cannot be encoded by msgspec: {exc}") from exc
+
+
+def _matching(key: str | None, category: str | None) -> Callable[[Flash], bool]:
+    return lambda flash: (key is None or flash.key == key) and (category is None or flash.category == category)
+
+
+def _message(flash: Flash) -> FlashMessage:
+    return FlashMessage(flash.key, flash.value, flash.category)
+
+
+def _litestar_message(message: FlashMessage) -> dict[str, Any]:
+    return {"message": message.value, "category": message.category}
+
+
+class _LitestarFlashes(list[dict[str, Any]]):
+    """What ``session.setdefault("_messages", [])`` returns: appending flashes a message."""
+
+    def __init__(self, session: FlashSession) -> None:
+        super().__init__(session["_messages"])
+        self._session = session
+
+    def extend(self, items: Iterable[Any]) -> None:
+        """Flash every item, in order."""
+        for item in items:
+            self.append(item)
+
+    def append(self, item: Any) -> None:
+        """Flash ``item`` (Litestar's ``{"message": ..., "category": ...}``, or a bare message)."""
+        super().append(item)
+        if isinstance(item, Mapping):
+            self._session.flash(MESSAGES_KEY, item.get("message"), category=item.get("category"))
+        else:
+            self._session.flash(MESSAGES_KEY, item)
 
 
 Session: TypeAlias = NamedDependency[SkipValidation[FlashSession]]

@@ -5,6 +5,9 @@
 #   scripts/dev.sh test [PYTEST ARGS]    set up .venv, start the real servers, run the whole test suite
 #   scripts/dev.sh check                 ruff (lint and format) and mypy --strict on the package
 #   scripts/dev.sh bench [--quick]       every benchmark (docs/benchmarks.md); --quick: a short smoke run
+#   scripts/dev.sh docs [MKDOCS ARGS]    build the documentation site into site/ (mkdocs build --strict)
+#   scripts/dev.sh screenshots [PATHS]   build the site, screenshot pages into docs-screenshots/ (chromium)
+#   scripts/dev.sh wheel                 build the sdist and wheel, serve the demo from the installed wheel
 #
 # The servers are stopped when the tests end, unless KEEP_SERVERS=1.
 set -euo pipefail
@@ -25,6 +28,12 @@ setup() {
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$1]" 2> >(grep -v "is ignored" >&2)
 }
 
+build_docs() {
+    NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict "$@"
+    # The built site is never committed (the folder ignores itself; mkdocs keeps dotfiles).
+    if [[ -d site ]]; then echo '*' >site/.gitignore; fi
+}
+
 command=${1:-}
 shift || true
 case $command in
@@ -40,8 +49,8 @@ test)
     ;;
 check)
     setup "test,lint"
-    "$VENV/bin/ruff" check litestar_flash_sessions tests examples benchmarks noxfile.py
-    "$VENV/bin/ruff" format --check litestar_flash_sessions tests examples benchmarks noxfile.py
+    "$VENV/bin/ruff" check litestar_flash_sessions tests examples benchmarks noxfile.py scripts docs/_griffe
+    "$VENV/bin/ruff" format --check litestar_flash_sessions tests examples benchmarks noxfile.py scripts docs/_griffe
     "$VENV/bin/mypy"
     ;;
 bench)
@@ -59,8 +68,27 @@ bench)
     "$VENV/bin/python" -m benchmarks.http_load "$@"
     "$VENV/bin/python" -m benchmarks.scale "$@"
     ;;
+docs)
+    setup docs
+    build_docs "$@"
+    ;;
+screenshots)
+    setup docs
+    build_docs
+    if [[ ! -x /usr/bin/chromium ]]; then
+        apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+    fi
+    # Playwright drives Debian's chromium: never `playwright install` (it downloads a browser).
+    "$VENV/bin/python" -c "import playwright" 2>/dev/null ||
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check playwright 2> >(grep -v "is ignored" >&2)
+    "$VENV/bin/python" scripts/screenshots.py "$@"
+    ;;
+wheel)
+    setup docs
+    scripts/check_wheel.sh
+    ;;
 *)
-    sed -n '2,10p' "$0" >&2
+    sed -n '2,13p' "$0" >&2
     exit 2
     ;;
 esac

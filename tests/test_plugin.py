@@ -9,15 +9,15 @@ import warnings
 from typing import Any
 
 import pytest
-from litestar import Litestar, WebSocket, get, post, websocket
+from litestar import Litestar, get, post
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
+from litestar.exceptions import NotAuthorizedException
 from litestar.handlers import BaseRouteHandler
-from litestar.testing import TestClient
+from litestar.params import JSONBody
 
 from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
 from litestar_flash_sessions.middleware import SessionMiddleware
-from litestar_flash_sessions.stores import CookieStore, MemoryStore, SessionBackend, SessionStore, StoreUnavailableError
+from litestar_flash_sessions.stores import CookieStore, MemoryStore, SessionStore, StoreUnavailableError
 from tests.app import HANDLERS, build_app
 from tests.conftest import RecordingHandler, in_loop_client
 from tests.harness import SECRET
@@ -98,29 +98,40 @@ async def test_store_calls_per_request() -> None:
         assert store.calls == ["get", "set"], "changed: one read and one write"
 
 
-def refuse_everyone(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    raise NotAuthorizedException("no")
+def only_ann(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    if connection.session.get("user") != "ann":
+        raise NotAuthorizedException("no")
 
 
-@get("/guarded", guards=[refuse_everyone])
+@get("/guarded", guards=[only_ann])
 async def guarded(session: Session) -> str:
-    return "never"
+    return f"hello {session.get('user')}"
+
+
+@get("/unguarded")
+async def unguarded(session: Session) -> str:
+    return "ok"
 
 
 @post("/login-for-guard-test")
-async def login_for_guard_test(session: Session) -> None:
-    session.set("user", "ann")
+async def login_for_guard_test(session: Session, data: JSONBody[dict[str, str]]) -> None:
+    session.set("user", data["user"])
 
 
-async def test_a_request_a_guard_refuses_costs_no_store_read() -> None:
+async def test_a_guard_reads_request_session_loaded_before_it_and_the_handler_gets_the_same() -> None:
     store = CountingStore()
-    app = Litestar([guarded, login_for_guard_test], plugins=[SessionPlugin(SessionConfig(store=store))])
+    app = Litestar([guarded, unguarded, login_for_guard_test], plugins=[SessionPlugin(SessionConfig(store=store))])
     async with app.lifespan(), in_loop_client(app) as client:
-        await client.post("/login-for-guard-test")
+        await client.post("/login-for-guard-test", json={"user": "bob"})
         store.calls.clear()
+        assert (await client.get("/guarded")).status_code == 401
+        assert store.calls == ["get"], "one read, before the guard"
+        await client.post("/login-for-guard-test", json={"user": "ann"})
         response = await client.get("/guarded")
-        assert response.status_code == 401
-        assert store.calls == []
+        assert response.text == "hello ann"
+        store.calls.clear()
+        assert (await client.get("/unguarded")).text == "ok"
+        assert store.calls == ["get"], "loaded once, by the dependency, on a route without guards"
 
 
 async def test_store_lifespan_hooks_run() -> None:
@@ -215,41 +226,6 @@ def test_default_config_uses_a_memory_store() -> None:
     assert isinstance(plugin.config.store, SessionStore)
 
 
-def openapi(app: Litestar) -> dict[str, Any]:
-    return app.openapi_schema.to_schema()
-
-
-@pytest.mark.parametrize(("store", "name"), [(MemoryStore(), "session"), (CookieStore(SECRET), "session_data")])
-def test_openapi_documents_the_cookie_only_where_it_is_used(store: SessionBackend, name: str) -> None:
-    schema = openapi(build_app(SessionConfig(store=store)))
-    scheme = schema["components"]["securitySchemes"]["sessionCookie"]
-    assert scheme["type"] == "apiKey"
-    assert scheme["in"] == "cookie"
-    assert scheme["name"] == name
-
-    read = schema["paths"]["/read/{key}"]["get"]
-    cookie_params = [p for p in read["parameters"] if p["in"] == "cookie"]
-    assert cookie_params == [
-        {
-            "name": name,
-            "in": "cookie",
-            "schema": {"type": "string"},
-            "description": "The session cookie. Invalid, unknown or expired values start a fresh session.",
-            "required": False,
-            "deprecated": False,
-        }
-    ]
-    assert read["security"] == [{"sessionCookie": []}]
-    assert "Set-Cookie" in read["responses"]["200"]["headers"]
-    through = schema["paths"]["/through-dependency"]["get"]
-    assert through["security"] == [{"sessionCookie": []}], "a session taken through a dependency counts"
-
-    plain = schema["paths"]["/plain"]["get"]
-    assert "security" not in plain
-    assert not [p for p in plain.get("parameters", []) if p["in"] == "cookie"]
-    assert "Set-Cookie" not in plain["responses"]["200"].get("headers", {})
-
-
 def test_two_apps_from_one_handler_set_do_not_share_wiring() -> None:
     @get("/x")
     async def x(session: Session) -> None:
@@ -309,24 +285,6 @@ async def test_a_handler_registered_after_start_up_gets_its_session() -> None:
         response = await client.get("/late")
         assert response.json() == {"user": "ann"}
         assert response.headers["vary"] == "Cookie"
-
-
-@websocket("/ws")
-async def socket_with_session(socket: WebSocket[Any, Any, Any], session: Session) -> None:
-    await socket.accept()
-    await socket.send_text("never sent")
-
-
-def test_a_websocket_handler_asking_for_the_session_is_told_why_it_gets_none() -> None:
-    app = Litestar([socket_with_session], plugins=[SessionPlugin()])
-    with (
-        TestClient(app) as client,
-        pytest.raises(WebSocketDisconnect) as disconnect,
-        client.websocket_connect("/ws"),
-    ):
-        pass
-    assert disconnect.value.code == 4500
-    assert "sessions work on HTTP handlers" in disconnect.value.detail
 
 
 def test_the_core_needs_no_database_driver_nor_cryptography() -> None:

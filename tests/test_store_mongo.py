@@ -14,11 +14,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
+from anyio.from_thread import start_blocking_portal
 from bson.codec_options import CodecOptions
+from litestar.testing import TestClient
 from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
@@ -26,10 +28,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import InvalidOperation, OperationFailure
 from pymongo.uri_parser import parse_uri
 
+from litestar_flash_sessions import SessionConfig
 from litestar_flash_sessions.commit import store_key
 from litestar_flash_sessions.record import TOUCH_SECONDS, Ended, Moved, decode
 from litestar_flash_sessions.stores import StoreUnavailableError
 from litestar_flash_sessions.stores.mongo import MongoStore
+from tests.app import build_app
 from tests.conftest import RecordingHandler, app_client, session_id
 from tests.faults import FaultProxy, app_started_while_down, assert_serves_again, fault_proxy, free_port
 from tests.harness import FakeClock, server_url
@@ -540,3 +544,30 @@ async def test_a_database_passed_in_stays_usable_after_the_app_stops(
     async with store.lifespan():
         assert await store.set("g" * 43, b"record", TTL, None)
     assert await database["sessions"].count_documents({}) == 1, "the client still works"
+
+
+@pytest.mark.parametrize("driver", ["pymongo", "motor"])
+def test_a_client_made_before_the_app_serves_one_test_client_then_the_next_fails_saying_what_to_do(
+    driver: str,
+) -> None:
+    url, name = server_url("MONGO_URL"), unique_database_name()
+    client: Any = (AsyncMongoClient if driver == "pymongo" else AsyncIOMotorClient)(url, serverSelectionTimeoutMS=5000)
+    app = build_app(SessionConfig(store=MongoStore(client[name])))  # as at import time: on no event loop yet
+    # The first TestClient runs the app on this portal's loop, which the test keeps open to close
+    # the client on it afterwards (a client bound to a closed loop can no longer be closed).
+    with start_blocking_portal() as portal:
+        try:
+            first = TestClient(app)
+            first.blocking_portal = portal
+            with first:
+                assert first.post("/set", json={"user": "ann"}).status_code == 200
+                assert first.get("/read/user").json()["value"] == "ann"
+            with pytest.raises(BaseExceptionGroup) as failed, TestClient(app):  # a loop of its own
+                pass
+            assert failed.group_contains(RuntimeError, match=r"another event loop than the app's.*MongoStore\.from_url")
+        finally:
+            portal.call(client.drop_database, name)
+            if driver == "pymongo":
+                portal.call(client.close)
+            else:
+                client.close()

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import redis
+from litestar.testing import TestClient
 from redis.asyncio import Redis, RedisCluster
 
 from litestar_flash_sessions import SessionConfig, StoreUnavailableError
@@ -449,15 +450,61 @@ async def test_a_store_from_a_url_closes_its_client_when_the_app_stops(cluster: 
             await delete_keys(cleanup, store.prefix)
 
 
-async def test_a_client_passed_in_stays_open_after_the_app_stops() -> None:
+async def test_a_client_passed_in_stays_usable_after_the_app_stops() -> None:
     url, name = server_url("REDIS_URL"), f"lfs-given-{uuid.uuid4().hex}"
     async with Redis.from_url(url, client_name=name) as client:
         store = RedisStore(client, unique_prefix())
         async with store.lifespan():
             assert await store.set("g" * 43, b"record", TTL, None)
-        assert await connections_named(url, name, cluster=False) >= 1, "its connection was not closed"
-        assert await client.get(store.key("g" * 43)) == b"record", "and it still works"
+            assert await connections_named(url, name, cluster=False) >= 1
+
+        async def all_closed() -> bool:
+            return await connections_named(url, name, cluster=False) == 0
+
+        # Not closed, but its idle connections of the app's loop let go: an app started later on
+        # another loop (the next TestClient) must not find them.
+        await wait_until(all_closed)
+        assert await all_closed(), "the idle connections the app opened were disconnected"
+        assert await client.get(store.key("g" * 43)) == b"record", "and the client still works: it reconnects"
         await delete_keys(client, store.prefix)
+
+
+async def delete_and_close(client: Redis | RedisCluster, prefix: str) -> None:
+    await delete_keys(client, prefix)
+    await client.aclose()
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["standalone", "cluster"])
+def test_a_client_made_before_the_app_serves_test_clients_one_after_another(cluster: bool) -> None:
+    url = server_url("REDIS_CLUSTER_URL" if cluster else "REDIS_URL")
+    client = connect(url, cluster=cluster)  # as at import time: on no event loop yet
+    store = RedisStore(client, unique_prefix())
+    app = build_app(SessionConfig(store=store))
+    try:
+        for visit in range(3):  # each TestClient runs the app on an event loop of its own, closed after
+            with TestClient(app) as http:
+                assert http.post("/set", json={"visit": visit}).status_code == 200
+                assert http.get("/read/visit").json()["value"] == visit
+                assert http.post("/set", json={"again": True}).status_code == 200, "the session is written again"
+    finally:
+        asyncio.run(delete_and_close(client, store.prefix))
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["standalone", "cluster"])
+def test_a_client_used_on_another_loop_fails_the_start_saying_what_to_do(cluster: bool) -> None:
+    url = server_url("REDIS_CLUSTER_URL" if cluster else "REDIS_URL")
+    client = connect(url, cluster=cluster)
+    store = RedisStore(client, unique_prefix())
+    app = build_app(SessionConfig(store=store))
+    other = asyncio.new_event_loop()
+    try:
+        other.run_until_complete(client.ping())  # leaves an idle connection of that loop in the pool
+        with pytest.raises(BaseExceptionGroup) as failed, TestClient(app):
+            pass
+        assert failed.group_contains(RuntimeError, match=r"another event loop than the app's.*RedisStore\.from_url")
+    finally:
+        other.run_until_complete(delete_and_close(client, store.prefix))
+        other.close()
 
 
 def test_a_decoding_client_from_a_url_is_refused() -> None:

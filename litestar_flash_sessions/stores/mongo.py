@@ -86,6 +86,13 @@ class MongoStore(SessionStore):
     so one client can serve the app and the sessions; close it yourself when the app stops (for
     example in a lifespan hook after the plugin's).
 
+    Event loops: pymongo's ``AsyncMongoClient`` (and motor's client) bind to the event loop they
+    are first used on and cannot move to another. A database passed in whose client is bound to
+    another loop (a client created at import time and already used by an app started before,
+    such as a previous ``TestClient``) fails the start with a ``RuntimeError`` saying what to do:
+    use :meth:`from_url`, whose client the store opens again on each start, or create the client
+    (and the app) for each app start.
+
     Args:
         database: A pymongo ``AsyncDatabase`` (``AsyncMongoClient(url)["app"]``) or a motor
             ``AsyncIOMotorDatabase``.
@@ -102,7 +109,17 @@ class MongoStore(SessionStore):
         TypeError: ``database`` is not a database (a client or a collection, say).
     """
 
-    __slots__ = ("_clock", "_collection", "_connect", "_index_lock", "_indexed", "_name", "_owned", "_timeout")
+    __slots__ = (
+        "_clock",
+        "_collection",
+        "_connect",
+        "_database",
+        "_index_lock",
+        "_indexed",
+        "_name",
+        "_owned",
+        "_timeout",
+    )
 
     def __init__(
         self,
@@ -117,6 +134,7 @@ class MongoStore(SessionStore):
         if not hasattr(type(database), "list_collection_names"):
             raise TypeError(f"MongoStore needs a database, such as client['app'], not {type(database).__name__}")
         self._name = validate_identifier(collection, "collection name")
+        self._database: Any = database  # to check its client's event loop at start-up
         # ``None`` only between the shutdown of an owned client and the next use, which reopens it.
         self._collection: _Collection | None = database[self._name]
         self._owned: AsyncDatabase[Any] | None = None  # from_url: the database of the store's own client
@@ -176,7 +194,11 @@ class MongoStore(SessionStore):
             StoreUnavailableError: The server could not be reached or timed out.
             pymongo.errors.OperationFailure: An index on ``expires_at`` exists with other
                 options (for example a different ``expireAfterSeconds``): drop it first.
+            RuntimeError: The client of a database the store was given is bound to another event
+                loop (see the class's docstring); the message says what to do.
         """
+        if self._owned is None and self._connect is None:
+            _check_loop(self._database)
         # Always asked, even when an operation created it already: the plugin's start-up is
         # where a conflicting index must fail loudly, and it costs one command per app start.
         await self._create_index()
@@ -269,6 +291,32 @@ class MongoStore(SessionStore):
 
     async def _guard(self, operation: Awaitable[T]) -> T:
         return await guarded(operation, self._timeout, "MongoStore", _UNREACHABLE)
+
+
+def _check_loop(database: Any) -> None:
+    """Refuse a database whose client is bound to another event loop than the running one.
+
+    motor says which loop its client is on (``get_io_loop()``, which binds an unbound client to
+    the running loop, as its first operation would); pymongo's ``AsyncMongoClient`` remembers the
+    loop of its first use in an attribute, read defensively (``None`` until that use).
+
+    Raises:
+        RuntimeError: The client is bound to another loop.
+    """
+    current = asyncio.get_running_loop()
+    # On the class: any attribute of a pymongo database is a collection of that name.
+    get_io_loop = getattr(type(database), "get_io_loop", None)  # motor's
+    loop = get_io_loop(database) if callable(get_io_loop) else getattr(database.client, "_loop", None)
+    if not isinstance(loop, asyncio.AbstractEventLoop) or loop is current:
+        return
+    where = "one closed now" if loop.is_closed() else "one still open"
+    raise RuntimeError(
+        "MongoStore: the client of the database it was given is bound to another event loop than the "
+        f"app's ({where}): pymongo's AsyncMongoClient and motor bind to the loop they are first used on, so "
+        "a client created at import time works for the first app started only (one TestClient, not the "
+        "next). Use MongoStore.from_url(url, database, ...), whose client the store opens again on each "
+        "start, or create the client, and the app, for each start (in an app factory or a test fixture)."
+    )
 
 
 def _unexpired(now: datetime) -> dict[str, Any]:

@@ -13,6 +13,8 @@ Each command touches one key, so everything works unchanged on Redis Cluster.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -63,6 +65,14 @@ class RedisStore(SessionStore):
     closes it in :meth:`shutdown` (when the app stops). A client passed to the constructor stays
     the caller's: the store never closes it, so one client can serve the app and the sessions;
     close it yourself when the app stops (for example in a lifespan hook).
+
+    Event loops: redis-py connections work only on the event loop that opened them. When the app
+    stops, the store disconnects the idle connections of a client it was given that were opened
+    on the app's loop (the client stays usable: it reconnects when used again), so one client
+    created at import time serves apps started one after another, each on a loop of its own (as
+    successive ``TestClient`` contexts are). At start-up, a given client still holding
+    connections of another loop (it was used outside the app, for example under ``asyncio.run``
+    or in a test's own loop) fails the start with a ``RuntimeError`` saying what to do.
 
     Args:
         client: A ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster`` created with
@@ -136,14 +146,33 @@ class RedisStore(SessionStore):
         """Return the Redis key holding the session ``session_id``."""
         return self._prefix + session_id
 
+    async def startup(self) -> None:
+        """Check that a client the store was given holds no connection of another event loop.
+
+        Raises:
+            RuntimeError: The client has idle connections opened on another event loop, which
+                redis-py cannot use on the app's: the message says to create the client on the
+                app's loop or to use :meth:`from_url`.
+        """
+        if not self._owns_client:
+            _check_loop(self._client)
+
     async def shutdown(self) -> None:
-        """Close the client if the store created it (:meth:`from_url`); a client it was given stays open.
+        """Close the client if the store created it (:meth:`from_url`); a client it was given stays
+        open, but its idle connections opened on the app's event loop are disconnected, so that an
+        app started later on another loop can use it (it reconnects on demand).
 
         (A closed redis-py client reconnects when used again, so a store restarted with the app
         works on.)
         """
         if self._owns_client:
             await self._client.aclose()
+            return
+        loop = asyncio.get_running_loop()
+        for connection, idle in _connections(self._client):
+            if idle and _loop_of(connection) is loop:
+                with contextlib.suppress(OSError, redis_errors.RedisError):
+                    await connection.disconnect(nowait=True)
 
     async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
         """Return the record: ``GETEX key EX expires_in`` to slide the expiry, else ``GET key``."""
@@ -186,6 +215,63 @@ class RedisStore(SessionStore):
             if _means_not_now(exc):
                 raise StoreUnavailableError(f"RedisStore: Redis answered {exc}") from exc
             raise
+
+
+def _connections(client: Redis | RedisCluster) -> list[tuple[Any, bool]]:
+    """Return the client's connections, each with whether it is idle (not checked out by a command).
+
+    redis-py has no public API for this: the pools' attributes are read defensively, and a
+    version without them yields nothing (the loop checks are then skipped).
+    """
+    found: dict[int, tuple[Any, bool]] = {}
+    if isinstance(client, RedisCluster):
+        nodes = [*client.get_nodes(), *getattr(client.nodes_manager, "startup_nodes", {}).values()]
+        for node in nodes:
+            free = {id(connection) for connection in getattr(node, "_free", ())}
+            for connection in getattr(node, "_connections", ()):
+                found[id(connection)] = (connection, id(connection) in free)
+        return list(found.values())
+    pool = client.connection_pool
+    for connection in getattr(pool, "_in_use_connections", ()):
+        found[id(connection)] = (connection, False)
+    for connection in getattr(pool, "_available_connections", ()):
+        found[id(connection)] = (connection, True)
+    if client.connection is not None:  # a single-connection client: the one all its commands use
+        found[id(client.connection)] = (client.connection, True)
+    return list(found.values())
+
+
+def _loop_of(connection: Any) -> asyncio.AbstractEventLoop | None:
+    """Return the event loop a connection's socket belongs to, ``None`` when it is not connected."""
+    loop = getattr(getattr(connection, "_writer", None), "_loop", None)
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
+
+
+def _check_loop(client: Redis | RedisCluster) -> None:
+    """Refuse a client that holds connections of another event loop, which would fail on this one.
+
+    Connections checked out on a loop that is closed are ignored: the task that held them is gone
+    and never returns them, so no command here ever uses them.
+
+    Raises:
+        RuntimeError: An idle connection belongs to another loop, or a checked-out one to another
+            loop that is not closed (the client is in use there).
+    """
+    current = asyncio.get_running_loop()
+    for connection, idle in _connections(client):
+        loop = _loop_of(connection)
+        if loop is None or loop is current or (not idle and loop.is_closed()):
+            continue
+        where = "one closed now" if loop.is_closed() else "one still open"
+        raise RuntimeError(
+            f"RedisStore: the {type(client).__name__} client it was given holds connections opened on another "
+            f"event loop than the app's ({where}), and redis-py connections only work on the loop that opened "
+            "them. Do not use the client outside the app (asyncio.run, a test's own event loop) before the app "
+            "starts: create it on the app's event loop (in an app factory or a lifespan hook), or let the store "
+            "make its own with RedisStore.from_url(url, ...). (A client shared by apps started one after "
+            "another, such as successive TestClient contexts, works: each app's store disconnects what it used "
+            "when it stops.)"
+        )
 
 
 def _means_not_now(exc: redis_errors.ResponseError) -> bool:

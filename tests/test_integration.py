@@ -1,0 +1,249 @@
+"""Litestar's own tools on this plugin: request.session, SessionAuth, FlashPlugin, and Litestar's
+session middleware next to it (SPEC 10)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar import Litestar, Request, WebSocket, get, post, websocket, websocket_listener
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers import BaseRouteHandler
+from litestar.middleware.session.server_side import ServerSideSessionConfig
+from litestar.params import JSONBody
+from litestar.plugins.flash import FlashConfig, FlashPlugin, flash
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.plugins.mako import MakoTemplateEngine
+from litestar.plugins.minijinja import MiniJinjaTemplateEngine
+from litestar.response import Redirect, Template
+from litestar.security.session_auth import SessionAuth
+from litestar.template import TemplateConfig
+
+from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
+from litestar_flash_sessions.stores import MemoryStore
+from tests.conftest import in_loop_client
+
+TEMPLATES = {
+    "jinja": ("index.html", "{% for m in get_flashes() %}[{{ m.category }}:{{ m.message }}]{% endfor %}"),
+    "minijinja": ("index.j2", "{% for m in get_flashes() %}[{{ m.category }}:{{ m.message }}]{% endfor %}"),
+    "mako": ("index.mako", "% for m in get_flashes():\n[${m['category']}:${m['message']}]\n% endfor\n"),
+}
+
+
+async def retrieve_user(session: dict[str, Any], connection: ASGIConnection[Any, Any, Any, Any]) -> Any:
+    return {"email": session["email"]} if "email" in session else None
+
+
+def admins_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if not connection.user["email"].endswith("@admin.example"):
+        raise NotAuthorizedException("admins only")
+
+
+@post("/login")
+async def login(request: Request[Any, Any, Any], data: JSONBody[dict[str, str]]) -> Redirect:
+    request.set_session({"email": data["email"]})
+    flash(request, "Login successful", "success")
+    flash(request, f"Welcome back, {data['email']}", "info")
+    return Redirect("/")
+
+
+@post("/logout")
+async def logout(request: Request[Any, Any, Any]) -> Redirect:
+    request.clear_session()
+    return Redirect("/")
+
+
+@get("/me")
+async def me(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    return {"user": request.user, "session_email": request.session.get("email")}
+
+
+@get("/admin", guards=[admins_only])
+async def admin(request: Request[Any, Any, Any]) -> str:
+    return f"Admin {request.user['email']}"
+
+
+@get("/typed")
+async def typed(session: Session, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    return {"same": session is request.session, "email": session.get("email")}
+
+
+def litestar_docs_app(tmp_path: Path, engine: str) -> tuple[Litestar, MemoryStore]:
+    """An app as Litestar's docs teach it (SessionAuth, FlashPlugin, guards), with this plugin."""
+    name, text = TEMPLATES[engine]
+    (tmp_path / name).write_text(text)
+
+    @get("/")
+    async def index() -> Template:
+        return Template(template_name=name)
+
+    store = MemoryStore()
+    plugin = SessionPlugin(SessionConfig(store=store))
+    auth = SessionAuth[Any, Any](
+        retrieve_user_handler=retrieve_user,
+        session_backend_config=plugin.session_backend_config,
+        exclude=["/login", "/logout", "^/$", "/schema"],
+    )
+    engine_class = {"jinja": JinjaTemplateEngine, "mako": MakoTemplateEngine, "minijinja": MiniJinjaTemplateEngine}[
+        engine
+    ]
+    template_config = TemplateConfig(directory=tmp_path, engine=engine_class)
+    app = Litestar(
+        [index, login, logout, me, admin, typed],
+        plugins=[plugin, FlashPlugin(FlashConfig(template_config))],
+        template_config=template_config,
+        on_app_init=[auth.on_app_init],
+    )
+    return app, store
+
+
+@pytest.mark.parametrize("engine", ["jinja", "mako", "minijinja"])
+async def test_an_app_written_the_litestar_way_works_on_this_plugin(tmp_path: Path, engine: str) -> None:
+    app, store = litestar_docs_app(tmp_path, engine)
+    async with app.lifespan(), in_loop_client(app) as client:
+        assert (await client.get("/me")).status_code == 401, "SessionAuth: no session, no user"
+        response = await client.post("/login", json={"email": "ann@admin.example"}, follow_redirects=False)
+        assert response.status_code == 302
+        first_id = client.cookies["session"]
+        shown = "".join((await client.get("/")).text.split())
+        assert shown == "[success:Loginsuccessful][info:Welcomeback,ann@admin.example]"
+        assert "[" not in (await client.get("/")).text, "shown once"
+        assert (await client.get("/me")).json() == {
+            "user": {"email": "ann@admin.example"},
+            "session_email": "ann@admin.example",
+        }
+        assert (await client.get("/admin")).text == "Admin ann@admin.example"
+        assert (await client.get("/typed")).json() == {"same": True, "email": "ann@admin.example"}
+        await client.post("/login", json={"email": "bob@example.com"})
+        assert client.cookies["session"] != first_id, "replacing the session (a login) rotates the id"
+        assert (await client.get("/admin")).status_code == 401, "a guard on the user"
+        await client.post("/logout")
+        assert (await client.get("/me")).status_code == 401
+        assert len([raw for raw, *_ in store._records.values() if b"bob" in raw]) == 0
+
+
+def test_next_to_litestar_session_middleware_with_the_same_cookie_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="Litestar's own session middleware"):
+        Litestar([], middleware=[ServerSideSessionConfig().middleware], plugins=[SessionPlugin()])
+    Litestar([], middleware=[ServerSideSessionConfig(key="other").middleware], plugins=[SessionPlugin()])
+
+
+@post("/flash-more")
+async def flash_more(session: Session) -> None:
+    session.flash("m", "one", category="info")
+    session.flash("m", "two", category="error")
+    session.flash("other", "three")
+
+
+@get("/peek-then-take")
+async def peek_then_take(session: Session) -> dict[str, Any]:
+    peeked = [list(m) for m in session.peek_flashes(category="error")]
+    taken = [list(m) for m in session.flashes("m")]
+    return {"peeked": peeked, "taken": taken, "left": [list(m) for m in session.peek_flashes()]}
+
+
+@get("/show-and-keep")
+async def show_and_keep(session: Session) -> dict[str, Any]:
+    shown = [m.value for m in session.flashes()]
+    session.keep()
+    session.flash("now", "this request only", now=True)
+    return {"shown": shown, "now": [m.value for m in session.peek_flashes("now")]}
+
+
+@post("/logout-with-flash")
+async def logout_with_flash(session: Session) -> None:
+    session.delete_session()
+    session.flash("message", "Logged out", category="info")
+
+
+@post("/set-user")
+async def set_user(session: Session) -> None:
+    session["user"] = "ann"
+
+
+@get("/mapping")
+async def mapping(session: Session) -> dict[str, Any]:
+    return {"keys": list(session), "in": "user" in session, "len": len(session), "items": dict(session.items())}
+
+
+async def test_flash_appends_with_categories_peek_keep_now_and_after_logout() -> None:
+    handlers = [flash_more, peek_then_take, show_and_keep, logout_with_flash, set_user, mapping]
+    app = Litestar(handlers, plugins=[SessionPlugin(SessionConfig(store=MemoryStore()))])
+    async with app.lifespan(), in_loop_client(app) as client:
+        await client.post("/flash-more")
+        body = (await client.get("/peek-then-take")).json()
+        assert body["peeked"] == [["m", "two", "error"]]
+        assert body["taken"] == [["m", "one", "info"], ["m", "two", "error"]]
+        assert body["left"] == [["other", "three", None]]
+        assert (await client.get("/show-and-keep")).json() == {"shown": ["three"], "now": ["this request only"]}
+        assert (await client.get("/show-and-keep")).json()["shown"] == ["three"], "kept one more request"
+        await client.post("/set-user")
+        assert (await client.get("/mapping")).json() == {
+            "keys": ["user"],
+            "in": True,
+            "len": 1,
+            "items": {"user": "ann"},
+        }
+        old = client.cookies["session"]
+        response = await client.post("/logout-with-flash")
+        assert client.cookies["session"] != old, "a fresh session, not the old one"
+        assert "Max-Age=0" not in response.headers["set-cookie"]
+        assert (await client.get("/show-and-keep")).json()["shown"] == ["Logged out"]
+        assert (await client.get("/mapping")).json()["keys"] == [], "the old values are gone"
+
+
+@websocket("/ws-hello")
+async def ws_hello(socket: WebSocket[Any, Any, Any], session: Session) -> None:
+    await socket.accept()
+    await socket.send_text(f"hello {session.get('user') or 'anonymous'}")
+    session.set("visits", (session.get("visits") or 0) + 1)
+    await socket.send_text("counted")
+    await socket.close()
+
+
+@websocket("/ws-read")
+async def ws_read(socket: WebSocket[Any, Any, Any], session: Session) -> None:
+    await socket.accept()
+    await socket.send_text(f"hello {session.get('user') or 'anonymous'}")
+    try:
+        session.set("visits", 1)
+    except RuntimeError:
+        await socket.send_text("read-only after the handshake")
+    await socket.close()
+
+
+@websocket_listener("/ws-listen")
+async def ws_listen(data: str, session: Session) -> str:
+    session.set("last", data)
+    return f"{session.get('user')}: {data}"
+
+
+@pytest.mark.parametrize("store_kind", ["memory", "cookie"])
+def test_websocket_handlers_get_the_session_and_save_what_they_change(store_kind: str) -> None:
+    from litestar.testing import TestClient
+
+    from litestar_flash_sessions.stores import CookieStore
+    from tests.harness import SECRET
+
+    store = MemoryStore() if store_kind == "memory" else CookieStore(SECRET)
+    handlers = [ws_hello, ws_read, ws_listen, set_user, mapping]
+    app = Litestar(handlers, plugins=[SessionPlugin(SessionConfig(store=store))])
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws-read") as ws:
+            assert ws.receive_text() == "hello anonymous"
+        client.post("/set-user")
+        if store_kind == "cookie":  # the session lives in the cookie: after the handshake it cannot change
+            with client.websocket_connect("/ws-read") as ws:
+                assert ws.receive_text() == "hello ann"
+                assert ws.receive_text() == "read-only after the handshake"
+        else:
+            with client.websocket_connect("/ws-hello") as ws:
+                assert ws.receive_text() == "hello ann"
+                assert ws.receive_text() == "counted"
+            assert client.get("/mapping").json()["items"] == {"user": "ann", "visits": 1}, "saved when it sent"
+            with client.websocket_connect("/ws-listen") as ws:
+                ws.send_text("hi")
+                assert ws.receive_text() == "ann: hi"
+            assert client.get("/mapping").json()["items"]["last"] == "hi"
