@@ -9,11 +9,18 @@ from litestar_flash_sessions.backend import SessionBackend
 from litestar_flash_sessions.config import SessionConfig
 from litestar_flash_sessions.cookies import CookieTooLargeError
 from litestar_flash_sessions.plugin import SessionPlugin
-from litestar_flash_sessions.session import FlashSession, Session, SessionTooLargeError
+from litestar_flash_sessions.session import (
+    FlashMessage,
+    FlashSession,
+    Session,
+    SessionTooLargeError,
+    UnstorableValueError,
+)
 from litestar_flash_sessions.stores.base import StoreUnavailableError
 
 __all__ = (
     "CookieTooLargeError",
+    "FlashMessage",
     "FlashSession",
     "Session",
     "SessionBackend",
@@ -21,4 +28,5 @@ __all__ = (
     "SessionPlugin",
     "SessionTooLargeError",
     "StoreUnavailableError",
+    "UnstorableValueError",
 )

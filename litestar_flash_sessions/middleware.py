@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, cast
 from urllib.parse import quote
 
 from litestar.enums import ScopeType
-from litestar.exceptions import ImproperlyConfiguredException, ServiceUnavailableException
+from litestar.exceptions import (
+    HTTPException,
+    ImproperlyConfiguredException,
+    InternalServerException,
+    ServiceUnavailableException,
+)
 from litestar.types import Empty
 
 from litestar_flash_sessions.backend import Loaded
@@ -95,7 +100,8 @@ class OutageLog:
         self._stores[store] = (now, 0)
 
 
-_UNAVAILABLE_HEADERS = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode()), (b"vary", b"Cookie")]
+_UNAVAILABLE = {"Retry-After": str(RETRY_AFTER_SECONDS), "Vary": "Cookie"}
+_UNAVAILABLE_HEADERS = [(name.lower().encode(), value.encode()) for name, value in _UNAVAILABLE.items()]
 _CACHE_CONTROL = b"cache-control"
 
 
@@ -150,9 +156,7 @@ class Loader:
             loaded = await self.backend.load(self.jar.read(scope), self.config)
         except UNAVAILABLE as exc:
             self.outages.report(type(self.backend).__name__, exc)
-            raise ServiceUnavailableException(
-                "Session store unavailable", headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Vary": "Cookie"}
-            ) from exc
+            raise ServiceUnavailableException("Session store unavailable", headers=_UNAVAILABLE) from exc
         loaded.draft.max_size = self.max_size
         slot.loaded = loaded
         scope["session"] = loaded.session
@@ -196,7 +200,7 @@ class SessionMiddleware:
         async def send_committing(message: Message) -> None:
             nonlocal replaced
             if message["type"] == "http.response.start" and slot.loaded is not None:
-                replaced = await self._start_response(message, slot.loaded, scope, send)
+                replaced = await self._start_response(message, slot.loaded, scope, receive, send)
                 if replaced:
                     return
             elif replaced:
@@ -211,7 +215,9 @@ class SessionMiddleware:
         finally:
             _CURRENT_SLOT.reset(token)
 
-    async def _start_response(self, message: HTTPResponseStartEvent, loaded: Loaded, scope: Scope, send: Send) -> bool:
+    async def _start_response(
+        self, message: HTTPResponseStartEvent, loaded: Loaded, scope: Scope, receive: Receive, send: Send
+    ) -> bool:
         """Commit the session into the response's headers.
 
         Returns:
@@ -233,16 +239,19 @@ class SessionMiddleware:
             headers = self._headers(outcome, scope)
         except UNAVAILABLE as exc:
             self.outages.report(type(self.backend).__name__, exc)
-            await _send_plain(send, 503, b"Service Unavailable: session store unreachable", _UNAVAILABLE_HEADERS)
+            unavailable = ServiceUnavailableException("Session store unavailable", headers=_UNAVAILABLE)
+            if not await _answer_with_app_handler(unavailable, scope, receive, send):
+                await _send_plain(send, 503, b"Service Unavailable: session store unreachable", _UNAVAILABLE_HEADERS)
             return True
         except CookieTooLargeError as exc:
             logger.error("session not saved: %s", exc)
             await _send_plain(send, 500, b"Internal Server Error: session cookie too large")
             return True
-        except Exception:
-            # Past this point Litestar's exception handlers cannot answer for us any more.
+        except Exception as exc:
             logger.exception("session not saved: the store failed (%s)", type(self.backend).__name__)
-            await _send_plain(send, 500, b"Internal Server Error: session store error")
+            failed = InternalServerException("Session store error")
+            if not await _answer_with_app_handler(failed, scope, receive, send, cause=exc):
+                await _send_plain(send, 500, b"Internal Server Error: session store error")
             return True
         if outcome.retry_flash:
             await _send_retry(send, cast("HTTPScope", scope), headers)
@@ -294,6 +303,31 @@ class SessionMiddleware:
         if outcome.expire:
             return [*self.jar.render_expired(scope), _VARY]
         return [_VARY]
+
+
+async def _answer_with_app_handler(
+    exc: HTTPException, scope: Scope, receive: Receive, send: Send, cause: BaseException | None = None
+) -> bool:
+    """Answer with the exception handler the app (or the route) has for ``exc``, as if the handler
+    had raised it, so that HTML error pages and Problem Details apply; ``False`` if it has none.
+
+    The session is committed when the handler's response starts, past the point where Litestar's
+    own exception middleware can still answer: this does its job for the one error that happens here.
+    """
+    route_handler = scope.get("route_handler")
+    handlers = route_handler.resolve_exception_handlers() if route_handler is not None else {}
+    handler = handlers.get(exc.status_code) or next(
+        (handlers[kind] for kind in type(exc).__mro__ if kind in handlers), None
+    )
+    if handler is None:
+        return False
+    if cause is not None:
+        exc.__cause__ = cause
+    app = scope["litestar_app"]
+    request = app.request_class(scope=scope, receive=receive, send=send)
+    response = handler(request, exc)
+    await response.to_asgi_response(app=None, request=request)(scope, receive, send)
+    return True
 
 
 def _uncacheable(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from litestar import Request, Response
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi.spec import (
@@ -20,10 +21,10 @@ from litestar_flash_sessions.cookies import CookieJar
 from litestar_flash_sessions.integration import SessionBackendConfig, check_no_other_session_cookie
 from litestar_flash_sessions.middleware import Loader, OutageLog, SessionMiddleware, session_provider
 from litestar_flash_sessions.openapi import documented_config, session_operation
-from litestar_flash_sessions.session import FlashSession, Session
+from litestar_flash_sessions.session import FlashSession, Session, SessionTooLargeError, UnstorableValueError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from litestar import Litestar
     from litestar.config.app import AppConfig
@@ -81,6 +82,10 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin):
         app_config.signature_namespace.update(Session=Session, FlashSession=FlashSession)
         app_config.lifespan.append(self._lifespan)
         check_no_other_session_cookie(app_config, self._jar.name)
+        # Values too large or not storable mostly come from the request: a 4xx, not a 500 (the
+        # app's own handlers for them, if any, win).
+        app_config.exception_handlers.setdefault(SessionTooLargeError, _client_error(413, "session too large"))
+        app_config.exception_handlers.setdefault(UnstorableValueError, _client_error(400, "value not storable"))
         if _uses_flash_plugin(app_config):
             # Litestar's FlashPlugin looks for an app-wide session middleware when it starts.
             app_config.middleware.append(self.session_backend_config.middleware)
@@ -155,3 +160,10 @@ def _uses_flash_plugin(app_config: AppConfig) -> bool:
     from litestar.plugins.flash import FlashPlugin
 
     return any(isinstance(plugin, FlashPlugin) for plugin in app_config.plugins)
+
+
+def _client_error(status: int, reason: str) -> Callable[[Request[Any, Any, Any], Exception], Response[Any]]:
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        return Response({"status_code": status, "detail": f"{reason}: {exc}"}, status_code=status)
+
+    return handle

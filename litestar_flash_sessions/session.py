@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import TypeAlias
 
-__all__ = ("MESSAGES_KEY", "FlashMessage", "FlashSession", "Session", "SessionTooLargeError")
+__all__ = ("MESSAGES_KEY", "FlashMessage", "FlashSession", "Session", "SessionTooLargeError", "UnstorableValueError")
 
 MESSAGES_KEY: Final = "_messages"
 """Where Litestar's ``flash(request, message, category)`` and ``get_flashes()`` keep their
@@ -39,6 +39,13 @@ _encode = msgspec.msgpack.Encoder().encode
 _ENTRY_OVERHEAD: Final = 16
 """Bytes a key-value pair or a flash may add to an encoded session beyond its key and value
 (MessagePack headers, a flash's id and category): the size estimate is an upper bound."""
+
+
+class UnstorableValueError(TypeError):
+    """A value cannot be kept in a session: msgspec cannot encode it (an object, an integer wider
+    than 64 bits...). The plugin answers ``400`` for one that reaches it uncaught: such values
+    usually come from the request.
+    """
 
 
 class SessionTooLargeError(ValueError):
@@ -402,8 +409,8 @@ def _check_encodable(key: str, value: Any) -> int:
         raise TypeError(f"session keys must be strings, got {key!r}")
     try:
         return len(_encode(value))
-    except (TypeError, msgspec.EncodeError) as exc:
-        raise TypeError(f"session value for key {key!r} cannot be encoded by msgspec: {exc}") from exc
+    except (TypeError, OverflowError, msgspec.EncodeError) as exc:
+        raise UnstorableValueError(f"session value for key {key!r} cannot be encoded by msgspec: {exc}") from exc
 
 
 def _matching(key: str | None, category: str | None) -> Callable[[Flash], bool]:

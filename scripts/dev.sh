@@ -43,6 +43,10 @@ demo)
     ;;
 test)
     setup test
+    # The browser test of examples/auth.py drives Debian's chromium (never `playwright install`).
+    if [[ ! -x /usr/bin/chromium && $(id -u) == 0 ]]; then
+        apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+    fi
     if [[ ${KEEP_SERVERS:-0} != 1 ]]; then trap 'scripts/servers.sh stop >/dev/null 2>&1' EXIT; fi
     eval "$(scripts/servers.sh start)"
     "$VENV/bin/python" -m pytest "$@"

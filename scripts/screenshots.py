@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -49,7 +50,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(site: Path) -> contextlib.Generator[str]:
+def serve(site: Path) -> Iterator[str]:
     """Serve ``site`` on a loopback port for as long as the block runs; yield its base URL."""
     port = free_port()
     server = subprocess.Popen(  # noqa: S603 (a fixed command: this Python's http.server)

@@ -137,3 +137,37 @@ def test_a_weak_cookie_secret_is_refused_with_advice() -> None:
     with pytest.raises(ValueError, match="token_urlsafe"):
         CookieStore("a" * 32)
     assert CookieStore(SECRET).cookie_name == "session_data"
+
+
+async def test_a_store_failing_at_commit_answers_through_the_apps_exception_handlers() -> None:
+    from litestar import Litestar, MediaType, Request, Response
+    from litestar.exceptions import HTTPException
+
+    from litestar_flash_sessions import SessionPlugin
+    from tests.app import HANDLERS
+    from tests.conftest import in_loop_client
+
+    def html_page(request: Request[Any, Any, Any], exc: HTTPException) -> Response[str]:
+        page = f"<h1>{exc.status_code} {exc.detail}</h1>"
+        return Response(page, status_code=exc.status_code, media_type=MediaType.HTML, headers=exc.headers)
+
+    store = CountingStore()
+    app = Litestar(
+        HANDLERS, plugins=[SessionPlugin(SessionConfig(store=store))], exception_handlers={HTTPException: html_page}
+    )
+    async with app.lifespan(), in_loop_client(app) as client:
+        await client.post("/set", json={"user": "ann"})
+        real = store.get
+
+        async def get_then_fail(*args: Any) -> Any:
+            loaded = await real(*args)
+            store.down = True  # the store goes down between the load and the commit
+            return loaded
+
+        store.get = get_then_fail  # type: ignore[method-assign]
+        response = await client.post("/set", json={"user": "bob"})
+        assert response.status_code == 503
+        assert response.text == "<h1>503 Session store unavailable</h1>"
+        assert response.headers["content-type"].startswith("text/html")
+        assert response.headers["retry-after"] == "5"
+        assert "set-cookie" not in response.headers

@@ -78,4 +78,4 @@ class SphinxRoles(griffe.Extension):
             obj = pending.pop()
             if obj.docstring is not None:
                 obj.docstring.value = _convert(obj, obj.docstring.value)
-            pending.extend(member for member in obj.members.values() if not member.is_alias)
+            pending.extend(member for member in obj.members.values() if isinstance(member, griffe.Object))
