@@ -47,8 +47,7 @@ test)
     if [[ ! -x /usr/bin/chromium && $(id -u) == 0 ]]; then
         apt-get update -qq && apt-get install -y -qq chromium >/dev/null
     fi
-    if [[ ${KEEP_SERVERS:-0} != 1 ]]; then trap 'scripts/servers.sh stop >/dev/null 2>&1' EXIT; fi
-    eval "$(scripts/servers.sh start)"
+    # The suite starts the servers it needs (tests/servers.py) and stops them when it ends.
     "$VENV/bin/python" -m pytest "$@"
     ;;
 check)
@@ -60,8 +59,6 @@ check)
 bench)
     setup bench
     command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-    if [[ ${KEEP_SERVERS:-0} != 1 ]]; then trap 'scripts/servers.sh stop >/dev/null 2>&1' EXIT; fi
-    eval "$(scripts/servers.sh start)"
     if [[ ${1:-} == --quick ]]; then
         "$VENV/bin/python" -m benchmarks.bench --rounds 2 --requests 100
         "$VENV/bin/python" -m benchmarks.ablation --rounds 2 --requests 50
@@ -69,8 +66,9 @@ bench)
     else
         "$VENV/bin/python" -m benchmarks.bench
     fi
-    "$VENV/bin/python" -m benchmarks.http_load "$@"
-    "$VENV/bin/python" -m benchmarks.scale "$@"
+    # The HTTP and scale benchmarks run against the same servers as the tests (tests/servers.py).
+    "$VENV/bin/python" -m tests.servers run "$VENV/bin/python" -m benchmarks.http_load "$@"
+    "$VENV/bin/python" -m tests.servers run "$VENV/bin/python" -m benchmarks.scale "$@"
     ;;
 docs)
     setup docs

@@ -15,6 +15,7 @@ from litestar import Litestar
 
 from litestar_flash_sessions import SessionConfig
 from litestar_flash_sessions.stores import SessionBackend
+from tests import servers
 from tests.app import build_app
 from tests.harness import HARNESSES, FakeClock, Harness
 
@@ -31,6 +32,14 @@ def in_loop_client(app: Litestar, base_url: str = "http://testserver.local") -> 
     runs the app in a thread of its own, one request at a time). Lifespan is the caller's.
     """
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_servers() -> Iterator[None]:
+    """Own the real servers' lifecycle: started at the first test that needs one (tests/servers.py),
+    stopped when the session ends."""
+    yield
+    servers.stop()
 
 
 @pytest.fixture

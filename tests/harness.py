@@ -17,6 +17,7 @@ import pytest
 
 from litestar_flash_sessions.commit import store_key
 from litestar_flash_sessions.stores import CookieStore, MemoryStore, SessionBackend, SessionStore
+from tests import servers
 
 SECRET = "Qm3v-8xTzL2pW9sKd7RbN4yHc6uJ1gFe0aVoZiYt5Mw"
 """A secret strong enough for the cookie store (``secrets.token_urlsafe(32)``)."""
@@ -61,13 +62,15 @@ def register(harness: Harness) -> Harness:
 
 
 def server_url(variable: str) -> str:
-    """The URL of a test server from the environment (``scripts/servers.sh start`` exports them).
+    """The URL of a test server: from the environment, else of the servers tests/servers.py starts
+    for this session at the first test that needs one.
 
-    Without it the test is skipped, except under ``CI=true``, where a missing server fails the run.
+    If none can be had the test is skipped, except under ``CI=true``, where it fails the run.
     """
+    failure = servers.ensure()
     url = os.environ.get(variable)
     if not url:
-        message = f"{variable} is not set: run 'scripts/servers.sh start' and source its env file"
+        message = f"{variable} is not set and the test servers could not start: {failure}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
