@@ -125,7 +125,8 @@ def decide(
     content, redelivered = (draft.content(now), False) if current is AS_LOADED else replay(draft, current, now)
     ttl = lifetime.store_ttl(content, config, now)
     if draft.rotate and not followed and not content.is_empty:
-        return Plan(encode(content), ttl, Outcome(retry_flash=redelivered), move=True)
+        outcome = Outcome(retry_flash=redelivered, max_age=lifetime.cookie_max_age(content, config))
+        return Plan(encode(content), ttl, outcome, move=True)
     record = encode(content)
     outcome = Outcome(retry_flash=True) if redelivered else NOTHING
     if record == plain:
@@ -285,9 +286,7 @@ async def _commit_existing(store: SessionStore, entry: _Lock, loaded: Loaded, co
             moved = encode(Moved(new_key))
             if await store.set(key, moved_stored := _sealed(sealer, key, moved), _short(config.ttl), base):
                 entry.last = None if followed else (moved_stored, moved)
-                content = decode(plan.record)
-                assert isinstance(content, Live)
-                return plan.outcome._replace(cookie=new_id, max_age=lifetime.cookie_max_age(content, config))
+                return plan.outcome._replace(cookie=new_id)
         elif await store.set(key, stored := _sealed(sealer, key, plan.record), plan.ttl, base):
             if not followed:
                 entry.last = (stored, plan.record)

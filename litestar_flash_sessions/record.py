@@ -74,9 +74,6 @@ class Ended(msgspec.Struct, array_like=True, tag=2):
     """The session was deleted; requests still in flight on it must not bring it back."""
 
 
-EMPTY: Final = Live({}, [])
-"""The content of a new session (never mutated: replaying copies)."""
-
 encode = msgspec.msgpack.Encoder().encode
 """Encode a record as bytes for a store."""
 

@@ -6,13 +6,9 @@ import html
 import importlib.util
 import os
 import re
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +18,7 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
 
 from examples.auth import DEFAULT_SQLITE_PATH, create_app
+from tests.test_demo import serve_demo
 
 ROOT = Path(__file__).parent.parent
 DEMO_SETTINGS = ("SESSION_STORE", "SESSION_SQLITE_PATH", "SESSION_IDLE_TIMEOUT", "SESSION_ABSOLUTE_TIMEOUT")
@@ -185,37 +182,9 @@ def test_old_ids_log_nobody_in_in_process(store: str, sqlite_path: Path) -> None
 # --- over real HTTP: the script as its docstring serves it ------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serve_auth_demo(database: Path) -> Iterator[str]:
+def serve_auth_demo(database: Path) -> AbstractContextManager[str]:
     """``python examples/auth.py`` on a free port, on its default store (SQLite) at ``database``."""
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if key not in DEMO_SETTINGS}
-    process = subprocess.Popen(
-        [sys.executable, "examples/auth.py", "--port", str(port)],
-        cwd=ROOT,
-        env={**env, "SESSION_SQLITE_PATH": str(database)},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
+    return serve_demo(database, "examples/auth.py")
 
 
 @pytest.fixture

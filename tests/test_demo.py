@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from litestar.testing import TestClient
 from examples.login import ABSOLUTE_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, MAX_FIELD_LENGTH, create_app
 from litestar_flash_sessions import SessionConfig, SessionPlugin
 from litestar_flash_sessions.stores import MemoryStore
+from tests.faults import free_port
 
 ROOT = Path(__file__).parent.parent
 DEMO_SETTINGS = ("SESSION_STORE", "SESSION_IDLE_TIMEOUT", "SESSION_ABSOLUTE_TIMEOUT")
@@ -243,21 +243,15 @@ def test_fields_of_256_characters_are_accepted() -> None:
     assert element(page, "logout-button") == f"Log out {email}"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
-def serve_demo(database: Path) -> Iterator[str]:
-    """The demo as its README command serves it: a real process on a real port, on its default
+def serve_demo(database: Path, script: str = "examples/login.py") -> Iterator[str]:
+    """A demo as its README command serves it: a real process on a real port, on its default
     store (SQLite), with the database file at ``database``.
     """
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key not in DEMO_SETTINGS}
     process = subprocess.Popen(
-        [sys.executable, "examples/login.py", "--port", str(port)],
+        [sys.executable, script, "--port", str(port)],
         cwd=ROOT,
         env={**env, "SESSION_SQLITE_PATH": str(database)},
     )

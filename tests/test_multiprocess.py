@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.faults import free_port
 from tests.harness import server_url
-from tests.test_demo import element, free_port
+from tests.test_demo import element
 
 ROOT = Path(__file__).parent.parent
 
