@@ -1,6 +1,6 @@
 """In-process benchmark: microseconds per request, driven over ASGI with no sockets.
 
-Run it with ``nox -s bench`` or ``python -m benchmarks.bench [--rounds N] [--requests N] [--json PATH]``.
+Run it with ``scripts/nox -s bench`` or ``python -m benchmarks.bench [--rounds N] [--requests N] [--json PATH]``.
 Every case runs once per round, the cases interleaved (each round starts one case further on, so
 that no case always runs first), so that drift of the machine hits all alike. A case's figure is
 the median over the rounds of its mean time per request in a round. A ratio or difference of two

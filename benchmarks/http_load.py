@@ -1,8 +1,9 @@
 """HTTP benchmark: the login demo's page under load, served by granian and loaded with wrk.
 
-Run it with ``nox -s bench_http`` or ``python -m benchmarks.http_load [--duration S]
-[--connections N] [--quick] [--json PATH]``, with the servers of ``scripts/servers.sh start``
-running (their URLs are read from the environment, else from ``scripts/servers.sh env``).
+Run it with ``scripts/nox -s bench`` or ``python -m tests.servers run python -m benchmarks.http_load
+[--duration S] [--connections N] [--quick] [--json PATH]`` (which starts the test servers as the
+suite does and puts their URLs in the environment; ``REDIS_URL`` and ``POSTGRES_URL`` of servers of
+your own work too).
 
 Each case is served in turn by one granian worker (``granian --interface asgi --workers 1``) on a
 free loopback port. The script logs in over HTTP first (``POST /login``, then one ``GET /`` that
@@ -70,21 +71,14 @@ CASES = {
 
 
 def server_env() -> dict[str, str]:
-    """The test servers' URLs: from the environment, else from ``scripts/servers.sh env``."""
+    """The test servers' URLs, from the environment (``python -m tests.servers run`` sets them)."""
     names = ("REDIS_URL", "POSTGRES_URL")
     env = {name: os.environ[name] for name in names if os.environ.get(name)}
     if len(env) < len(names):
-        try:
-            command = [str(ROOT / "scripts" / "servers.sh"), "env"]
-            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout  # noqa: S603
-        except (OSError, subprocess.CalledProcessError) as exc:
-            raise SystemExit(
-                f"REDIS_URL and POSTGRES_URL are not set and `scripts/servers.sh env` failed: {exc}"
-            ) from exc
-        for line in output.splitlines():
-            name, _, value = line.removeprefix("export ").partition("=")
-            if name in names and name not in env:
-                env[name] = value.strip("'\"")
+        raise SystemExit(
+            "REDIS_URL and POSTGRES_URL are not set: run this under `python -m tests.servers run`, "
+            "which starts the servers (or set them to servers of your own)"
+        )
     return env
 
 

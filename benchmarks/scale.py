@@ -1,8 +1,8 @@
 """Scale benchmark: many stored sessions, memory per session, and cleaning expired rows.
 
-Run it with ``nox -s bench_scale`` or ``python -m benchmarks.scale [--quick] [--json PATH]``, with
-the servers of ``scripts/servers.sh start`` running (URLs from the environment, else from
-``scripts/servers.sh env``). Three parts:
+Run it with ``scripts/nox -s bench`` or ``python -m tests.servers run python -m benchmarks.scale
+[--quick] [--json PATH]`` (the test servers, started as the suite starts them, their URLs in the
+environment; ``REDIS_URL`` and ``POSTGRES_URL`` of servers of your own work too). Three parts:
 
 (a) **Latency with many stored sessions.** A handler that reads and writes the session
     (``benchmarks.bench.ours_read_write``, sliding expiry of one hour) is driven in-process with

@@ -1,4 +1,4 @@
-"""Run the secantusdb MongoDB-wire server for the test suite (started by scripts/servers.sh).
+"""Run the secantusdb MongoDB-wire server for the test suite (started by tests/servers.py, from its venv).
 
 Usage: python mongo_wire_server.py HOST PORT
 

@@ -7,7 +7,7 @@ and checks on the way what a broken build would get wrong: the theme's styleshee
 navigation present, an API reference page holding rendered objects, and no request leaving the
 machine. Exits 1 with a message when a check fails.
 
-    scripts/dev.sh screenshots          # builds the site first, installs chromium and playwright
+    scripts/nox -s screenshots          # builds the site first, installs chromium and playwright
     python scripts/screenshots.py [--site site] [--out docs-screenshots] [PATH ...]
 """
 
@@ -119,7 +119,7 @@ def main() -> int:
     args = parser.parse_args()
 
     if not (args.site / "index.html").is_file():
-        print(f"no built site in {args.site}/: run `scripts/dev.sh docs` first", file=sys.stderr)
+        print(f"no built site in {args.site}/: run `scripts/nox -s docs` first", file=sys.stderr)
         return 1
     if not Path(CHROMIUM).is_file():
         print(f"{CHROMIUM} is missing: apt-get install -y chromium", file=sys.stderr)

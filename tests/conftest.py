@@ -15,9 +15,19 @@ from litestar import Litestar
 
 from litestar_flash_sessions import SessionConfig
 from litestar_flash_sessions.stores import SessionBackend
-from tests import servers
 from tests.app import build_app
 from tests.harness import HARNESSES, FakeClock, Harness
+from tests.servers import (  # the session-scoped server fixtures
+    mongo_url,
+    postgres_url,
+    redis_cluster_url,
+    redis_url,
+    sentinel_setup,
+    valkey_url,
+    webdis_url,
+)
+
+__all__ = ("mongo_url", "postgres_url", "redis_cluster_url", "redis_url", "sentinel_setup", "valkey_url", "webdis_url")
 
 for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
     if module.name.startswith("harness_"):
@@ -34,14 +44,6 @@ def in_loop_client(app: Litestar, base_url: str = "http://testserver.local") -> 
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def test_servers() -> Iterator[None]:
-    """Own the real servers' lifecycle: started at the first test that needs one (tests/servers.py),
-    stopped when the session ends."""
-    yield
-    servers.stop()
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -53,8 +55,14 @@ def harness(request: pytest.FixtureRequest) -> Harness:
 
 
 @pytest.fixture
-async def store(harness: Harness, clock: FakeClock) -> AsyncIterator[SessionBackend]:
-    async with harness.open(clock) as opened:
+def harness_server(harness: Harness, request: pytest.FixtureRequest) -> str:
+    """The URL of the harness's server (its session fixture starts it the first time), else ``""``."""
+    return str(request.getfixturevalue(harness.server_fixture)) if harness.server_fixture else ""
+
+
+@pytest.fixture
+async def store(harness: Harness, clock: FakeClock, harness_server: str) -> AsyncIterator[SessionBackend]:
+    async with harness.open(clock, harness_server) as opened:
         yield opened
 
 

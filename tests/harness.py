@@ -7,17 +7,13 @@ contract suite (``test_contract.py``) runs once per registered harness.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
-import pytest
-
 from litestar_flash_sessions.commit import store_key
 from litestar_flash_sessions.stores import CookieStore, MemoryStore, SessionBackend, SessionStore
-from tests import servers
 
 SECRET = "Qm3v-8xTzL2pW9sKd7RbN4yHc6uJ1gFe0aVoZiYt5Mw"
 """A secret strong enough for the cookie store (``secrets.token_urlsafe(32)``)."""
@@ -42,15 +38,18 @@ class FakeClock:
 class Harness:
     """One store under test.
 
-    ``open`` yields a fresh, empty store (and closes it after the test). ``clock`` is the store's
-    injected clock, or ``None`` when the server keeps time itself (then expiry tests wait for real).
-    ``server_side`` is False for the cookie store, whose records live in the browser.
+    ``open(clock, url)`` yields a fresh, empty store (and closes it after the test), on the server
+    at ``url``: the value of the session fixture ``server_fixture`` (tests/servers.py), which
+    starts the server the first time a test needs it; ``""`` for a store without a server.
+    ``injects_clock`` is False when the server keeps time itself (then expiry tests wait for
+    real). ``server_side`` is False for the cookie store, whose records live in the browser.
     """
 
     name: str
-    open: Callable[[FakeClock], AbstractAsyncContextManager[SessionBackend]]
+    open: Callable[[FakeClock, str], AbstractAsyncContextManager[SessionBackend]]
     injects_clock: bool = True
     server_side: bool = True
+    server_fixture: str | None = None
 
 
 HARNESSES: dict[str, Harness] = {}
@@ -59,22 +58,6 @@ HARNESSES: dict[str, Harness] = {}
 def register(harness: Harness) -> Harness:
     HARNESSES[harness.name] = harness
     return harness
-
-
-def server_url(variable: str) -> str:
-    """The URL of a test server: from the environment, else of the servers tests/servers.py starts
-    for this session at the first test that needs one.
-
-    If none can be had the test is skipped, except under ``CI=true``, where it fails the run.
-    """
-    failure = servers.ensure()
-    url = os.environ.get(variable)
-    if not url:
-        message = f"{variable} is not set and the test servers could not start: {failure}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return url
 
 
 async def wait_until(condition: Callable[[], Awaitable[bool]], seconds: float = 2.0) -> None:
@@ -92,12 +75,12 @@ async def read_record(store: SessionStore, session_id: str) -> bytes | None:
 
 
 @asynccontextmanager
-async def _memory(clock: FakeClock) -> AsyncIterator[SessionBackend]:
+async def _memory(clock: FakeClock, _url: str) -> AsyncIterator[SessionBackend]:
     yield MemoryStore(clock=clock)
 
 
 @asynccontextmanager
-async def _cookie(clock: FakeClock) -> AsyncIterator[SessionBackend]:
+async def _cookie(clock: FakeClock, _url: str) -> AsyncIterator[SessionBackend]:
     yield CookieStore(SECRET, clock=clock)
 
 

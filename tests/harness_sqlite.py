@@ -12,7 +12,7 @@ from tests.harness import FakeClock, Harness, register
 
 
 @asynccontextmanager
-async def open_sqlite(clock: FakeClock) -> AsyncIterator[SessionBackend]:
+async def open_sqlite(clock: FakeClock, _url: str) -> AsyncIterator[SessionBackend]:
     from litestar_flash_sessions.stores.sqlite import SQLiteStore  # aiosqlite only when this store runs
 
     with tempfile.TemporaryDirectory(prefix="lfs-sqlite-") as folder:

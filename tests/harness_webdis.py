@@ -1,4 +1,4 @@
-"""Run the contract suite on WebdisStore, against the Webdis of ``scripts/servers.sh``.
+"""Run the contract suite on WebdisStore, against the ``webdis_url`` Webdis (tests/servers.py).
 
 Each test gets its own key prefix, and its keys are deleted after it (through Webdis itself, so
 the harness needs no Redis client). Redis keeps time itself (``injects_clock=False``): the
@@ -17,7 +17,7 @@ import httpx
 
 from litestar_flash_sessions import SessionBackend
 from litestar_flash_sessions.stores.webdis import WebdisStore
-from tests.harness import FakeClock, Harness, register, server_url
+from tests.harness import FakeClock, Harness, register
 
 
 def unique_prefix() -> str:
@@ -59,8 +59,7 @@ async def open_webdis_store(url: str, *, cleanup_url: str | None = None, **optio
 
 
 @asynccontextmanager
-async def _webdis(clock: FakeClock) -> AsyncIterator[SessionBackend]:
-    url = server_url("WEBDIS_URL")
+async def _webdis(clock: FakeClock, url: str) -> AsyncIterator[SessionBackend]:
     store = WebdisStore.from_url(url, prefix=unique_prefix())
     try:
         yield store
@@ -69,4 +68,4 @@ async def _webdis(clock: FakeClock) -> AsyncIterator[SessionBackend]:
         await delete_keys(url, store.prefix)
 
 
-register(Harness("webdis", _webdis, injects_clock=False))
+register(Harness("webdis", _webdis, injects_clock=False, server_fixture="webdis_url"))

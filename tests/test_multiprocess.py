@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from tests.faults import free_port
-from tests.harness import server_url
 from tests.test_demo import element
 
 ROOT = Path(__file__).parent.parent
@@ -22,12 +21,12 @@ ROOT = Path(__file__).parent.parent
 @pytest.fixture(params=["redis", "postgres"])
 def two_workers(request: pytest.FixtureRequest) -> Iterator[str]:
     store = request.param
-    server_url({"redis": "REDIS_URL", "postgres": "POSTGRES_URL"}[store])
+    server = request.getfixturevalue(f"{store}_url")
     port = free_port()
     process = subprocess.Popen(  # the demo, two worker processes sharing one socket
         [sys.executable, "-m", "uvicorn", "tests.served_demo:app", "--workers", "2", "--port", str(port)],
         cwd=ROOT,
-        env={**os.environ, "SESSION_STORE": store},
+        env={**os.environ, "SESSION_STORE": store, f"{store.upper()}_URL": server},
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"

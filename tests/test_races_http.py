@@ -35,7 +35,6 @@ from redis.asyncio import Redis
 
 from litestar_flash_sessions.commit import store_key
 from litestar_flash_sessions.record import Live, decode
-from tests.harness import server_url
 from tests.harness_postgres import drop_table
 from tests.harness_redis import delete_keys
 from tests.served_races import KEY_SECONDS, POLL_SECONDS, WAIT_SECONDS, GateKeys
@@ -43,7 +42,7 @@ from tests.test_races import cookie_of, expires_cookie, in_order, set_cookies
 
 ROOT = Path(__file__).parent.parent
 COOKIE = "session"
-STORE_URLS = {"redis": "REDIS_URL", "postgres": "POSTGRES_URL"}
+STORE_URLS = {"redis": "redis_url", "postgres": "postgres_url"}
 ORDERS = ["a-first", "b-first"]
 TIMEOUT = httpx.Timeout(30.0)
 LISTENING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
@@ -63,6 +62,8 @@ class Served:
     key_prefix: str
     table: str
     gate_prefix: str
+    redis_url: str
+    store_url: str
 
 
 def wait_until_serving(process: subprocess.Popen[bytes], log: Path) -> str:
@@ -94,10 +95,12 @@ async def clean_up(served: Served, redis_url: str, postgres_url: str | None) -> 
 
 
 @pytest.fixture(scope="module", params=sorted(STORE_URLS))
-def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[Served]:
     store = request.param
-    redis_url = server_url("REDIS_URL")  # the gate lives in Redis whatever the store
-    store_url = server_url(STORE_URLS[store])
+    # The gate lives in Redis whatever the store.
+    store_url = request.getfixturevalue(STORE_URLS[store])
     run = uuid.uuid4().hex[:12]
     served = Served(
         store=store,
@@ -107,9 +110,13 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         key_prefix=f"lfs-races-http:{run}:",
         table=f"races_http_{run}",
         gate_prefix=f"lfs-races-http-gate:{run}:",
+        redis_url=redis_url,
+        store_url=store_url,
     )
     env = {
         **os.environ,
+        "REDIS_URL": redis_url,
+        **({"POSTGRES_URL": store_url} if store == "postgres" else {}),
         "SESSION_STORE": store,
         "RACES_KEY_PREFIX": served.key_prefix,
         "RACES_TABLE": served.table,
@@ -313,7 +320,7 @@ class Races:
 
 @pytest.fixture
 async def races(served: Served) -> AsyncIterator[Races]:
-    gate = Redis.from_url(server_url("REDIS_URL"))
+    gate = Redis.from_url(served.redis_url)
     clients = [
         httpx.AsyncClient(base_url=url, timeout=TIMEOUT, cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
         for url in served.urls
@@ -332,7 +339,7 @@ async def races(served: Served) -> AsyncIterator[Races]:
     else:
         import asyncpg  # type: ignore[import-untyped]
 
-        connection = await asyncpg.connect(server_url("POSTGRES_URL"))
+        connection = await asyncpg.connect(served.store_url)
 
         async def records() -> dict[str, bytes]:
             rows = await connection.fetch(

@@ -36,7 +36,7 @@ from litestar_flash_sessions.stores.mongo import MongoStore
 from tests.app import build_app
 from tests.conftest import RecordingHandler, app_client, session_id
 from tests.faults import FaultProxy, app_started_while_down, assert_serves_again, fault_proxy, free_port
-from tests.harness import FakeClock, server_url
+from tests.harness import FakeClock
 from tests.harness_mongo import Document, mongo_client, scratch_database, unique_database_name
 
 TTL = 600
@@ -72,8 +72,8 @@ def commands() -> CommandLog:
 
 
 @pytest.fixture
-async def database(commands: CommandLog) -> AsyncIterator[AsyncDatabase[Document]]:
-    async with mongo_client(event_listeners=[commands]) as client, scratch_database(client) as scratch:
+async def database(commands: CommandLog, mongo_url: str) -> AsyncIterator[AsyncDatabase[Document]]:
+    async with mongo_client(mongo_url, event_listeners=[commands]) as client, scratch_database(client) as scratch:
         commands.database = scratch.name
         yield scratch
 
@@ -293,8 +293,8 @@ async def test_startup_is_one_command(store: MongoStore, commands: CommandLog) -
 # --- motor --------------------------------------------------------------------------------
 
 
-async def test_the_app_works_on_a_motor_database(clock: FakeClock) -> None:
-    motor: AsyncIOMotorClient[Document] = AsyncIOMotorClient(server_url("MONGO_URL"), serverSelectionTimeoutMS=5000)
+async def test_the_app_works_on_a_motor_database(clock: FakeClock, mongo_url: str) -> None:
+    motor: AsyncIOMotorClient[Document] = AsyncIOMotorClient(mongo_url, serverSelectionTimeoutMS=5000)
     database = motor[unique_database_name()]
     try:
         store = MongoStore(database, clock=clock)
@@ -337,20 +337,20 @@ async def test_the_app_works_on_a_motor_database(clock: FakeClock) -> None:
 
 @asynccontextmanager
 async def store_behind(
-    proxy: FaultProxy, database_name: str, store_timeout: float | None = 0.5
+    proxy: FaultProxy, mongo_url: str, database_name: str, store_timeout: float | None = 0.5
 ) -> AsyncIterator[MongoStore]:
     """A store whose client reaches the server only through ``proxy``, with short time-outs."""
-    parsed = parse_uri(server_url("MONGO_URL"))
+    parsed = parse_uri(mongo_url)
     host, port = parsed["nodelist"][0]
-    url = server_url("MONGO_URL").replace(f"{host}:{port}", f"127.0.0.1:{proxy.port}", 1)
-    assert url != server_url("MONGO_URL"), "MONGO_URL must name its port for the proxy to replace it"
+    url = mongo_url.replace(f"{host}:{port}", f"127.0.0.1:{proxy.port}", 1)
+    assert url != mongo_url, "MONGO_URL must name its port for the proxy to replace it"
     short = {"serverSelectionTimeoutMS": 300, "connectTimeoutMS": 300, "socketTimeoutMS": 300}
     async with mongo_client(url, directConnection=True, **short) as client:
         yield MongoStore(client[database_name], timeout=store_timeout)
 
 
-def proxied_server() -> tuple[str, int]:
-    host, port = parse_uri(server_url("MONGO_URL"))["nodelist"][0]
+def proxied_server(mongo_url: str) -> tuple[str, int]:
+    host, port = parse_uri(mongo_url)["nodelist"][0]
     return host, port
 
 
@@ -366,11 +366,11 @@ async def eventually_ok(client: httpx.AsyncClient, path: str) -> httpx.Response:
 
 @pytest.mark.parametrize("fault", ["down", "hang"])
 async def test_unreachable_server_gives_503_then_recovers(
-    database: AsyncDatabase[Document], session_log: RecordingHandler, fault: str
+    database: AsyncDatabase[Document], session_log: RecordingHandler, fault: str, mongo_url: str
 ) -> None:
     async with (
-        fault_proxy(*proxied_server()) as proxy,
-        store_behind(proxy, database.name) as store,
+        fault_proxy(*proxied_server(mongo_url)) as proxy,
+        store_behind(proxy, mongo_url, database.name) as store,
         app_client(store, expire_after_seconds=None) as client,  # reads leave the document as it is
     ):
         await client.post("/set", json={"user": "ann"})
@@ -411,9 +411,14 @@ async def eventually(call: Callable[[], Awaitable[T]]) -> T:
 
 
 @pytest.mark.parametrize("fault", ["down", "hang"])
-async def test_driver_errors_become_store_unavailable(database: AsyncDatabase[Document], fault: str) -> None:
+async def test_driver_errors_become_store_unavailable(
+    database: AsyncDatabase[Document], fault: str, mongo_url: str
+) -> None:
     """Without the store's own time-out, pymongo's errors (its time-outs included) still mean 503."""
-    async with fault_proxy(*proxied_server()) as proxy, store_behind(proxy, database.name, store_timeout=None) as store:
+    async with (
+        fault_proxy(*proxied_server(mongo_url)) as proxy,
+        store_behind(proxy, mongo_url, database.name, store_timeout=None) as store,
+    ):
         assert await store.get("x" * 43, None) is None  # connected once, then the fault
         getattr(proxy, fault)()
         driver_error = "MongoStore: (AutoReconnect|ServerSelectionTimeoutError|NetworkTimeout): "
@@ -426,7 +431,7 @@ async def test_driver_errors_become_store_unavailable(database: AsyncDatabase[Do
         assert await eventually(lambda: store.get("x" * 43, None)) is None, "the same store works again"
 
 
-async def test_server_down_at_start_up_then_up_without_a_restart(session_log: RecordingHandler) -> None:
+async def test_server_down_at_start_up_then_up_without_a_restart(session_log: RecordingHandler, mongo_url: str) -> None:
     """The app starts while nothing listens at the store's URL (one warning: the TTL index could
     not be created), answers 503, and once a server appears on that port the first operation
     creates the index, once: no later request asks for it again.
@@ -444,10 +449,10 @@ async def test_server_down_at_start_up_then_up_without_a_restart(session_log: Re
         # The app starts, and answers 503 while down, before the proxy listens on its port.
         async with (
             app_started_while_down(store, session_log, "MongoStore", warned=True) as client,
-            fault_proxy(*proxied_server(), listen_port=port),
+            fault_proxy(*proxied_server(mongo_url), listen_port=port),
         ):
             await assert_serves_again(client)
-            async with mongo_client() as admin:
+            async with mongo_client(mongo_url) as admin:
                 indexes = await admin[commands.database]["sessions"].index_information()
             assert indexes["expires_at_1"]["expireAfterSeconds"] == 0, "the index start-up could not create"
             assert commands.since_last().count("createIndexes") == 1
@@ -457,7 +462,7 @@ async def test_server_down_at_start_up_then_up_without_a_restart(session_log: Re
             assert "createIndexes" not in commands.since_last(), "never asked again once created"
             await store.shutdown()  # while the proxy still runs
     finally:
-        async with mongo_client() as admin:
+        async with mongo_client(mongo_url) as admin:
             await admin.drop_database(commands.database)
 
 
@@ -517,9 +522,9 @@ def own_client(store: MongoStore) -> AsyncMongoClient[Document]:
     return store._owned.client
 
 
-async def test_a_store_from_a_url_closes_its_client_when_the_app_stops(clock: FakeClock) -> None:
+async def test_a_store_from_a_url_closes_its_client_when_the_app_stops(clock: FakeClock, mongo_url: str) -> None:
     name = unique_database_name()
-    store = MongoStore.from_url(server_url("MONGO_URL"), name, timeout=2.5, clock=clock, appname="lfs-test")
+    store = MongoStore.from_url(mongo_url, name, timeout=2.5, clock=clock, appname="lfs-test")
     try:
         async with store.lifespan():
             client = own_client(store)
@@ -533,7 +538,7 @@ async def test_a_store_from_a_url_closes_its_client_when_the_app_stops(clock: Fa
             assert await store.get("o" * 43, None) == b"record"
         assert store._owned is None
     finally:
-        async with mongo_client() as admin:
+        async with mongo_client(mongo_url) as admin:
             await admin.drop_database(name)
 
 
@@ -549,8 +554,9 @@ async def test_a_database_passed_in_stays_usable_after_the_app_stops(
 @pytest.mark.parametrize("driver", ["pymongo", "motor"])
 def test_a_client_made_before_the_app_serves_one_test_client_then_the_next_fails_saying_what_to_do(
     driver: str,
+    mongo_url: str,
 ) -> None:
-    url, name = server_url("MONGO_URL"), unique_database_name()
+    url, name = mongo_url, unique_database_name()
     client: Any = (AsyncMongoClient if driver == "pymongo" else AsyncIOMotorClient)(url, serverSelectionTimeoutMS=5000)
     app = build_app(SessionConfig(store=MongoStore(client[name])))  # as at import time: on no event loop yet
     # The first TestClient runs the app on this portal's loop, which the test keeps open to close

@@ -20,7 +20,7 @@ from litestar_flash_sessions.stores.postgres import PostgresStore
 from tests.app import build_app
 from tests.conftest import RecordingHandler, app_client, in_loop_client
 from tests.faults import FaultProxy, app_started_while_down, assert_serves_again, fault_proxy, free_port
-from tests.harness import FakeClock, server_url, wait_until
+from tests.harness import FakeClock, wait_until
 from tests.harness_postgres import drop_table, throwaway_postgres, unique_table
 
 SID = "S" * 43
@@ -28,8 +28,8 @@ OTHER = "O" * 43
 
 
 @pytest.fixture
-def url() -> str:
-    return server_url("POSTGRES_URL")
+def url(postgres_url: str) -> str:
+    return postgres_url
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from tests.faults import (
     fault_proxy,
     free_port,
 )
-from tests.harness import server_url, wait_until
+from tests.harness import wait_until
 from tests.harness_redis import (
     FAULTS,
     ServerCommands,
@@ -53,14 +53,14 @@ TTL = 100
 @pytest.fixture(params=["standalone", "cluster"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore]:
     cluster = request.param == "cluster"
-    url = server_url("REDIS_CLUSTER_URL" if cluster else "REDIS_URL")
+    url = request.getfixturevalue("redis_cluster_url" if cluster else "redis_url")
     async with open_redis_store(url, cluster=cluster) as opened:
         yield opened
 
 
 @pytest.fixture
-async def standalone() -> AsyncIterator[RedisStore]:
-    async with open_redis_store(server_url("REDIS_URL")) as opened:
+async def standalone(redis_url: str) -> AsyncIterator[RedisStore]:
+    async with open_redis_store(redis_url) as opened:
         yield opened
 
 
@@ -123,15 +123,15 @@ async def test_an_expired_key_is_never_returned(store: RedisStore) -> None:
 # --- round trips, counted on the server -----------------------------------------------------
 
 
-def watch(store: RedisStore) -> AbstractAsyncContextManager[ServerCommands]:
-    return server_commands(server_url("REDIS_URL"), store.prefix)
+def watch(store: RedisStore, redis_url: str) -> AbstractAsyncContextManager[ServerCommands]:
+    return server_commands(redis_url, store.prefix)
 
 
 @pytest.mark.parametrize(("ttl", "read"), [(100, "GETEX"), (None, "GET")])
-async def test_one_command_per_store_call(standalone: RedisStore, ttl: int | None, read: str) -> None:
+async def test_one_command_per_store_call(standalone: RedisStore, ttl: int | None, read: str, redis_url: str) -> None:
     async with (
         app_client(standalone, expire_after_seconds=ttl) as client,
-        watch(standalone) as seen,
+        watch(standalone, redis_url) as seen,
     ):
         await client.post("/set", json={"user": "ann"})  # also makes sure Redis has the script cached
         first = await seen.since_last()
@@ -156,10 +156,10 @@ async def test_one_command_per_store_call(standalone: RedisStore, ttl: int | Non
         assert await seen.since_last() == [], "no cookie any more: nothing to read"
 
 
-async def test_a_new_session_is_one_write_and_an_empty_one_nothing(standalone: RedisStore) -> None:
+async def test_a_new_session_is_one_write_and_an_empty_one_nothing(standalone: RedisStore, redis_url: str) -> None:
     async with (
         app_client(standalone, expire_after_seconds=100) as client,
-        watch(standalone) as seen,
+        watch(standalone, redis_url) as seen,
     ):
         await client.post("/set", json={"warm": "up"})
         await seen.since_last()
@@ -185,8 +185,8 @@ async def test_a_server_without_the_script_gets_it_once(tmp_path: Path) -> None:
 # --- Redis Cluster --------------------------------------------------------------------------
 
 
-async def test_sessions_spread_over_cluster_nodes_and_all_work() -> None:
-    async with open_redis_store(server_url("REDIS_CLUSTER_URL"), cluster=True, prefix=unique_prefix()) as store:
+async def test_sessions_spread_over_cluster_nodes_and_all_work(redis_cluster_url: str) -> None:
+    async with open_redis_store(redis_cluster_url, cluster=True, prefix=unique_prefix()) as store:
         cluster = client_of(store)
         assert isinstance(cluster, RedisCluster)
         sessions: dict[str, str] = {}
@@ -218,14 +218,16 @@ async def test_sessions_spread_over_cluster_nodes_and_all_work() -> None:
 # --- faults ---------------------------------------------------------------------------------
 
 
-def redis_address() -> tuple[str, int]:
-    url = urlsplit(server_url("REDIS_URL"))
+def redis_address(redis_url: str) -> tuple[str, int]:
+    url = urlsplit(redis_url)
     return url.hostname or "127.0.0.1", url.port or 6379
 
 
 @pytest.mark.parametrize("fault", ["down", "hang"])
-async def test_unreachable_redis_gives_503_then_recovers(session_log: RecordingHandler, fault: str) -> None:
-    async with fault_proxy(*redis_address()) as proxy:
+async def test_unreachable_redis_gives_503_then_recovers(
+    session_log: RecordingHandler, fault: str, redis_url: str
+) -> None:
+    async with fault_proxy(*redis_address(redis_url)) as proxy:
         url = f"redis://127.0.0.1:{proxy.port}/0"
         async with open_redis_store(url, timeout=0.5) as store, app_client(store, expire_after_seconds=100) as client:
             await client.post("/set", json={"user": "ann"})
@@ -235,7 +237,7 @@ async def test_unreachable_redis_gives_503_then_recovers(session_log: RecordingH
             await assert_session_requests_fail_fast(client, session_log, "RedisStore")
 
             proxy.up()
-            async with Redis.from_url(server_url("REDIS_URL")) as direct:
+            async with Redis.from_url(redis_url) as direct:
                 assert await direct.exists(store.key(store_key(sid))) == 1, "the failed logout deleted nothing"
             assert (await client.get("/read/user")).json()["value"] == "ann", "the failed write wrote nothing"
             assert (await client.post("/set", json={"user": "bob"})).status_code == 200
@@ -296,11 +298,13 @@ async def test_redis_down_at_start_up_then_up_without_a_restart(tmp_path: Path, 
         await assert_serves_again(client)
 
 
-async def test_a_cluster_down_at_start_up_then_up_without_a_restart(session_log: RecordingHandler) -> None:
+async def test_a_cluster_down_at_start_up_then_up_without_a_restart(
+    session_log: RecordingHandler, redis_cluster_url: str
+) -> None:
     """A cluster client learns the cluster's nodes at its first command: one that fails while
     the startup node is down is retried at the next command. (The startup node appears on its
     port when a proxy to a node of the test cluster starts listening there.)"""
-    url = urlsplit(server_url("REDIS_CLUSTER_URL"))
+    url = urlsplit(redis_cluster_url)
     port = free_port()
     store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", prefix=unique_prefix(), cluster=True, timeout=0.5)
     try:
@@ -310,7 +314,7 @@ async def test_a_cluster_down_at_start_up_then_up_without_a_restart(session_log:
         ):
             await assert_serves_again(client)
     finally:
-        async with connect(server_url("REDIS_CLUSTER_URL"), cluster=True) as cleanup:
+        async with connect(redis_cluster_url, cluster=True) as cleanup:
             await delete_keys(cleanup, store.prefix)
 
 
@@ -429,8 +433,10 @@ async def connections_named(url: str, name: str, *, cluster: bool) -> int:
 
 
 @pytest.mark.parametrize("cluster", [False, True], ids=["standalone", "cluster"])
-async def test_a_store_from_a_url_closes_its_client_when_the_app_stops(cluster: bool) -> None:
-    url = server_url("REDIS_CLUSTER_URL" if cluster else "REDIS_URL")
+async def test_a_store_from_a_url_closes_its_client_when_the_app_stops(
+    cluster: bool, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("redis_cluster_url" if cluster else "redis_url")
     name = f"lfs-owned-{uuid.uuid4().hex}"
     store = RedisStore.from_url(url, prefix=unique_prefix(), cluster=cluster, client_name=name)
     assert isinstance(client_of(store), RedisCluster if cluster else Redis)
@@ -450,8 +456,8 @@ async def test_a_store_from_a_url_closes_its_client_when_the_app_stops(cluster: 
             await delete_keys(cleanup, store.prefix)
 
 
-async def test_a_client_passed_in_stays_usable_after_the_app_stops() -> None:
-    url, name = server_url("REDIS_URL"), f"lfs-given-{uuid.uuid4().hex}"
+async def test_a_client_passed_in_stays_usable_after_the_app_stops(redis_url: str) -> None:
+    url, name = redis_url, f"lfs-given-{uuid.uuid4().hex}"
     async with Redis.from_url(url, client_name=name) as client:
         store = RedisStore(client, unique_prefix())
         async with store.lifespan():
@@ -475,8 +481,10 @@ async def delete_and_close(client: Redis | RedisCluster, prefix: str) -> None:
 
 
 @pytest.mark.parametrize("cluster", [False, True], ids=["standalone", "cluster"])
-def test_a_client_made_before_the_app_serves_test_clients_one_after_another(cluster: bool) -> None:
-    url = server_url("REDIS_CLUSTER_URL" if cluster else "REDIS_URL")
+def test_a_client_made_before_the_app_serves_test_clients_one_after_another(
+    cluster: bool, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("redis_cluster_url" if cluster else "redis_url")
     client = connect(url, cluster=cluster)  # as at import time: on no event loop yet
     store = RedisStore(client, unique_prefix())
     app = build_app(SessionConfig(store=store))
@@ -491,8 +499,10 @@ def test_a_client_made_before_the_app_serves_test_clients_one_after_another(clus
 
 
 @pytest.mark.parametrize("cluster", [False, True], ids=["standalone", "cluster"])
-def test_a_client_used_on_another_loop_fails_the_start_saying_what_to_do(cluster: bool) -> None:
-    url = server_url("REDIS_CLUSTER_URL" if cluster else "REDIS_URL")
+def test_a_client_used_on_another_loop_fails_the_start_saying_what_to_do(
+    cluster: bool, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("redis_cluster_url" if cluster else "redis_url")
     client = connect(url, cluster=cluster)
     store = RedisStore(client, unique_prefix())
     app = build_app(SessionConfig(store=store))

@@ -3,15 +3,13 @@ one HTTP request per store call, status codes, and a Webdis (or a Redis) that go
 
 Round trips are counted twice: HTTP requests with httpx event hooks on the store's client, and
 the commands Webdis runs on Redis with ``MONITOR`` (``tests.harness_redis.server_commands``).
-The Redis behind the shared Webdis is the one at ``REDIS_URL``.
+The Redis behind the shared Webdis is the ``redis_url`` one (tests/servers.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import shutil
 import socket
 import struct
 import time
@@ -27,6 +25,7 @@ from redis.asyncio import Redis
 from litestar_flash_sessions import SessionConfig, StoreUnavailableError
 from litestar_flash_sessions.commit import store_key
 from litestar_flash_sessions.stores.webdis import WebdisError, WebdisStore, _bulk_string
+from tests import servers
 from tests.app import build_app
 from tests.conftest import RecordingHandler, app_client, session_id
 from tests.faults import (
@@ -38,7 +37,6 @@ from tests.faults import (
     fault_proxy,
     free_port,
 )
-from tests.harness import server_url
 from tests.harness_redis import FAULT_ERRORS, FAULTS, private_redis, records_under, redis_fault, server_commands
 from tests.harness_webdis import delete_keys, open_webdis_store, unique_prefix
 
@@ -46,15 +44,15 @@ TTL = 100
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[WebdisStore]:
-    async with open_webdis_store(server_url("WEBDIS_URL")) as opened:
+async def store(webdis_url: str) -> AsyncIterator[WebdisStore]:
+    async with open_webdis_store(webdis_url) as opened:
         yield opened
 
 
 @pytest.fixture
-async def redis_client() -> AsyncIterator[Redis]:
+async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
     """A direct connection to the Redis behind Webdis."""
-    async with Redis.from_url(server_url("REDIS_URL")) as client:
+    async with Redis.from_url(redis_url) as client:
         yield client
 
 
@@ -78,9 +76,9 @@ async def test_awkward_values_round_trip_through_a_session(store: WebdisStore) -
 
 
 @pytest.mark.parametrize("prefix", ["lfs.test.", "lfs:test:", "lfs-test_"])
-async def test_any_bytes_round_trip_byte_exact(redis_client: Redis, prefix: str) -> None:
+async def test_any_bytes_round_trip_byte_exact(redis_client: Redis, prefix: str, webdis_url: str) -> None:
     record = bytes(range(256)) * 400 + b"/.%\x00" + "é".encode()  # about 100 KB, every byte value
-    async with open_webdis_store(server_url("WEBDIS_URL"), prefix=f"{prefix}{time.time_ns()}.") as store:
+    async with open_webdis_store(webdis_url, prefix=f"{prefix}{time.time_ns()}.") as store:
         sid = "x" * 43
         assert await store.set(sid, record, TTL, None)
         assert await redis_client.get(store.key(sid)) == record, "what Redis holds is the exact bytes"
@@ -155,12 +153,12 @@ class Requests:
 
 
 @pytest.mark.parametrize(("ttl", "read"), [(TTL, "GETEX"), (None, "GET")])
-async def test_one_request_per_store_call(ttl: int | None, read: str) -> None:
+async def test_one_request_per_store_call(ttl: int | None, read: str, webdis_url: str, redis_url: str) -> None:
     requests = Requests()
     async with (
         httpx.AsyncClient(event_hooks={"request": [requests]}, timeout=5) as http,
-        open_webdis_store(server_url("WEBDIS_URL"), client=http) as store,
-        server_commands(server_url("REDIS_URL"), store.prefix) as redis_commands,
+        open_webdis_store(webdis_url, client=http) as store,
+        server_commands(redis_url, store.prefix) as redis_commands,
         app_client(store, expire_after_seconds=ttl) as client,
     ):
 
@@ -204,41 +202,11 @@ async def private_webdis(
 ) -> AsyncIterator[str]:
     """A Webdis of this test's own, on ``port`` (by default a free one), in front of
     ``redis_port``: the test can cut its Redis without touching the shared servers."""
-    executable = shutil.which("webdis")
-    if executable is None:
-        pytest.skip("webdis is not installed (scripts/servers.sh start installs it)")
-    port = free_port() if port is None else port
-    config = {
-        "redis_host": "127.0.0.1",
-        "redis_port": redis_port,
-        "http_host": "127.0.0.1",
-        "http_port": port,
-        "threads": 1,
-        "pool_size": 2,
-        "daemonize": False,
-        "database": 0,
-        "acl": [{"disabled": disabled}],
-        "verbosity": 3,
-        "logfile": str(tmp_path / "webdis.log"),
-    }
-    (tmp_path / "webdis.json").write_text(json.dumps(config))
-    process = await asyncio.create_subprocess_exec(executable, str(tmp_path / "webdis.json"))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(timeout=1) as http:
-            for _ in range(200):  # wait on OUR port: a bad config path would start on 7379
-                try:
-                    if (await http.get(f"{url}/PING.raw")).content == b"+PONG\r\n":
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.02)
-            else:
-                pytest.fail(f"the private Webdis did not start: {(tmp_path / 'webdis.log').read_text()}")
+    webdis = servers.webdis_process(
+        tmp_path, redis_port, disabled, free_port() if port is None else port, threads=1, pool_size=2
+    )
+    async with servers.off_the_loop("a throwaway Webdis", webdis) as url:
         yield url
-    finally:
-        process.terminate()
-        await process.wait()
 
 
 async def exercise_outage(
@@ -272,12 +240,12 @@ async def exercise_outage(
 
 @pytest.mark.parametrize("fault", ["down", "hang"])
 async def test_unreachable_webdis_gives_503_then_recovers(
-    tmp_path: Path, redis_client: Redis, session_log: RecordingHandler, fault: str
+    tmp_path: Path, redis_client: Redis, session_log: RecordingHandler, fault: str, redis_url: str
 ) -> None:
     # A Webdis of the test's own: cutting requests mid-command makes Webdis misdeliver replies,
     # which must not disturb other tests using the shared one.
     async with (
-        private_webdis(tmp_path, address(server_url("REDIS_URL"), 6379)[1], ["DEBUG"]) as url,
+        private_webdis(tmp_path, address(redis_url, 6379)[1], ["DEBUG"]) as url,
         fault_proxy(*address(url, 7379)) as proxy,
         open_webdis_store(f"http://127.0.0.1:{proxy.port}", timeout=0.5, cleanup_url=url) as store,
     ):
@@ -285,12 +253,12 @@ async def test_unreachable_webdis_gives_503_then_recovers(
 
 
 async def test_webdis_503_when_its_redis_is_unreachable(
-    tmp_path: Path, redis_client: Redis, session_log: RecordingHandler
+    tmp_path: Path, redis_client: Redis, session_log: RecordingHandler, redis_url: str, webdis_url: str
 ) -> None:
     async with (
-        fault_proxy(*address(server_url("REDIS_URL"), 6379)) as redis_proxy,
+        fault_proxy(*address(redis_url, 6379)) as redis_proxy,
         private_webdis(tmp_path, redis_proxy.port, ["DEBUG"]) as url,
-        open_webdis_store(url, timeout=0.5, cleanup_url=server_url("WEBDIS_URL")) as store,
+        open_webdis_store(url, timeout=0.5, cleanup_url=webdis_url) as store,
     ):
         redis_proxy.down()
         with pytest.raises(StoreUnavailableError, match="Webdis answered 503"):
@@ -309,7 +277,9 @@ async def vanish(port: int, path: str) -> None:
     writer.transport.abort()
 
 
-async def test_a_reply_meant_for_another_request_is_never_taken(tmp_path: Path) -> None:
+async def test_a_reply_meant_for_another_request_is_never_taken(
+    tmp_path: Path, redis_url: str, webdis_url: str
+) -> None:
     # Webdis 0.1.9 may hand the reply of a client that disconnected mid-command to the next
     # connection it accepts. Here other clients keep reading another session and vanishing,
     # while the store reads its own session on a fresh connection each time: the store must
@@ -318,7 +288,7 @@ async def test_a_reply_meant_for_another_request_is_never_taken(tmp_path: Path) 
     foreign_path = f"/GET/{quote(prefix + 'f' * 43, safe='')}.raw"
     no_keep_alive = httpx.Limits(max_keepalive_connections=0)
     async with (
-        private_webdis(tmp_path, address(server_url("REDIS_URL"), 6379)[1], ["DEBUG"]) as url,
+        private_webdis(tmp_path, address(redis_url, 6379)[1], ["DEBUG"]) as url,
         httpx.AsyncClient(limits=no_keep_alive, timeout=0.2) as http,
     ):
         store = WebdisStore(url, prefix, client=http, timeout=0.2)
@@ -340,14 +310,14 @@ async def test_a_reply_meant_for_another_request_is_never_taken(tmp_path: Path) 
                 else:
                     assert record == b"own record"
         finally:
-            await delete_keys(server_url("WEBDIS_URL"), prefix)
+            await delete_keys(webdis_url, prefix)
     assert not quoted, "the error (so the log line) never quotes another request's reply"
     if refused == 0:
         pytest.skip("this Webdis crossed no reply in 3000 tries: the guard was not exercised")
 
 
-async def test_a_refused_command_is_an_error_not_an_outage(tmp_path: Path) -> None:
-    async with private_webdis(tmp_path, address(server_url("REDIS_URL"), 6379)[1], ["DEBUG", "EVAL"]) as url:
+async def test_a_refused_command_is_an_error_not_an_outage(tmp_path: Path, redis_url: str) -> None:
+    async with private_webdis(tmp_path, address(redis_url, 6379)[1], ["DEBUG", "EVAL"]) as url:
         store = WebdisStore(url, unique_prefix())  # writes nothing: no keys to clean up
         try:
             with pytest.raises(WebdisError, match="403"):
@@ -393,13 +363,15 @@ async def test_a_redis_that_refuses_commands_gives_503_then_recovers(
         assert (await client.get("/read/user")).json()["value"] == "bob"
 
 
-async def test_webdis_down_at_start_up_then_up_without_a_restart(tmp_path: Path, session_log: RecordingHandler) -> None:
+async def test_webdis_down_at_start_up_then_up_without_a_restart(
+    tmp_path: Path, session_log: RecordingHandler, redis_url: str, webdis_url: str
+) -> None:
     """WebdisStore has nothing to set up on the server: the app starts (without a warning) while
     nothing listens at its URL, answers 503, and works once a Webdis starts there."""
     port = free_port()
     store = WebdisStore(f"http://127.0.0.1:{port}", unique_prefix(), timeout=0.5)
     try:
-        redis_port = address(server_url("REDIS_URL"), 6379)[1]
+        redis_port = address(redis_url, 6379)[1]
         # The app starts, and answers 503 while down, before the Webdis starts on its port.
         async with (
             app_started_while_down(store, session_log, "WebdisStore", warned=False) as client,
@@ -407,7 +379,7 @@ async def test_webdis_down_at_start_up_then_up_without_a_restart(tmp_path: Path,
         ):
             await assert_serves_again(client)
     finally:
-        await delete_keys(server_url("WEBDIS_URL"), store.prefix)
+        await delete_keys(webdis_url, store.prefix)
 
 
 @pytest.mark.parametrize(
@@ -485,8 +457,8 @@ async def test_a_refused_status_is_not_quoted() -> None:
 # --- the HTTP client and configuration ------------------------------------------------------
 
 
-async def test_the_store_opens_and_closes_its_own_client() -> None:
-    store = WebdisStore(server_url("WEBDIS_URL"), "lfs-test:own:")
+async def test_the_store_opens_and_closes_its_own_client(webdis_url: str) -> None:
+    store = WebdisStore(webdis_url, "lfs-test:own:")
     await store.startup()
     own = store.client
     await store.startup()
@@ -497,8 +469,8 @@ async def test_the_store_opens_and_closes_its_own_client() -> None:
     assert own.is_closed
 
 
-async def test_a_store_from_a_url_closes_its_client_when_the_app_stops() -> None:
-    store = WebdisStore.from_url(server_url("WEBDIS_URL"), prefix="lfs-test:url:", timeout=3, headers={"x-lfs": "1"})
+async def test_a_store_from_a_url_closes_its_client_when_the_app_stops(webdis_url: str) -> None:
+    store = WebdisStore.from_url(webdis_url, prefix="lfs-test:url:", timeout=3, headers={"x-lfs": "1"})
     async with store.lifespan():
         own = store.client
         assert own.headers["x-lfs"] == "1", "the client options were applied"
@@ -510,18 +482,18 @@ async def test_a_store_from_a_url_closes_its_client_when_the_app_stops() -> None
         assert await store.get("x" * 43, None) is None
 
 
-async def test_the_store_never_closes_a_given_client() -> None:
+async def test_the_store_never_closes_a_given_client(webdis_url: str) -> None:
     async with httpx.AsyncClient() as http:
-        store = WebdisStore(server_url("WEBDIS_URL"), "lfs-test:given:", client=http)
+        store = WebdisStore(webdis_url, "lfs-test:given:", client=http)
         async with store.lifespan():
             assert await store.get("x" * 43, None) is None
         assert not http.is_closed
         assert store.client is http
-        assert (await http.get(f"{server_url('WEBDIS_URL')}/PING.raw")).content == b"+PONG\r\n", "and it still works"
+        assert (await http.get(f"{webdis_url}/PING.raw")).content == b"+PONG\r\n", "and it still works"
 
 
-async def test_a_store_used_without_startup_opens_its_client_lazily() -> None:
-    store = WebdisStore(server_url("WEBDIS_URL"), "lfs-test:lazy:")
+async def test_a_store_used_without_startup_opens_its_client_lazily(webdis_url: str) -> None:
+    store = WebdisStore(webdis_url, "lfs-test:lazy:")
     try:
         assert await store.get("x" * 43, TTL) is None
     finally:

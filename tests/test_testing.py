@@ -49,9 +49,11 @@ def portal() -> Iterator[BlockingPortal]:
 
 
 @pytest.fixture
-def app_store(harness: Harness, clock: FakeClock, portal: BlockingPortal) -> Iterator[SessionBackend]:
+def app_store(
+    harness: Harness, clock: FakeClock, harness_server: str, portal: BlockingPortal
+) -> Iterator[SessionBackend]:
     """The harness's store, opened (and closed) on the app's loop."""
-    with portal.wrap_async_context_manager(harness.open(clock)) as opened:
+    with portal.wrap_async_context_manager(harness.open(clock, harness_server)) as opened:
         yield opened
 
 

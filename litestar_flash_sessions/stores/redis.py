@@ -9,6 +9,11 @@ the expiry); :meth:`RedisStore.set` is one ``EVALSHA`` of the compare-and-set sc
 :class:`~litestar_flash_sessions.stores.webdis.WebdisStore` (``litestar_flash_sessions.stores._lua``),
 which compares and writes atomically on the server; :meth:`RedisStore.delete` is one ``DEL``.
 Each command touches one key, so everything works unchanged on Redis Cluster.
+
+Failover: :meth:`RedisStore.from_sentinel` makes a client that asks Redis Sentinel for the
+current master (redis-py's ``Sentinel.master_for``); with ``wait_replicas`` each write and
+delete is followed by ``WAIT`` in the same round trip (a pipeline), so a write the browser is
+told about is on that many replicas, and survives the master's loss.
 """
 
 from __future__ import annotations
@@ -20,17 +25,20 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.sentinel import Sentinel
 
 from litestar_flash_sessions.stores._lua import CAS_SCRIPT, CAS_SHA, WRITTEN, cas_arguments
 from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError, guarded, validate_key_prefix
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Sequence
 
 __all__ = ("RedisStore",)
 
 _UNREACHABLE: tuple[type[BaseException], ...] = (
-    redis_errors.ConnectionError,  # refused, reset, pool exhausted, LOADING (BusyLoadingError)
+    redis_errors.ConnectionError,  # refused, reset, pool exhausted, LOADING (BusyLoadingError), and
+    # Sentinel's MasterNotFoundError (no sentinel knows a master now) and "the previous master is
+    # now a slave" (a sentinel-managed connection met READONLY on a demoted master)
     redis_errors.TimeoutError,  # the client's own socket_timeout
     redis_errors.ClusterError,  # CLUSTERDOWN, MASTERDOWN (a replica cut off from its master), redirections
     redis_errors.TryAgainError,  # TRYAGAIN: a slot is being migrated
@@ -82,15 +90,32 @@ class RedisStore(SessionStore):
         timeout: Seconds the commands of one request may take together (any other command, on
             its own) before the store counts as unavailable; ``None`` waits as long as the client
             does.
+        wait_replicas: After each write and delete, ``WAIT`` until this many replicas have it
+            (in the same round trip: a pipeline); ``0``, the default, does not wait. A write
+            that fewer replicas acknowledge within ``wait_timeout`` raises
+            :class:`~litestar_flash_sessions.stores.StoreUnavailableError` (a ``503``): it
+            stands on the master, but the browser is not told it was stored (docs/stores.md).
+            Not with a ``RedisCluster`` client.
+        wait_timeout: Seconds ``WAIT`` waits for the replicas at most (whole milliseconds are
+            sent); less than ``timeout``.
 
     Raises:
         TypeError: ``client`` is not an asyncio Redis or RedisCluster client.
-        ValueError: ``client`` decodes responses, or ``prefix`` holds other characters.
+        ValueError: ``client`` decodes responses, ``prefix`` holds other characters, or
+            ``wait_replicas``/``wait_timeout`` are out of range (or given with a cluster client).
     """
 
-    __slots__ = ("_client", "_owns_client", "_prefix", "_timeout")
+    __slots__ = ("_client", "_owns_client", "_prefix", "_sentinel", "_timeout", "_wait_replicas", "_wait_timeout_ms")
 
-    def __init__(self, client: Redis | RedisCluster, prefix: str = "session_", *, timeout: float | None = 5.0) -> None:
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        prefix: str = "session_",
+        *,
+        timeout: float | None = 5.0,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+    ) -> None:
         if not isinstance(client, (Redis, RedisCluster)):
             raise TypeError(
                 f"client must be a redis.asyncio.Redis or redis.asyncio.RedisCluster, not {type(client).__name__}"
@@ -100,10 +125,24 @@ class RedisStore(SessionStore):
                 "the Redis client decodes responses to str, but session records are bytes: "
                 "create it with decode_responses=False"
             )
+        if isinstance(wait_replicas, bool) or not isinstance(wait_replicas, int) or wait_replicas < 0:
+            raise ValueError(f"wait_replicas must be a whole number of replicas, 0 or more, not {wait_replicas!r}")
+        if wait_replicas and isinstance(client, RedisCluster):
+            raise ValueError(
+                "wait_replicas needs a redis.asyncio.Redis client (standalone or from Sentinel): on a RedisCluster "
+                "client WAIT would not reach the node that took the write"
+            )
+        if wait_replicas and not (wait_timeout > 0 and (timeout is None or wait_timeout < timeout)):
+            raise ValueError(
+                f"wait_timeout must be more than 0 seconds and less than timeout ({timeout}), not {wait_timeout!r}"
+            )
         self._client = client
         self._owns_client = False
+        self._sentinel: Sentinel | None = None
         self._prefix = validate_key_prefix(prefix)
         self._timeout = timeout
+        self._wait_replicas = wait_replicas
+        self._wait_timeout_ms = max(1, round(wait_timeout * 1000))
 
     @classmethod
     def from_url(
@@ -137,6 +176,56 @@ class RedisStore(SessionStore):
         store._owns_client = True
         return store
 
+    @classmethod
+    def from_sentinel(
+        cls,
+        sentinels: Sequence[tuple[str, int]],
+        service_name: str,
+        *,
+        prefix: str = "session_",
+        timeout: float | None = 5.0,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+        sentinel_options: dict[str, Any] | None = None,
+        **client_options: Any,
+    ) -> RedisStore:
+        """Return a store on the master that Redis Sentinel names, through a client of its own.
+
+        The client (redis-py's ``Sentinel(...).master_for(service_name)``) asks the sentinels
+        where the master is when it connects, and again after a failover: a connection that
+        meets the demoted master (``READONLY``) or a dead one is dropped, and the next command
+        finds the new master. Requests in flight meanwhile answer ``503``; no restart is needed.
+        The store closes the client and its sentinel connections in :meth:`shutdown`.
+
+        Args:
+            sentinels: ``(host, port)`` of each sentinel; any one that answers is enough.
+            service_name: The master's name in the sentinels' configuration (``mymaster``).
+            prefix: As for the constructor.
+            timeout: As for the constructor.
+            wait_replicas: As for the constructor: ``1`` makes every write wait for one replica.
+            wait_timeout: As for the constructor.
+            sentinel_options: Keyword arguments for the connections to the sentinels themselves
+                (redis-py's ``sentinel_kwargs``: ``password``, ``socket_timeout``...).
+            client_options: Keyword arguments for the connections to the master (``password``,
+                ``db``, ``socket_timeout``, ``max_connections``...); ``decode_responses`` must
+                stay ``False``.
+
+        Raises:
+            ValueError: As for the constructor, or ``sentinels`` is empty.
+        """
+        if not sentinels:
+            raise ValueError("sentinels must name at least one (host, port)")
+        sentinel = Sentinel(list(sentinels), sentinel_kwargs=sentinel_options, **client_options)  # type: ignore[no-untyped-call]
+        client = sentinel.master_for(service_name, redis_class=Redis)
+        try:
+            store = cls(client, prefix, timeout=timeout, wait_replicas=wait_replicas, wait_timeout=wait_timeout)
+        except (TypeError, ValueError):
+            client.connection_pool.reset()  # nothing connected yet: nothing to await
+            raise
+        store._owns_client = True
+        store._sentinel = sentinel
+        return store
+
     @property
     def prefix(self) -> str:
         """The prefix of every key this store writes."""
@@ -167,6 +256,9 @@ class RedisStore(SessionStore):
         """
         if self._owns_client:
             await self._client.aclose()
+            if self._sentinel is not None:
+                for sentinel_client in self._sentinel.sentinels:
+                    await sentinel_client.aclose()
             return
         loop = asyncio.get_running_loop()
         for connection, idle in _connections(self._client):
@@ -184,16 +276,51 @@ class RedisStore(SessionStore):
         """Run the compare-and-set script: write only if the key still holds ``previous``."""
         args = (self.key(session_id), _NO_TAG, *cas_arguments(expires_in, previous), record)
         try:
-            result = await self._guard(self._client.evalsha(CAS_SHA, 1, *args))
+            result = await self._waited("EVALSHA", CAS_SHA, 1, *args)
         except redis_errors.NoScriptError:
             # The server does not know the script yet (first use, restart, SCRIPT FLUSH, a new
-            # cluster node): EVAL runs it and caches it, so later calls find it by its SHA.
-            result = await self._guard(self._client.eval(CAS_SCRIPT, 1, *args))
+            # cluster node, a master just promoted): EVAL runs it and caches it, so later calls
+            # find it by its SHA.
+            result = await self._waited("EVAL", CAS_SCRIPT, 1, *args)
         return result == WRITTEN
 
     async def delete(self, session_id: str) -> None:
-        """Delete the key, if any."""
-        await self._guard(self._client.delete(self.key(session_id)))
+        """Delete the key, if any (then ``WAIT`` for the replicas, if configured: a logout lost in
+        a failover would bring the session back).
+        """
+        await self._waited("DEL", self.key(session_id))
+
+    async def _waited(self, *command: str | int | bytes) -> object:
+        """Run one write command; with ``wait_replicas``, pipelined with ``WAIT`` (one round trip).
+
+        Raises:
+            StoreUnavailableError: As :meth:`_guard`, or fewer replicas than ``wait_replicas``
+                acknowledged the write within ``wait_timeout``.
+            redis.exceptions.ResponseError: As :meth:`_guard` (``NoScriptError`` included).
+        """
+        if not self._wait_replicas:
+            return await self._guard(self._client.execute_command(*command))
+        pipeline = cast("Redis", self._client).pipeline(transaction=False)
+        pipeline.execute_command(*command)
+        pipeline.execute_command("WAIT", self._wait_replicas, self._wait_timeout_ms)
+        # raise_on_error=False: redis-py would put the command's arguments (the record) into the
+        # message of the first error; the replies are checked here instead, errors as they came.
+        replies = cast("list[object]", await self._guard(pipeline.execute(raise_on_error=False)))
+        result, acknowledged = replies
+        if isinstance(result, redis_errors.ResponseError):
+            await self._guard(_raised(result))  # mapped as any reply (NoScriptError kept for set())
+        if isinstance(acknowledged, redis_errors.ResponseError):
+            # "ERR WAIT cannot be used with replica instances": a failover demoted this master
+            # between the client's lookup and the command; the next connection finds the new one.
+            raise StoreUnavailableError(f"RedisStore: WAIT failed ({acknowledged}): is the master a replica now?")
+        if command[0] != "DEL" and result != WRITTEN:
+            return result  # a conflict wrote nothing: no replica has anything to acknowledge
+        if not isinstance(acknowledged, int) or acknowledged < self._wait_replicas:
+            raise StoreUnavailableError(
+                f"RedisStore: the write reached {acknowledged} of the {self._wait_replicas} replicas "
+                f"wait_replicas asks for within {self._wait_timeout_ms} ms (it stands on the master)"
+            )
+        return result
 
     async def _guard(self, reply: Awaitable[object] | object) -> object:
         """Await one command under the store's timeout, mapping unreachability to a 503.
@@ -215,6 +342,11 @@ class RedisStore(SessionStore):
             if _means_not_now(exc):
                 raise StoreUnavailableError(f"RedisStore: Redis answered {exc}") from exc
             raise
+
+
+async def _raised(error: BaseException) -> object:
+    """Raise ``error`` from inside an awaitable, so that :meth:`RedisStore._guard` maps it."""
+    raise error
 
 
 def _connections(client: Redis | RedisCluster) -> list[tuple[Any, bool]]:
