@@ -13,6 +13,10 @@ postgres, redis, mongo or webdis. The server stores read their URL from ``POSTGR
 - ``GET /admin``: ``Admin EMAIL``, or 401 when nobody is logged in (``SessionAuth``).
 - ``POST /logout``: deletes the session, flashes "Logged out" and redirects to ``/``.
 - ``WS /ws``: sends ``hello EMAIL`` (or ``hello anonymous``) and closes.
+- ``GET /sessions``: the logged-in user's sessions, as JSON (``handle``, ``current``,
+  ``created_at``, ``last_seen``, ``user_agent``); 401 when nobody is logged in.
+- ``POST /sessions/revoke-others``: logs the user's other devices out (204).
+- ``POST /sessions/{handle}/revoke``: logs that session out (204; 404 if it is not the user's).
 """
 
 from __future__ import annotations
@@ -26,14 +30,15 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader
 from litestar import Litestar, MediaType, Request, WebSocket, get, post, websocket
 from litestar.connection import ASGIConnection
-from litestar.params import URLEncodedBody
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, URLEncodedBody
 from litestar.plugins.flash import FlashConfig, FlashPlugin, flash
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.security.session_auth import SessionAuth
 from litestar.template import TemplateConfig
 
-from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
+from litestar_flash_sessions import Session, SessionConfig, SessionPlugin, UserSessions
 from litestar_flash_sessions.backend import SessionBackend
 from litestar_flash_sessions.session import MESSAGES_KEY
 
@@ -65,7 +70,9 @@ async def index(request: Request[Any, Any, Any]) -> Template:
 async def login(request: Request[Any, Any, Any], session: Session, data: URLEncodedBody[LoginForm]) -> Redirect:
     if data.password == CORRECT_PASSWORD:
         session.set("email", data.email)
-        session.rotate_key()  # a new id after login: an id planted before is worthless
+        session.bind_user(
+            data.email
+        )  # listed among the user's devices; rotates the id, so an id planted before is worthless
         flash(request, "Login successful", "success")
         flash(request, f"Welcome back, {data.email}", "info")
     else:
@@ -85,6 +92,41 @@ async def logout(session: Session) -> Redirect:
 @get("/admin", media_type=MediaType.TEXT)
 async def admin(request: Request[dict[str, str], Any, Any]) -> str:
     return f"Admin {request.user['email']}"
+
+
+@get("/sessions")
+async def my_sessions(session: Session, user_sessions: UserSessions) -> list[dict[str, Any]]:
+    """The logged-in user's devices (SessionAuth answers 401 to anyone else)."""
+    assert session.user_id is not None
+    found = await user_sessions.list_sessions(session.user_id, current=session.handle)
+    return [
+        {
+            "handle": info.handle,
+            "current": info.current,
+            "created_at": info.created_at.isoformat(),
+            "last_seen": info.last_seen.isoformat(),
+            "user_agent": info.device.get("user_agent"),
+        }
+        for info in found
+    ]
+
+
+@post("/sessions/revoke-others", status_code=204)
+async def revoke_others(session: Session, user_sessions: UserSessions) -> None:
+    assert session.user_id is not None
+    await user_sessions.revoke_others(session.user_id, keep=session.handle)
+
+
+@post("/sessions/{handle:str}/revoke", status_code=204)
+async def revoke(session: Session, user_sessions: UserSessions, handle: FromPath[str]) -> None:
+    assert session.user_id is not None
+    if not await user_sessions.revoke(session.user_id, handle):
+        raise NotFoundException("no such session")
+
+
+def keep_user_agent(connection: ASGIConnection[Any, Any, Any, Any]) -> dict[str, str]:
+    """What the device list shows of a device: its user agent, nothing else."""
+    return {"user_agent": connection.headers.get("user-agent", "")}
 
 
 @websocket("/ws")
@@ -139,7 +181,7 @@ def create_app(store: str | SessionBackend | None = None) -> Litestar:
     backend = (
         store if isinstance(store, SessionBackend) else make_store(store or os.environ.get("SESSION_STORE", "sqlite"))
     )
-    plugin = SessionPlugin(SessionConfig(store=backend))
+    plugin = SessionPlugin(SessionConfig(store=backend, device_info=keep_user_agent))
     auth = SessionAuth[Any, Any](
         retrieve_user_handler=retrieve_user,
         session_backend_config=plugin.session_backend_config,
@@ -148,7 +190,7 @@ def create_app(store: str | SessionBackend | None = None) -> Litestar:
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True)
     template_config = TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
     return Litestar(
-        [index, login, logout, admin, hello],
+        [index, login, logout, admin, hello, my_sessions, revoke_others, revoke],
         plugins=[plugin, FlashPlugin(FlashConfig(template_config))],  # the SessionPlugin first
         template_config=template_config,
         on_app_init=[auth.on_app_init],

@@ -17,6 +17,7 @@ from litestar_flash_sessions.session import (
     UnstorableValueError,
 )
 from litestar_flash_sessions.stores.base import StoreUnavailableError
+from litestar_flash_sessions.users import SessionInfo, UnsupportedStoreError, UserSessionManager, UserSessions
 
 __all__ = (
     "CookieTooLargeError",
@@ -25,8 +26,12 @@ __all__ = (
     "Session",
     "SessionBackend",
     "SessionConfig",
+    "SessionInfo",
     "SessionPlugin",
     "SessionTooLargeError",
     "StoreUnavailableError",
     "UnstorableValueError",
+    "UnsupportedStoreError",
+    "UserSessionManager",
+    "UserSessions",
 )

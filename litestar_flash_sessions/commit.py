@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import msgspec
 
-from litestar_flash_sessions import lifetime
+from litestar_flash_sessions import lifetime, users
 from litestar_flash_sessions.backend import EXPIRE, NOTHING, Outcome
 from litestar_flash_sessions.draft import replay
 from litestar_flash_sessions.record import TOMBSTONE_SECONDS, Ended, Live, Moved, decode, encode
@@ -51,6 +51,7 @@ _BACKOFF_BASE, _BACKOFF_CAP = 0.001, 0.05
 """Seconds: the jittered wait after the second and later conflicts doubles from the base to the cap."""
 
 Record = Live | Moved | Ended
+Owner = tuple[str, str]
 
 AS_LOADED: Final = Live({}, [])
 """Stands for the record the request loaded, as ``current`` of :func:`decide`: the draft already
@@ -82,6 +83,8 @@ class Plan(NamedTuple):
     """What the response carries if the write wins (or at once, when nothing is written)."""
     move: bool = False
     """Write ``record`` under a new id, then leave a :class:`Moved` at the key (a rotation)."""
+    content: Live | None = None
+    """What ``record`` encodes, when it is a session (not a tombstone)."""
 
 
 def _short(ttl: int | None) -> int:
@@ -126,14 +129,14 @@ def decide(
     ttl = lifetime.store_ttl(content, config, now)
     if draft.rotate and not followed and not content.is_empty:
         outcome = Outcome(retry_flash=redelivered, max_age=lifetime.cookie_max_age(content, config))
-        return Plan(encode(content), ttl, outcome, move=True)
+        return Plan(encode(content), ttl, outcome, move=True, content=content)
     record = encode(content)
     outcome = Outcome(retry_flash=True) if redelivered else NOTHING
     if record == plain:
         return Plan(None, None, outcome)  # the store already holds exactly this
     # An emptied session keeps its record (briefly) rather than being deleted: a concurrent write
     # that lands after it must find the session, not a logout.
-    return Plan(record, _short(ttl) if content.is_empty else ttl, outcome)
+    return Plan(record, _short(ttl) if content.is_empty else ttl, outcome, content=content)
 
 
 class _Lock:
@@ -243,12 +246,11 @@ async def _create(store: SessionStore, draft: Draft, config: SessionConfig) -> O
     content = draft.survivors(now) if draft.delete else draft.content(now)
     if content is None or content.is_empty:
         return NOTHING  # no record, no cookie: nothing per anonymous visitor
-    record = encode(content)
-    ttl = lifetime.store_ttl(content, config, now)
-    for _ in range(3):  # a collision of 256-bit ids does not happen; an expired row is replaced
+    plan = Plan(encode(content), lifetime.store_ttl(content, config, now), NOTHING, content=content)
+    for _ in range(3):  # a fresh id is taken only when a revocation tombstoned the key it listed
         session_id = new_session_id()
-        key = store_key(session_id)
-        if await store.set(key, _sealed(config.record_sealer, key, record), ttl, None):
+        if await _write(store, config, store_key(session_id), plan, None, before=None, after=content.owner) is not None:
+            await _bound(store, config, None, content.owner)
             return Outcome(cookie=session_id, max_age=lifetime.cookie_max_age(content, config))
     raise store.unavailable("could not store a new session under a fresh id")
 
@@ -264,7 +266,6 @@ async def _commit_existing(store: SessionStore, entry: _Lock, loaded: Loaded, co
         base, plain = entry.last
         current = decode(plain)
     followed = False
-    rotated: tuple[str, str, bytes] | None = None  # the new id, its key, and what we wrote there
     for attempt in range(MAX_ATTEMPTS):
         while isinstance(current, Moved):  # rotated by another request: the session lives on there
             key, followed = current.to, True
@@ -272,30 +273,67 @@ async def _commit_existing(store: SessionStore, entry: _Lock, loaded: Loaded, co
         now = store.now()
         plan = decide(draft, current, plain, followed=followed, config=config, now=now)
         if plan.record is None:
-            await _drop_unused(store, rotated)
             return plan.outcome
+        before = draft.loaded_owner if current is AS_LOADED else current.owner if isinstance(current, Live) else None
+        after = None if plan.content is None else plan.content.owner
         if plan.move:
-            if rotated is None:
-                new_id = new_session_id()
-                rotated = (new_id, store_key(new_id), b"")
-            new_id, new_key, written = rotated
-            stored = _sealed(sealer, new_key, plan.record)
-            if not await store.set(new_key, stored, plan.ttl, written or None):
-                raise store.unavailable("the new id of a rotated session was taken")
-            rotated = (new_id, new_key, stored)
-            moved = encode(Moved(new_key))
-            if await store.set(key, moved_stored := _sealed(sealer, key, moved), _short(config.ttl), base):
-                entry.last = None if followed else (moved_stored, moved)
-                return plan.outcome._replace(cookie=new_id)
-        elif await store.set(key, stored := _sealed(sealer, key, plan.record), plan.ttl, base):
+            new_id = new_session_id()
+            if await _write(store, config, store_key(new_id), plan, None, before=None, after=after) is not None:
+                moved = encode(Moved(store_key(new_id)))
+                if await store.set(key, moved_stored := _sealed(sealer, key, moved), _short(config.ttl), base):
+                    entry.last = None if followed else (moved_stored, moved)
+                    if before is not None:
+                        await users.unlist_key(store, config, before, key)
+                    await _bound(store, config, before, after)
+                    return plan.outcome._replace(cookie=new_id)
+                await _drop_unused(store, config, store_key(new_id), after)
+        elif (stored := await _write(store, config, key, plan, base, before=before, after=after)) is not None:
             if not followed:
                 entry.last = (stored, plan.record)
-            await _drop_unused(store, rotated)
+            await _bound(store, config, before, after)
             return _resend_cookie(plan, loaded, config, followed=followed)
         if attempt:  # the first conflict is the expected one: retry at once, then back off
             await asyncio.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)))  # noqa: S311
         base, plain, current = await read_record(store, key, None, sealer)
     raise store.unavailable(f"the session kept changing under {MAX_ATTEMPTS} concurrent commits")
+
+
+async def _write(
+    store: SessionStore,
+    config: SessionConfig,
+    key: str,
+    plan: Plan,
+    base: bytes | None,
+    *,
+    before: Owner | None,
+    after: Owner | None,
+) -> bytes | None:
+    """Compare-and-set the plan's record at ``key``, keeping the user's index a superset of the
+    live sessions: a key is listed before a bound record is written there, and unlisted after
+    it stops holding one (docs/users.md). ``before`` is the user and handle of the record the
+    write replaces, ``after`` those of the record it writes (``None`` when not bound).
+
+    Returns:
+        What was stored (the record, sealed when records are encrypted), ``None`` on a conflict.
+    """
+    assert plan.record is not None
+    binding = after if after != before else None
+    if binding is not None:
+        await users.list_key(store, config, binding, key)
+    stored = _sealed(config.record_sealer, key, plan.record)
+    if not await store.set(key, stored, plan.ttl, base):
+        if binding is not None:
+            await users.unlist_key(store, config, binding, key)
+        return None
+    if before is not None and before != after:
+        await users.unlist_key(store, config, before, key)
+    return stored
+
+
+async def _bound(store: SessionStore, config: SessionConfig, before: Owner | None, after: Owner | None) -> None:
+    """After a write that bound a session to a user: keep the user within ``max_sessions_per_user``."""
+    if after is not None and after != before and config.max_sessions_per_user is not None:
+        await users.enforce_cap(store, config, after)
 
 
 def _resend_cookie(plan: Plan, loaded: Loaded, config: SessionConfig, *, followed: bool) -> Outcome:
@@ -311,7 +349,8 @@ def _resend_cookie(plan: Plan, loaded: Loaded, config: SessionConfig, *, followe
     return plan.outcome._replace(cookie=loaded.session.id, max_age=max_age)
 
 
-async def _drop_unused(store: SessionStore, rotated: tuple[str, str, bytes] | None) -> None:
-    """Delete the record a rotation wrote under a new id that it then could not publish."""
-    if rotated is not None:
-        await store.delete(rotated[1])
+async def _drop_unused(store: SessionStore, config: SessionConfig, key: str, owner: Owner | None) -> None:
+    """Delete the record a rotation wrote under a new id that it then could not publish (and unlist it)."""
+    await store.delete(key)
+    if owner is not None:
+        await users.unlist_key(store, config, owner, key)

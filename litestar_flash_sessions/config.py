@@ -8,10 +8,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from litestar_flash_sessions.backend import SessionBackend
 from litestar_flash_sessions.cookies import COOKIE_NAME
+from litestar_flash_sessions.stores.base import SessionStore
 from litestar_flash_sessions.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Mapping, Sequence
+
+    from litestar.connection import ASGIConnection
 
 __all__ = ("MAX_LIFETIME_SECONDS", "SessionConfig")
 
@@ -63,6 +66,14 @@ class SessionConfig:
     """Seal every record with AES-256-GCM, bound to its key, before it reaches a server-side
     store: a secret of at least 32 characters and 128 bits of estimated entropy, or a list of
     them (the first seals, all open: rotation). Needs ``cryptography`` (the ``[cookie]`` extra)."""
+    max_sessions_per_user: int | None = None
+    """The most sessions one user may have bound at once: binding one more revokes the user's
+    oldest. ``None``: no limit. Needs a server-side store."""
+    device_info: Callable[[ASGIConnection[Any, Any, Any, Any]], Mapping[str, str]] | None = None
+    """What to keep of the device when a session is bound (``session.bind_user``), shown in the
+    user's list of sessions: called with the request, for example
+    ``lambda request: {"user_agent": request.headers.get("user-agent", "")}``. ``None`` (the
+    default) keeps nothing beyond the session's times."""
     cleanup_interval_seconds: float | None = 300.0
     """How often the plugin deletes expired records from a store that does not expire them by
     itself (SQL). ``None`` switches it off (then call ``store.delete_expired()`` yourself)."""
@@ -96,12 +107,25 @@ class SessionConfig:
         if self.cookie_samesite == "none" and self.cookie_secure is False:
             raise ValueError("cookie_samesite='none' needs a secure cookie: browsers reject it otherwise")
         self._check_prefix()
+        self._check_users()
         self.record_sealer: Any = None
         """Seals records at rest (a ``crypto.Sealer``), when ``encryption_secret`` is set."""
         if self.encryption_secret is not None:
             from litestar_flash_sessions.crypto import Sealer
 
             self.record_sealer = Sealer(self.encryption_secret, b"record", owner="encryption_secret")
+
+    def _check_users(self) -> None:
+        cap = self.max_sessions_per_user
+        if cap is None:
+            return
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap <= 0:
+            raise ValueError("max_sessions_per_user must be a positive whole number, or None for no limit")
+        if not isinstance(self.store, SessionStore):
+            raise ValueError(
+                f"max_sessions_per_user needs a server-side store: {type(self.store).__name__} keeps each "
+                "session in its browser, where the server cannot revoke it"
+            )
 
     def _check_prefix(self) -> None:
         """Enforce the rules browsers apply to ``__Host-`` and ``__Secure-`` cookie names."""

@@ -8,15 +8,21 @@ them) to what the store now holds, so that neither request loses the other's wor
 
 from __future__ import annotations
 
+import secrets
 import sys
 from typing import Any, Final
 
 from litestar_flash_sessions.record import Flash, Live
 
-__all__ = ("DELETED", "Draft", "replay")
+__all__ = ("DELETED", "Draft", "new_handle", "replay")
 
 DELETED: Final = object()
 """Marks a key the request deleted, in :attr:`Draft.written`."""
+
+
+def new_handle() -> str:
+    """Return a fresh handle for a session bound to a user: 128 random bits, URL-safe base64."""
+    return secrets.token_urlsafe(16)
 
 
 class Draft:
@@ -34,9 +40,12 @@ class Draft:
         "data",
         "delete",
         "delete_from",
+        "device",
         "flashes",
+        "handle",
         "lifetime",
         "lifetime_set",
+        "loaded_owner",
         "max_size",
         "next_flash_id",
         "now_next",
@@ -46,6 +55,8 @@ class Draft:
         "size",
         "stale",
         "touch",
+        "user",
+        "user_set",
         "written",
     )
 
@@ -73,6 +84,13 @@ class Draft:
         self.lifetime = loaded.lifetime
         self.lifetime_set = False
         """Whether the request gave the session a lifetime of its own (``set_expiry``)."""
+        self.user = loaded.user
+        self.handle = loaded.handle
+        self.device = loaded.device
+        self.loaded_owner = loaded.owner
+        """The user and handle of the record as loaded (what its user's index lists it under)."""
+        self.user_set = False
+        """Whether the request bound or unbound the session (``bind_user``, ``unbind_user``)."""
         self.touch = False
         """Whether the record must be written even if nothing changed (see ``lifetime.needs_touch``)."""
         self.stale = False
@@ -88,14 +106,26 @@ class Draft:
     @property
     def modified(self) -> bool:
         """Whether the request changed a value, a flash or the session's lifetime."""
-        return bool(self.written or self.consumed or self.next_flash_id != self.own_from or self.lifetime_set)
+        return bool(
+            self.written or self.consumed or self.next_flash_id != self.own_from or self.lifetime_set or self.user_set
+        )
 
     def content(self, now: float) -> Live:
         """Return the session's content as this request leaves it at ``now`` (what it would store
         without a conflict).
         """
         flashes = self.flashes if not self.now_next else [flash for flash in self.flashes if flash.id >= 0]
-        return Live(self.data, flashes, self.next_flash_id, self.created_at or now, now, self.lifetime)
+        return Live(
+            self.data,
+            flashes,
+            self.next_flash_id,
+            self.created_at or now,
+            now,
+            self.lifetime,
+            self.user,
+            self.handle,
+            self.device,
+        )
 
     def survivors(self, now: float) -> Live | None:
         """Return a fresh session holding the flashes added after ``delete_session()``, if any."""
@@ -113,7 +143,8 @@ def replay(draft: Draft, current: Live, now: float) -> tuple[Live, bool]:
 
     Keys the draft set or deleted take its value; the other keys keep the newer value. Flashes
     the draft removed are removed by id (a newer flash of the same key stays); flashes it added
-    are appended with ids that are new in ``current``.
+    are appended with ids that are new in ``current``. A binding (or unbinding) the draft made
+    replaces the user of ``current``; otherwise its user stays.
 
     Returns:
         The merged content, and whether a flash the draft delivered had already been removed
@@ -140,4 +171,7 @@ def replay(draft: Draft, current: Live, now: float) -> tuple[Live, bool]:
             flashes.append(Flash(next_id, flash.key, flash.value, flash.category))
             next_id += 1
     lifetime = draft.lifetime if draft.lifetime_set else current.lifetime
-    return Live(data, flashes, next_id, current.created_at or now, now, lifetime), redelivered
+    bound = draft if draft.user_set else current
+    created_at = current.created_at or now
+    merged = Live(data, flashes, next_id, created_at, now, lifetime, bound.user, bound.handle, bound.device)
+    return merged, redelivered

@@ -16,6 +16,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, cast
 from urllib.parse import quote
 
+from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.exceptions import (
     HTTPException,
@@ -235,7 +236,7 @@ class SessionMiddleware:
         _apply_scope_session(loaded, scope.get("session"))
         loaded.draft.committed = True  # from here on a change could not be saved: it raises
         try:
-            outcome = await self.backend.commit(loaded, self.config)
+            outcome = await self._commit(loaded, scope)
             headers = self._headers(outcome, scope)
         except UNAVAILABLE as exc:
             self.outages.report(type(self.backend).__name__, exc)
@@ -275,20 +276,28 @@ class SessionMiddleware:
             async def send_committing(message: Message) -> None:
                 kind = message["type"]
                 if kind == "websocket.accept":
-                    cookie = self._headers(await self.backend.commit(loaded, self.config), scope)[:-1]
+                    cookie = self._headers(await self._commit(loaded, scope), scope)[:-1]
                     accept = cast("WebSocketAcceptEvent", message)
                     accept["headers"] = [*(accept.get("headers") or ()), *cookie]
                     _after_websocket_commit(loaded, keep_open=server_side)
                 elif server_side and kind in ("websocket.send", "websocket.close") and loaded.draft.modified:
-                    await self.backend.commit(loaded, self.config)
+                    await self._commit(loaded, scope)
                     _after_websocket_commit(loaded, keep_open=True)
                 await send(message)
 
             await self.app(scope, receive, send_committing)
             if server_side and loaded.draft.modified and not loaded.draft.committed:
-                await self.backend.commit(loaded, self.config)
+                await self._commit(loaded, scope)
         finally:
             _CURRENT_SLOT.reset(token)
+
+    async def _commit(self, loaded: Loaded, scope: Scope) -> Outcome:
+        """Commit the session, keeping what ``SessionConfig.device_info`` says of a device it binds."""
+        draft = loaded.draft
+        device_info = self.config.device_info
+        if device_info is not None and draft.user_set and draft.user is not None and draft.device is None:
+            draft.device = {str(name): str(value) for name, value in device_info(ASGIConnection(scope)).items()}
+        return await self.backend.commit(loaded, self.config)
 
     def _headers(self, outcome: Outcome, scope: Scope) -> list[tuple[bytes, bytes]]:
         """Return the response's session headers: ``Vary``, and the cookie the outcome asks for.

@@ -11,21 +11,24 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi.spec import (
     Operation,
 )
-from litestar.plugins import InitPlugin, ReceiveRoutePlugin
+from litestar.plugins import CLIPlugin, InitPlugin, ReceiveRoutePlugin
 from litestar.routes import HTTPRoute, WebSocketRoute
 
 from litestar_flash_sessions.backend import SessionBackend
 from litestar_flash_sessions.cleanup import PeriodicCleanup
+from litestar_flash_sessions.cli import add_sessions_commands
 from litestar_flash_sessions.config import SessionConfig
 from litestar_flash_sessions.cookies import CookieJar
 from litestar_flash_sessions.integration import SessionBackendConfig, check_no_other_session_cookie
 from litestar_flash_sessions.middleware import Loader, OutageLog, SessionMiddleware, session_provider
 from litestar_flash_sessions.openapi import documented_config, session_operation
 from litestar_flash_sessions.session import FlashSession, Session, SessionTooLargeError, UnstorableValueError
+from litestar_flash_sessions.users import UnsupportedStoreError, UserSessionManager, UserSessions
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
+    from click import Group
     from litestar import Litestar
     from litestar.config.app import AppConfig
     from litestar.handlers import HTTPRouteHandler, WebsocketRouteHandler
@@ -35,20 +38,33 @@ if TYPE_CHECKING:
 __all__ = ("SessionPlugin",)
 
 DEPENDENCY_KEY = "session"
+USERS_DEPENDENCY_KEY = "user_sessions"
 
 
-class SessionPlugin(InitPlugin, ReceiveRoutePlugin):
+class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
     """Give handlers that declare ``session: Session`` a session kept in the configured store.
 
     Only handlers that take the session, directly or through another dependency, get the
-    middleware that commits it; the others run exactly as without the plugin.
+    middleware that commits it; the others run exactly as without the plugin. Handlers that
+    declare ``user_sessions: UserSessions`` get the manager of users' sessions
+    (:class:`~litestar_flash_sessions.users.UserSessionManager`), and the Litestar CLI gets a
+    ``sessions`` group (:mod:`litestar_flash_sessions.cli`).
 
     Args:
         config: The store and cookie settings; ``None`` uses :class:`SessionConfig` defaults
             (a :class:`MemoryStore`).
     """
 
-    __slots__ = ("_config", "_eager_middleware", "_jar", "_loader", "_middleware", "_operation_classes", "_provide")
+    __slots__ = (
+        "_config",
+        "_eager_middleware",
+        "_jar",
+        "_loader",
+        "_middleware",
+        "_operation_classes",
+        "_provide",
+        "_user_sessions",
+    )
 
     def __init__(self, config: SessionConfig | None = None) -> None:
         self._config = config or SessionConfig()
@@ -58,11 +74,17 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin):
         self._middleware = DefineMiddleware(SessionMiddleware, loader=self._loader)
         self._eager_middleware = DefineMiddleware(SessionMiddleware, loader=self._loader, eager=True)
         self._operation_classes: dict[tuple[type[Operation], int], type[Operation]] = {}
+        self._user_sessions = UserSessionManager(self._config)
 
     @property
     def config(self) -> SessionConfig:
         """The plugin's configuration."""
         return self._config
+
+    @property
+    def user_sessions(self) -> UserSessionManager:
+        """Lists and revokes users' sessions in this plugin's store (also the ``user_sessions`` dependency)."""
+        return self._user_sessions
 
     @property
     def session_backend_config(self) -> SessionBackendConfig:
@@ -79,19 +101,33 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin):
         cookie's security scheme.
         """
         app_config.dependencies[DEPENDENCY_KEY] = self._provide
-        app_config.signature_namespace.update(Session=Session, FlashSession=FlashSession)
+        app_config.dependencies.setdefault(USERS_DEPENDENCY_KEY, Provide(self._provide_user_sessions, use_cache=True))
+        app_config.signature_namespace.update(
+            Session=Session, FlashSession=FlashSession, UserSessions=UserSessions, UserSessionManager=UserSessionManager
+        )
         app_config.lifespan.append(self._lifespan)
         check_no_other_session_cookie(app_config, self._jar.name)
         # Values too large or not storable mostly come from the request: a 4xx, not a 500 (the
         # app's own handlers for them, if any, win).
         app_config.exception_handlers.setdefault(SessionTooLargeError, _client_error(413, "session too large"))
         app_config.exception_handlers.setdefault(UnstorableValueError, _client_error(400, "value not storable"))
+        # Listing or revoking a user's sessions on the cookie store: a feature this deployment lacks.
+        app_config.exception_handlers.setdefault(
+            UnsupportedStoreError, _client_error(501, "not supported by the store")
+        )
         if _uses_flash_plugin(app_config):
             # Litestar's FlashPlugin looks for an app-wide session middleware when it starts.
             app_config.middleware.append(self.session_backend_config.middleware)
         if app_config.openapi_config is not None:
             app_config.openapi_config = documented_config(app_config.openapi_config, self._jar.name)
         return app_config
+
+    def on_cli_init(self, cli: Group) -> None:
+        """Add ``litestar sessions list|revoke|clear-expired`` to Litestar's CLI."""
+        add_sessions_commands(cli)
+
+    async def _provide_user_sessions(self) -> UserSessionManager:
+        return self._user_sessions
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _: Litestar) -> AsyncIterator[None]:

@@ -4,7 +4,10 @@ A key holds one of three records, encoded as a MessagePack array whose first ite
 
 * :class:`Live`: the session's values and pending flashes;
 * :class:`Moved`: the session was rotated to another key (a tombstone left by a login);
-* :class:`Ended`: the session was deleted (a tombstone left by a logout).
+* :class:`Ended`: the session was deleted (a tombstone left by a logout or a revocation).
+
+A user's sessions are listed under a key of their own, in a :class:`UserIndex` (see
+:mod:`litestar_flash_sessions.users`).
 
 The tombstones let a request that loaded the session before a rotation or a logout committed
 find out what happened when its compare-and-set fails: follow the session to its new key, or
@@ -18,7 +21,19 @@ from typing import Any, Final
 
 import msgspec
 
-__all__ = ("TOMBSTONE_SECONDS", "TOUCH_SECONDS", "Ended", "Flash", "Live", "Moved", "decode", "encode")
+__all__ = (
+    "TOMBSTONE_SECONDS",
+    "TOUCH_SECONDS",
+    "Ended",
+    "Flash",
+    "IndexEntry",
+    "Live",
+    "Moved",
+    "UserIndex",
+    "decode",
+    "decode_index",
+    "encode",
+)
 
 TOMBSTONE_SECONDS: Final = 3600
 """How long a tombstone (or an emptied session's record) is kept at most: longer than any
@@ -57,11 +72,23 @@ class Live(msgspec.Struct, array_like=True, tag=0):
     write per request)."""
     lifetime: int | None = None
     """This session's own idle timeout (``session.set_expiry``); ``None``: the config's."""
+    user: str | None = None
+    """The user the session is bound to (``session.bind_user``), ``None`` if none."""
+    handle: str | None = None
+    """The opaque handle that names the session in its user's index (random, given at binding,
+    kept across rotation): never the id, never the key."""
+    device: dict[str, str] | None = None
+    """What ``SessionConfig.device_info`` kept of the device at binding (a user agent...)."""
 
     @property
     def is_empty(self) -> bool:
-        """Whether the session holds no value and no pending flash."""
-        return not self.data and not self.flashes
+        """Whether the session holds no value, no pending flash and no user."""
+        return not self.data and not self.flashes and self.user is None
+
+    @property
+    def owner(self) -> tuple[str, str] | None:
+        """The user and handle the session is listed under, ``None`` when it is not bound."""
+        return None if self.user is None or self.handle is None else (self.user, self.handle)
 
 
 class Moved(msgspec.Struct, array_like=True, tag=1):
@@ -74,6 +101,28 @@ class Ended(msgspec.Struct, array_like=True, tag=2):
     """The session was deleted; requests still in flight on it must not bring it back."""
 
 
+class IndexEntry(msgspec.Struct, array_like=True):
+    """One session of a user: its handle, the store keys it may live under, and when it was bound.
+
+    ``keys`` holds one key, or two while a rotation moves the session to a new one: a key is
+    listed before a bound record is written there, and unlisted after it stops holding one.
+    """
+
+    handle: str
+    keys: list[str]
+    created_at: float
+    """When the session was bound to the user."""
+    listed_at: float
+    """When a key was last listed: a listed key that holds nothing may be about to be written
+    (its login is in flight) until ``TOMBSTONE_SECONDS`` later."""
+
+
+class UserIndex(msgspec.Struct, array_like=True, tag=3):
+    """The sessions bound to one user: a superset of the live ones (dead entries are pruned lazily)."""
+
+    entries: list[IndexEntry]
+
+
 encode = msgspec.msgpack.Encoder().encode
 """Encode a record as bytes for a store."""
 
@@ -82,4 +131,11 @@ decode = msgspec.msgpack.Decoder(Live | Moved | Ended).decode
 
 Raises:
     msgspec.DecodeError: The bytes are not a record (corrupt, or another application's).
+"""
+
+decode_index = msgspec.msgpack.Decoder(UserIndex).decode
+"""Decode a user's index.
+
+Raises:
+    msgspec.DecodeError: The bytes are not an index.
 """

@@ -9,7 +9,7 @@ import msgspec
 from litestar.di import NamedDependency
 from litestar.params import SkipValidation
 
-from litestar_flash_sessions.draft import DELETED, Draft
+from litestar_flash_sessions.draft import DELETED, Draft, new_handle
 from litestar_flash_sessions.record import Flash
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ T = TypeVar("T")
 D = TypeVar("D")
 
 _MISSING: Final = object()
+_MAX_USER_ID: Final = 256
 _encode = msgspec.msgpack.Encoder().encode
 _ENTRY_OVERHEAD: Final = 16
 """Bytes a key-value pair or a flash may add to an encoded session beyond its key and value
@@ -226,6 +227,57 @@ class FlashSession:
         """
         self._check_open("rotate_key()")
         self._draft.rotate = True
+
+    @property
+    def user_id(self) -> str | None:
+        """The user the session is bound to (:meth:`bind_user`), ``None`` if none."""
+        return self._draft.user
+
+    @property
+    def handle(self) -> str | None:
+        """The opaque handle that names this session in its user's list of sessions
+        (:class:`~litestar_flash_sessions.users.UserSessionManager`), ``None`` until it is bound.
+
+        It is random, never the id or anything an id can be derived from, and stays the same
+        across rotations: show it to the user, pass it back to revoke the session.
+        """
+        return self._draft.handle
+
+    def bind_user(self, user_id: str) -> None:
+        """Bind the session to ``user_id`` when the request ends (at login), and rotate its key.
+
+        The session then appears in the user's list of sessions and can be revoked from another
+        device, an admin task or a script (:class:`~litestar_flash_sessions.users.UserSessionManager`).
+        Binding a session already bound to the same user keeps its handle; binding it to another
+        user moves it. What ``SessionConfig.device_info`` returns is kept with it.
+
+        Raises:
+            ValueError: ``user_id`` is not a non-empty string of at most 256 characters.
+            RuntimeError: The response has started: the change could not be saved.
+        """
+        if not isinstance(user_id, str) or not 0 < len(user_id) <= _MAX_USER_ID:
+            raise ValueError(f"user_id must be a non-empty string of at most {_MAX_USER_ID} characters")
+        self._check_open("bind_user()")
+        draft = self._draft
+        if draft.user != user_id or draft.handle is None:
+            draft.handle = new_handle()
+            draft.device = None
+        draft.user = user_id
+        draft.user_set = True
+        draft.rotate = True
+
+    def unbind_user(self) -> None:
+        """Unbind the session from its user when the request ends, and rotate its key; the
+        session itself (its values) stays. :meth:`delete_session` unbinds too.
+
+        Raises:
+            RuntimeError: The response has started: the change could not be saved.
+        """
+        self._check_open("unbind_user()")
+        draft = self._draft
+        draft.user = draft.handle = draft.device = None
+        draft.user_set = True
+        draft.rotate = True
 
     def set_expiry(self, seconds: int | None) -> None:
         """Give this session an idle timeout of its own ("remember me").

@@ -18,7 +18,14 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Redirect, Response, Stream
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from litestar_flash_sessions import FlashSession, Session, SessionConfig, SessionPlugin, SessionTooLargeError
+from litestar_flash_sessions import (
+    FlashSession,
+    Session,
+    SessionConfig,
+    SessionPlugin,
+    SessionTooLargeError,
+    UserSessions,
+)
 
 
 class Point(msgspec.Struct):
@@ -68,12 +75,16 @@ GATES: dict[str, Gate] = {}
 
 
 def act_on(session: FlashSession, actions: dict[str, Any]) -> dict[str, Any]:
-    """Do what a race's request asks, in a fixed order: read, set, flash, rotate, log out."""
+    """Do what a race's request asks, in a fixed order: read, set, flash, bind, unbind, rotate, log out."""
     read = {key: session.get(key) for key in actions.get("read", [])}
     for key, value in actions.get("set", {}).items():
         session.set(key, value)
     for key, value in actions.get("flash", {}).items():
         session.flash(key, value)
+    if actions.get("bind"):
+        session.bind_user(actions["bind"])
+    if actions.get("unbind"):
+        session.unbind_user()
     if actions.get("rotate"):
         session.rotate_key()
     if actions.get("logout"):
@@ -265,6 +276,19 @@ async def through_dependency(user: NamedDependency[str | None]) -> dict[str, Any
     return {"user": user}
 
 
+@get("/me")
+async def me(session: Session) -> dict[str, Any]:
+    return {"user": session.user_id, "handle": session.handle, "id": session.id, "values": session.to_dict()}
+
+
+@get("/my-sessions")
+async def my_sessions(session: Session, user_sessions: UserSessions) -> list[dict[str, Any]]:
+    if session.user_id is None:
+        raise HTTPException(status_code=401)
+    found = await user_sessions.list_sessions(session.user_id, current=session.handle)
+    return [msgspec.to_builtins(info) for info in found]
+
+
 @get("/is-flash-session")
 async def is_flash_session(session: Session) -> dict[str, bool]:
     return {"is": isinstance(session, FlashSession)}
@@ -297,6 +321,8 @@ HANDLERS = [
     plain,
     through_dependency,
     is_flash_session,
+    me,
+    my_sessions,
 ]
 
 

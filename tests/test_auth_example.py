@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import importlib.util
 import os
@@ -222,8 +223,9 @@ def test_old_ids_log_nobody_in_over_http(auth_server: str) -> None:
 
 
 def session_rows(database: Path) -> int:
+    """The sessions' rows (a user's index of sessions is a row of its own, keyed ``user-...``)."""
     with sqlite3.connect(database) as connection:
-        return int(connection.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+        return int(connection.execute("SELECT COUNT(*) FROM sessions WHERE id NOT LIKE 'user-%'").fetchone()[0])
 
 
 def test_pending_flashes_and_the_login_survive_a_restart(tmp_path: Path) -> None:
@@ -240,3 +242,69 @@ def test_pending_flashes_and_the_login_survive_a_restart(tmp_path: Path) -> None
     ], "the flashes waited in the database"
     assert user(page) == ESCAPED
     assert admin.text == f"Admin {EMAIL}"
+
+
+def devices_story(make_client: Callable[[str], AbstractContextManager[Any]]) -> None:
+    """Three devices of one user: the list, revoking one, then all the others."""
+    with make_client("Laptop/1") as laptop, make_client("Phone/2") as phone, make_client("Tablet/3") as tablet:
+        assert laptop.get("/sessions").status_code == 401, "nobody logged in yet"
+        for device in (laptop, phone, tablet):
+            device.post("/login", data={"email": EMAIL, "password": "correct"})
+        listed = laptop.get("/sessions").json()
+        assert [(item["current"], item["user_agent"]) for item in listed] == [
+            (True, "Laptop/1"),
+            (False, "Phone/2"),
+            (False, "Tablet/3"),
+        ]
+        for item in listed:
+            assert set(item) == {"handle", "current", "created_at", "last_seen", "user_agent"}
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00", item["created_at"])
+        handles = {item["user_agent"]: item["handle"] for item in listed}
+        assert laptop.post(f"/sessions/{handles['Phone/2']}/revoke").status_code == 204
+        assert phone.get("/admin").status_code == 401, "the revoked device is anonymous"
+        assert laptop.post("/sessions/not-a-handle/revoke").status_code == 404
+        assert phone.post(f"/sessions/{handles['Tablet/3']}/revoke").status_code == 401
+        assert tablet.get("/admin").status_code == 200
+        assert laptop.post("/sessions/revoke-others").status_code == 204
+        assert tablet.get("/admin").status_code == 401
+        assert laptop.get("/admin").text == f"Admin {EMAIL}"
+        assert [item["user_agent"] for item in laptop.get("/sessions").json()] == ["Laptop/1"]
+
+
+class Device:
+    """One browser on a shared ``TestClient``: its own cookies and user agent."""
+
+    def __init__(self, client: TestClient[Any], agent: str) -> None:
+        self.client, self.agent, self.cookies = client, agent, httpx.Cookies()
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        self.client.cookies = self.cookies
+        try:
+            return self.client.request(method, url, headers={"user-agent": self.agent}, **kwargs)
+        finally:
+            self.cookies = self.client.cookies
+
+    def get(self, url: str) -> httpx.Response:
+        return self.request("GET", url)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "memory"])
+def test_devices_in_process(store: str, sqlite_path: Path) -> None:
+    with TestClient(create_app(store), base_url="http://testserver.local") as client:
+        devices_story(lambda agent: contextlib.nullcontext(Device(client, agent)))
+
+
+def test_devices_over_http(auth_server: str) -> None:
+    devices_story(lambda agent: httpx.Client(base_url=auth_server, headers={"user-agent": agent}))
+
+
+def test_the_cookie_store_has_no_device_list(sqlite_path: Path) -> None:
+    with TestClient(create_app("cookie"), base_url="http://testserver.local") as client:
+        client.post("/login", data={"email": EMAIL, "password": "correct"})
+        assert client.get("/admin").status_code == 200
+        response = client.get("/sessions")
+        assert response.status_code == 501
+        assert "keeps each session in its browser" in response.text
