@@ -83,5 +83,6 @@ def test_the_session_object_exposes_the_documented_api_only() -> None:
     public = {name for name in dir(FlashSession) if not name.startswith("_")}
     documented = {"delete_session", "flash", "flashes", "get", "has", "id", "keep", "peek_flashes", "rotate_key"}
     documented |= {"set", "set_expiry", "to_dict"}
+    documented |= {"bind_user", "unbind_user", "user_id", "handle"}  # docs/users.md
     mapping = {"clear", "items", "keys", "pop", "setdefault", "update", "values"}
     assert public == documented | mapping
