@@ -192,30 +192,40 @@ async def unlist_key(store: SessionStore, config: SessionConfig, owner: Owner, k
     await update_index(store, config, owner[0], _unlisting([(owner[1], key)]))
 
 
-async def revoke_key(store: SessionStore, config: SessionConfig, owner: Owner, key: str) -> None:
+async def revoke_key(store: SessionStore, config: SessionConfig, owner: Owner, key: str) -> list[str]:
     """End the owner's session at ``key``: a tombstone there (and wherever it was rotated to).
 
     A key holding nothing gets the tombstone too, so that a login in flight that listed it cannot
-    write there any more. A key holding another owner's session (it was bound anew) is left alone.
+    write there any more. A key holding another owner's session (it was bound anew, or a login in
+    flight is about to bind it in place) is left alone, and stays listed: only the commit that
+    listed it may unlist it.
+
+    Returns:
+        The keys that now hold a tombstone (safe to unlist): nothing can make them live again.
 
     Raises:
         StoreUnavailableError: The store could not be reached, or the key kept changing.
     """
     ended = encode(Ended())
+    done: list[str] = []
     for _ in range(_FOLLOW_LIMIT):
         for attempt in range(_MAX_ATTEMPTS):
             raw = await store.get(key, None)
             record = _decoded(config, key, raw)
-            if isinstance(record, Ended) or (isinstance(record, Live) and record.owner != owner):
-                return
+            if isinstance(record, Ended):
+                return [*done, key]
+            if isinstance(record, Live) and record.owner != owner:
+                return done
             if await store.set(key, _seal(config, key, ended), TOMBSTONE_SECONDS, raw):
                 break
             await _backoff(attempt)
         else:
             raise store.unavailable(f"a revoked session kept changing under {_MAX_ATTEMPTS} concurrent commits")
+        done.append(key)
         if not isinstance(record, Moved):
-            return
+            return done
         key = record.to  # rotated: the session lives on at the new key
+    return done
 
 
 def _decoded(config: SessionConfig, key: str, raw: bytes | None) -> Live | Moved | Ended | None:
@@ -335,12 +345,14 @@ async def revoke_entries(store: SessionStore, config: SessionConfig, user_id: st
     """Tombstone every key of ``entries``, then unlist them."""
     if not entries:
         return
-    await asyncio.gather(
-        *(revoke_key(store, config, (user_id, entry.handle), key) for entry in entries for key in entry.keys)
-    )
-    await update_index(
-        store, config, user_id, _unlisting((entry.handle, key) for entry in entries for key in entry.keys)
-    )
+    pairs = [(entry.handle, key) for entry in entries for key in entry.keys]
+    ended = await asyncio.gather(*(revoke_key(store, config, (user_id, handle), key) for handle, key in pairs))
+    # A listed key that holds another owner's session stays listed: a login in flight may have
+    # listed it and be about to bind it in place (a follower of a rotation); unlisting it now
+    # would leave that login live and unlisted. Its own commit unlists it if it loses.
+    gone = [(handle, key) for (handle, key), keys in zip(pairs, ended, strict=True) if key in keys]
+    if gone:
+        await update_index(store, config, user_id, _unlisting(gone))
 
 
 async def live_entries(store: SessionStore, config: SessionConfig, user_id: str) -> list[tuple[IndexEntry, Live]]:

@@ -1,0 +1,92 @@
+"""Review: interleavings of per-user sessions that tests/test_users.py does not force.
+
+Each test forces one interleaving deterministically (a Gate, or a pause inside a store call) and
+checks the invariant of docs/users.md: the index is a superset of the user's live bound sessions,
+and equals them once the race settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from litestar_flash_sessions import users
+from litestar_flash_sessions.commit import store_key
+from litestar_flash_sessions.record import Live
+from litestar_flash_sessions.stores import SessionStore
+from tests.app import GATES, Gate
+from tests.harness import FakeClock, Harness
+from tests.test_races import cookie_of
+from tests.test_users import PausingWrites, held, server_store, site  # noqa: F401
+
+__all__ = ("server_store",)
+
+
+class Pause:
+    """Pauses the first store call (``get`` or ``set``) that ``when`` picks, before or after it runs."""
+
+    def __init__(self, store: SessionStore, name: str, when: Callable[..., bool], *, after: bool = False) -> None:
+        self.store, self.name, self.when, self.after = store, name, when, after
+        self.paused = asyncio.Event()
+        self.release = asyncio.Event()
+        self.real = getattr(store, name)
+        setattr(store, name, self.call)
+
+    async def call(self, *args: Any) -> Any:
+        hit = not self.paused.is_set() and self.when(*args)
+        if hit and not self.after:
+            self.paused.set()
+            await self.release.wait()
+        result = await self.real(*args)
+        if hit and self.after:
+            self.paused.set()
+            await self.release.wait()
+        return result
+
+    def undo(self) -> None:
+        delattr(self.store, self.name)
+
+
+def bound_to(config: Any, user: str | None) -> Callable[..., bool]:
+    def when(key: str, record: bytes, *_: Any) -> bool:
+        decoded = users._decoded(config, key, record)
+        return isinstance(decoded, Live) and decoded.user == user
+
+    return when
+
+
+async def test_a_revocation_cannot_unlist_a_login_that_follows_a_rotation(server_store: SessionStore) -> None:
+    """A login (a) follows a rotation (b) of its session and binds in place, at the rotated key.
+    "Log out everywhere" runs after (a) listed that key but before it wrote there: the key still
+    holds the unbound session, so the revocation leaves it alone, but it unlists it. Then (a)'s
+    write lands: a live session of ann that no index lists, which no revocation can ever end."""
+    async with site(server_store) as s:
+        browser = s.browser()
+        await browser.start({"cart": 1})
+        meeting = uuid.uuid4().hex
+        gate = GATES[meeting] = Gate(["a", "b"])
+        tasks = {
+            "a": asyncio.create_task(browser.request("POST", f"/act/{meeting}/a", {"bind": "ann"})),
+            "b": asyncio.create_task(browser.request("POST", f"/act/{meeting}/b", {"rotate": True})),
+        }
+        await asyncio.wait_for(gate.everyone_here.wait(), 10)
+        gate.go["b"].set()
+        browser.cookie = cookie_of(await tasks["b"])
+        rotated = store_key(browser.cookie or "")
+        pause = Pause(s.store, "set", lambda key, record, *_: key == rotated and bound_to(s.config, "ann")(key, record))
+        try:
+            gate.go["a"].set()
+            await asyncio.wait_for(pause.paused.wait(), 10)
+            await s.sessions.revoke_all("ann")
+            pause.release.set()
+            assert (await tasks["a"]).status_code == 200
+        finally:
+            pause.undo()
+        live = await s.live_of("ann", browser)
+        assert live <= await s.index_of("ann"), "a live session of ann is missing from her index"
+        await s.sessions.revoke_all("ann")
+        assert (await s.me(browser))["user"] is None, "log out everywhere left a session logged in"
