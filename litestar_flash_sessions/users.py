@@ -350,7 +350,9 @@ async def revoke_entries(store: SessionStore, config: SessionConfig, user_id: st
     # A listed key that holds another owner's session stays listed: a login in flight may have
     # listed it and be about to bind it in place (a follower of a rotation); unlisting it now
     # would leave that login live and unlisted. Its own commit unlists it if it loses.
-    gone = [(handle, key) for (handle, key), keys in zip(pairs, ended, strict=True) if key in keys]
+    # The keys a listed one was rotated to (listed by the rotation, perhaps after the index was
+    # read) hold a tombstone now too: unlisted with it, or a dead key would stay listed.
+    gone = [(handle, key) for (handle, _), keys in zip(pairs, ended, strict=True) for key in keys]
     if gone:
         await update_index(store, config, user_id, _unlisting(gone))
 

@@ -90,3 +90,25 @@ async def test_a_revocation_cannot_unlist_a_login_that_follows_a_rotation(server
         assert live <= await s.index_of("ann"), "a live session of ann is missing from her index"
         await s.sessions.revoke_all("ann")
         assert (await s.me(browser))["user"] is None, "log out everywhere left a session logged in"
+
+
+async def test_a_revocation_racing_a_rotation_leaves_the_index_exact(server_store: SessionStore) -> None:
+    """The revocation reads the index ([K0]), then the rotation lists K1, writes it and moves K0.
+    The revocation follows K0 to K1 and ends it, but unlists only K0: a dead K1 stays listed."""
+    async with site(server_store) as s:
+        browser = await s.login("ann")
+        gate, rotation = await held(s, browser, {"rotate": True})
+        key = users.index_key("ann")
+        pause = Pause(s.store, "get", lambda k, _: k == key, after=True)
+        try:
+            revocation = asyncio.create_task(s.sessions.revoke_all("ann"))
+            await asyncio.wait_for(pause.paused.wait(), 10)
+            gate.go["a"].set()
+            response = await rotation
+            pause.release.set()
+            assert await revocation == 1
+        finally:
+            pause.undo()
+        browser.cookie = cookie_of(response)
+        assert (await s.me(browser))["user"] is None
+        assert await s.assert_exact("ann", browser) == set()
