@@ -361,10 +361,12 @@ async def live_entries(store: SessionStore, config: SessionConfig, user_id: str)
     """Return the user's entries that hold a live session, with it, oldest first; unlist dead keys.
 
     A listed key may be about to be written (a login lists its key first), so a key is unlisted
-    only when no write can make it live again: it holds a tombstone, an expired session, or
-    nothing (then it gets a tombstone first, and a login in flight there tries a fresh id). A key
-    that holds another user's session (it was bound anew) is unlisted once its listing is older
-    than any request in flight (``TOMBSTONE_SECONDS``).
+    only when no write can make it live again: it holds a tombstone, or it held nothing or an
+    expired session and a tombstone replaced exactly that (a compare-and-set on what was read:
+    a login in flight there, or a request in flight that loaded the session before it expired,
+    then loses its write; if it wrote first, the key stays listed). A key that holds another
+    user's session (it was bound anew) is unlisted once its listing is older than any request in
+    flight (``TOMBSTONE_SECONDS``).
     """
     _, index = await _read_index(store, config, index_key(user_id))
     keys = [(entry, key) for entry in index.entries for key in entry.keys]
@@ -372,21 +374,29 @@ async def live_entries(store: SessionStore, config: SessionConfig, user_id: str)
     now = store.now()
     live: dict[str, tuple[IndexEntry, Live]] = {}
     dead: list[tuple[str, str]] = []
-    empty: list[tuple[str, str]] = []
+    ending: list[tuple[str, str, bytes | None]] = []
     for (entry, key), raw in zip(keys, raws, strict=True):
         record = _decoded(config, key, raw)
         if isinstance(record, Live):
             if record.owner != (user_id, entry.handle):
-                if now - entry.listed_at < TOMBSTONE_SECONDS:
-                    continue  # perhaps about to be bound to this user
+                if now - entry.listed_at >= TOMBSTONE_SECONDS:
+                    dead.append((entry.handle, key))
+                # else: perhaps about to be bound to this user
             elif not lifetime.is_dead(record, config, now):
                 live.setdefault(entry.handle, (entry, record))
-                continue
+            else:  # expired, but a request that loaded it in time may still write it back
+                ending.append((entry.handle, key, raw))
         elif record is None:
-            empty.append((entry.handle, key))
-        dead.append((entry.handle, key))
+            ending.append((entry.handle, key, raw))
+        else:
+            dead.append((entry.handle, key))
+    if ending:
+        ended = encode(Ended())
+        won = await asyncio.gather(
+            *(store.set(key, _seal(config, key, ended), TOMBSTONE_SECONDS, raw) for _, key, raw in ending)
+        )
+        dead += [(handle, key) for (handle, key, _), wrote in zip(ending, won, strict=True) if wrote]
     if dead:
-        await asyncio.gather(*(revoke_key(store, config, (user_id, handle), key) for handle, key in empty))
         await update_index(store, config, user_id, _unlisting(dead))
     return sorted(live.values(), key=lambda pair: pair[0].created_at)
 

@@ -92,6 +92,59 @@ async def test_a_revocation_cannot_unlist_a_login_that_follows_a_rotation(server
         assert (await s.me(browser))["user"] is None, "log out everywhere left a session logged in"
 
 
+async def test_a_listing_cannot_unlist_an_expired_session_a_request_in_flight_revives(
+    server_store: SessionStore, harness: Harness, clock: FakeClock
+) -> None:
+    """A request loads a session just before its idle timeout (sliding the store's expiry); a
+    listing then finds it dead by its content and unlists it, without a tombstone; the request's
+    compare-and-set still matches and writes it back, live (seen now) and unlisted."""
+    if not harness.injects_clock:
+        pytest.skip("needs the store to follow the test's clock")
+    async with site(server_store, expire_after_seconds=600) as s:
+        browser = await s.login("ann")
+        clock.advance(59)
+        await browser.request("GET", "/read/x")  # slides the store's expiry, not stale yet
+        clock.advance(599)  # seen 658 s ago: alive (600 + a touch interval of slack)
+        gate, task = await held(s, browser, {"set": {"x": 1}})
+        clock.advance(3)  # 661 s: dead by its content
+        assert await s.sessions.list_sessions("ann") == []
+        gate.go["a"].set()
+        assert (await task).status_code == 200
+        live = await s.live_of("ann", browser)
+        assert live <= await s.index_of("ann"), "a live session of ann is missing from her index"
+        await s.sessions.revoke_all("ann")
+        assert (await s.me(browser))["user"] is None, "log out everywhere left a session logged in"
+
+
+async def test_a_listing_does_not_log_out_a_login_that_writes_while_it_reads(server_store: SessionStore) -> None:
+    """A login listed its key; a listing reads that key (nothing yet); the login writes and
+    answers; then the listing 'tombstones the empty key' with revoke_key, which reads again, finds
+    the new login and ends it: looking at the device page logs out a login on another device."""
+    async with site(server_store) as s:
+        await s.login("ann")
+        writes = PausingWrites(s.store, s.config)
+        try:
+            login = asyncio.create_task(s.login("ann"))
+            await asyncio.wait_for(writes.paused.wait(), 10)
+            index = await s.index_of("ann")
+            pending = {key for _, key in index if await s.store.get(key, None) is None}
+            (key,) = pending
+            reads = Pause(s.store, "get", lambda k, _: k == key, after=True)
+            try:
+                listing = asyncio.create_task(s.sessions.list_sessions("ann"))
+                await asyncio.wait_for(reads.paused.wait(), 10)
+                writes.release.set()
+                browser = await login
+                reads.release.set()
+                await listing
+            finally:
+                reads.undo()
+        finally:
+            writes.undo()
+        assert (await s.me(browser))["user"] == "ann", "a listing logged out a login that had succeeded"
+        await s.assert_exact("ann", browser)
+
+
 async def test_a_revocation_racing_a_rotation_leaves_the_index_exact(server_store: SessionStore) -> None:
     """The revocation reads the index ([K0]), then the rotation lists K1, writes it and moves K0.
     The revocation follows K0 to K1 and ends it, but unlists only K0: a dead K1 stays listed."""
