@@ -402,7 +402,8 @@ async def live_entries(store: SessionStore, config: SessionConfig, user_id: str)
 
 
 async def enforce_cap(store: SessionStore, config: SessionConfig, owner: Owner) -> None:
-    """Revoke the user's oldest sessions beyond ``SessionConfig.max_sessions_per_user`` (never ``owner``'s)."""
+    """Revoke the user's oldest sessions beyond ``SessionConfig.max_sessions_per_user``, counting
+    those older than ``owner``'s and it (never ``owner``'s, never a newer one)."""
     cap = config.max_sessions_per_user
     if cap is None:
         return
@@ -410,10 +411,15 @@ async def enforce_cap(store: SessionStore, config: SessionConfig, owner: Owner) 
     if len(index.entries) <= cap:
         return  # dead entries count too: only a list over the cap is worth reading
     live = [entry for entry, _ in await live_entries(store, config, owner[0])]
-    others = [entry for entry in live if entry.handle != owner[1]]
-    excess = len(live) - cap
+    position = next((i for i, entry in enumerate(live) if entry.handle == owner[1]), None)
+    if position is None:
+        return  # this session is not live any more (revoked meanwhile): nothing to make room for
+    # Only sessions older than this one: a newer login, bound concurrently, enforces the cap for
+    # itself (counting this one), so that two logins never revoke each other.
+    older = live[:position]
+    excess = len(older) + 1 - cap
     if excess > 0:
-        await revoke_entries(store, config, owner[0], others[:excess])
+        await revoke_entries(store, config, owner[0], older[:excess])
 
 
 def _utc(timestamp: float) -> datetime:

@@ -145,6 +145,32 @@ async def test_a_listing_does_not_log_out_a_login_that_writes_while_it_reads(ser
         await s.assert_exact("ann", browser)
 
 
+async def test_concurrent_logins_over_the_cap_do_not_revoke_each_other(
+    server_store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """max_sessions_per_user=1, two logins: both are written, then both enforce the cap on the
+    same index. Each revokes every session but its own, the other login included: none is left."""
+    real = users.enforce_cap
+    arrived: list[object] = []
+    both = asyncio.Event()
+
+    async def together(*args: Any) -> None:
+        arrived.append(args)
+        if len(arrived) == 2:
+            both.set()
+        await asyncio.wait_for(both.wait(), 10)
+        await real(*args)
+
+    async with site(server_store, max_sessions_per_user=1) as s:
+        await s.login("ann")
+        monkeypatch.setattr(users, "enforce_cap", together)
+        first, second = await asyncio.gather(s.login("ann"), s.login("ann"))
+        monkeypatch.setattr(users, "enforce_cap", real)
+        logged_in = [(await s.me(b))["user"] for b in (first, second)]
+        assert logged_in.count("ann") == 1, f"two concurrent logins under a cap of 1 left {logged_in}"
+        assert len(await s.assert_exact("ann", first, second)) == 1
+
+
 async def test_a_revocation_racing_a_rotation_leaves_the_index_exact(server_store: SessionStore) -> None:
     """The revocation reads the index ([K0]), then the rotation lists K1, writes it and moves K0.
     The revocation follows K0 to K1 and ends it, but unlists only K0: a dead K1 stays listed."""
