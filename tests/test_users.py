@@ -400,9 +400,10 @@ async def test_that_race_fails_without_the_tombstone_at_an_empty_key(monkeypatch
     """The guard: a revocation writes a tombstone at a listed key that holds nothing yet."""
     real = users.revoke_key
 
-    async def sparing_empty_keys(store: SessionStore, config: SessionConfig, owner: Any, key: str) -> None:
+    async def sparing_empty_keys(store: SessionStore, config: SessionConfig, owner: Any, key: str) -> list[str]:
         if await store.get(key, None) is not None:
-            await real(store, config, owner, key)
+            return await real(store, config, owner, key)
+        return [key]  # unlisted as ended, with no tombstone
 
     monkeypatch.setattr(users, "revoke_key", sparing_empty_keys)
     from tests.test_races import YieldingStore
