@@ -144,7 +144,8 @@ def replay(draft: Draft, current: Live, now: float) -> tuple[Live, bool]:
     Keys the draft set or deleted take its value; the other keys keep the newer value. Flashes
     the draft removed are removed by id (a newer flash of the same key stays); flashes it added
     are appended with ids that are new in ``current``. A binding (or unbinding) the draft made
-    replaces the user of ``current``; otherwise its user stays.
+    replaces the user of ``current``; otherwise its user stays. A binding that kept the loaded
+    handle gets a new one if ``current`` is no longer bound under it.
 
     Returns:
         The merged content, and whether a flash the draft delivered had already been removed
@@ -172,6 +173,13 @@ def replay(draft: Draft, current: Live, now: float) -> tuple[Live, bool]:
             next_id += 1
     lifetime = draft.lifetime if draft.lifetime_set else current.lifetime
     bound = draft if draft.user_set else current
+    handle = bound.handle
+    if draft.user_set and bound.user is not None and (bound.user, handle) == draft.loaded_owner != current.owner:
+        # The binding kept the loaded handle (the same user logging in again), but the session was
+        # unbound or bound anew since: this is a binding anew, under a handle of its own. Sharing
+        # the old one, it would share an index listing with the commit that moved the session
+        # away from it, which unlists that listing after its own write (docs/users.md).
+        handle = new_handle()
     created_at = current.created_at or now
-    merged = Live(data, flashes, next_id, created_at, now, lifetime, bound.user, bound.handle, bound.device)
+    merged = Live(data, flashes, next_id, created_at, now, lifetime, bound.user, handle, bound.device)
     return merged, redelivered

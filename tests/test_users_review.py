@@ -171,6 +171,36 @@ async def test_concurrent_logins_over_the_cap_do_not_revoke_each_other(
         assert len(await s.assert_exact("ann", first, second)) == 1
 
 
+async def test_an_unbind_in_place_cannot_unlist_a_relogin_that_follows(server_store: SessionStore) -> None:
+    """ann's session (nothing but the binding) at K0. (a) logs in as ann again (keeps the handle)
+    and waits; (b) rotates K0 to K1; (c) on K1 unbinds: the session is empty, so it is written in
+    place at K1, then K1 is unlisted. Between the two, (a) commits: it follows to K1, lists it
+    (already listed: nothing to do) and writes ann's session there; (c)'s unlisting then removes
+    the listing (a)'s record needs. ann is logged in at K1 and no index lists it."""
+    async with site(server_store) as s:
+        browser = await s.login("ann")
+        gate, relogin = await held(s, browser, {"bind": "ann"})
+        browser.cookie = cookie_of(await browser.request("POST", "/rotate"))
+        rotated = store_key(browser.cookie or "")
+        pause = Pause(s.store, "set", lambda key, record, *_: key == rotated and bound_to(s.config, None)(key, record), after=True)
+        try:
+            unbind = asyncio.create_task(
+                browser.request("POST", f"/act/{await s._open_gate()}/solo", {"unbind": True})
+            )
+            await asyncio.wait_for(pause.paused.wait(), 10)
+            gate.go["a"].set()
+            assert (await relogin).status_code == 200
+            pause.release.set()
+            assert (await unbind).status_code == 200
+        finally:
+            pause.undo()
+        assert (await s.me(browser))["user"] == "ann"  # the later commit (the login) won
+        live = await s.live_of("ann", browser)
+        assert live <= await s.index_of("ann"), "a live session of ann is missing from her index"
+        await s.sessions.revoke_all("ann")
+        assert (await s.me(browser))["user"] is None, "log out everywhere left a session logged in"
+
+
 async def test_a_revocation_racing_a_rotation_leaves_the_index_exact(server_store: SessionStore) -> None:
     """The revocation reads the index ([K0]), then the rotation lists K1, writes it and moves K0.
     The revocation follows K0 to K1 and ends it, but unlists only K0: a dead K1 stays listed."""
