@@ -403,7 +403,8 @@ async def live_entries(store: SessionStore, config: SessionConfig, user_id: str)
 
 async def enforce_cap(store: SessionStore, config: SessionConfig, owner: Owner) -> None:
     """Revoke the user's oldest sessions beyond ``SessionConfig.max_sessions_per_user``, counting
-    those older than ``owner``'s and it (never ``owner``'s, never a newer one)."""
+    those older than ``owner``'s and it (never ``owner``'s, never a newer one).
+    """
     cap = config.max_sessions_per_user
     if cap is None:
         return

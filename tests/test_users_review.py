@@ -21,7 +21,7 @@ from litestar_flash_sessions.stores import SessionStore
 from tests.app import GATES, Gate
 from tests.harness import FakeClock, Harness
 from tests.test_races import cookie_of
-from tests.test_users import PausingWrites, held, server_store, site  # noqa: F401
+from tests.test_users import PausingWrites, held, server_store, site
 
 __all__ = ("server_store",)
 
@@ -182,11 +182,11 @@ async def test_an_unbind_in_place_cannot_unlist_a_relogin_that_follows(server_st
         gate, relogin = await held(s, browser, {"bind": "ann"})
         browser.cookie = cookie_of(await browser.request("POST", "/rotate"))
         rotated = store_key(browser.cookie or "")
-        pause = Pause(s.store, "set", lambda key, record, *_: key == rotated and bound_to(s.config, None)(key, record), after=True)
+        pause = Pause(
+            s.store, "set", lambda key, record, *_: key == rotated and bound_to(s.config, None)(key, record), after=True
+        )
         try:
-            unbind = asyncio.create_task(
-                browser.request("POST", f"/act/{await s._open_gate()}/solo", {"unbind": True})
-            )
+            unbind = asyncio.create_task(browser.request("POST", f"/act/{await s._open_gate()}/solo", {"unbind": True}))
             await asyncio.wait_for(pause.paused.wait(), 10)
             gate.go["a"].set()
             assert (await relogin).status_code == 200
