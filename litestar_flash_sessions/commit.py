@@ -11,7 +11,7 @@ gives are the table in docs/concurrency.md.
 from __future__ import annotations
 
 import asyncio
-import base64
+import binascii
 import hashlib
 import logging
 import random
@@ -39,6 +39,7 @@ __all__ = (
     "commit",
     "decide",
     "new_session_id",
+    "open_record",
     "read_record",
     "store_key",
 )
@@ -62,13 +63,18 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(32)
 
 
+_sha256 = hashlib.sha256
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def store_key(session_id: str) -> str:
     """Return the key a session's record is stored under: the SHA-256 of its id, URL-safe base64.
 
     Never the id itself, so that a dump of the store (a ``KEYS``, a table, a Webdis URL in a log)
     holds nothing a cookie could replay.
     """
-    return base64.urlsafe_b64encode(hashlib.sha256(session_id.encode()).digest()).rstrip(b"=").decode()
+    # The 43 characters of the digest's base64 without its padding, in the URL-safe alphabet.
+    return binascii.b2a_base64(_sha256(session_id.encode()).digest())[:43].translate(_URLSAFE).decode()
 
 
 class Plan(NamedTuple):
@@ -194,7 +200,13 @@ async def read_record(
     Raises:
         StoreUnavailableError: The store could not be reached.
     """
-    raw = await store.get(key, expires_in)
+    return open_record(store, key, await store.get(key, expires_in), sealer)
+
+
+def open_record(
+    store: SessionStore, key: str, raw: bytes | None, sealer: Any = None
+) -> tuple[bytes | None, bytes | None, Record | None]:
+    """Unseal and decode the bytes ``raw`` read at ``key`` (as :func:`read_record`, without the read)."""
     if raw is None:
         return None, None, None
     plain = raw if sealer is None else sealer.open_bytes(raw, key.encode())
