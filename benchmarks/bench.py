@@ -24,9 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Request, get
+from litestar.di import NamedDependency, Provide
 from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.stores.memory import MemoryStore as LitestarMemoryStore
+from litestar.types import ASGIApp as LitestarASGIApp
+from litestar.types import Receive, Scope, Send
 
 from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
 from litestar_flash_sessions.stores import CookieStore
@@ -37,6 +40,27 @@ SECRET = "benchmark-secret-0123456789abcdef"
 
 @get("/")
 async def bare() -> str:
+    return "ok"
+
+
+async def one() -> int:
+    return 1
+
+
+class PassThrough:
+    """A middleware that only calls the next app: what Litestar charges for a route with one."""
+
+    def __init__(self, app: LitestarASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+@get("/", dependencies={"value": Provide(one)}, middleware=[PassThrough])
+async def floor(value: NamedDependency[int]) -> str:
+    """The least Litestar charges for an injected value and a post-processed response: the
+    plugin's handlers have both (the ``session`` dependency, the middleware that commits)."""
     return "ok"
 
 
@@ -69,6 +93,7 @@ async def builtin_login(request: Request[Any, Any, Any]) -> str:
 def litestar_cases() -> dict[str, Litestar]:
     return {
         "bare litestar": Litestar([bare]),
+        "floor: a dependency + a middleware": Litestar([floor]),
         "ours, handler without session": Litestar([bare, ours_login], plugins=[SessionPlugin()]),
         "ours MemoryStore read+write": Litestar([ours_read_write, ours_login], plugins=[SessionPlugin()]),
         "ours CookieStore read+write": Litestar(
@@ -204,7 +229,7 @@ def difference(samples: Samples, case: str, base: str) -> float:
 
 
 async def measure(
-    apps: dict[str, Any], rounds: int, requests: int, without_session: tuple[str, ...] = ("bare",)
+    apps: dict[str, Any], rounds: int, requests: int, without_session: tuple[str, ...] = ("bare", "floor")
 ) -> Samples:
     """Microseconds per request of each app in each round; apps whose name starts with one of
     ``without_session`` are driven without logging in first."""
@@ -239,11 +264,24 @@ async def measure_started(
 
 
 BASE = "bare litestar"
+FLOOR = "floor: a dependency + a middleware"
 COMPARISONS = (
     ("ours MemoryStore read+write", "litestar ServerSideSessionConfig"),
     ("ours CookieStore read+write", "litestar CookieBackendConfig"),
 )
 OVERHEADS = (("memory", "ours MemoryStore read+write"), ("cookie", "ours CookieStore read+write"))
+WITHOUT_SESSION = "ours, handler without session"
+
+# Issue 12's targets: (what, figure, the limit, whether the figure must be at most the limit).
+TARGETS = (
+    ("MemoryStore read+write over the floor (us)", ("over_floor_us", "memory"), 5.0, True),
+    ("CookieStore read+write over the floor (us)", ("over_floor_us", "cookie"), 9.0, True),
+    ("x faster than ServerSideSessionConfig", ("times_faster", " vs ".join(COMPARISONS[0])), 3.0, False),
+    ("x faster than CookieBackendConfig", ("times_faster", " vs ".join(COMPARISONS[1])), 2.1, False),
+    ("memory overhead / starsessions' overhead", ("overhead_ratio", "memory"), 0.7, True),
+    ("cookie overhead / starsessions' overhead", ("overhead_ratio", "cookie"), 0.7, True),
+    ("handler without session x bare litestar", ("x_bare_litestar", WITHOUT_SESSION), 1.02, True),
+)
 
 
 def summary(samples: Samples) -> dict[str, Any]:
@@ -253,6 +291,8 @@ def summary(samples: Samples) -> dict[str, Any]:
         "x_bare_litestar": {name: ratio(samples, name, BASE) for name in samples},
         "times_faster": {f"{ours} vs {theirs}": ratio(samples, theirs, ours) for ours, theirs in COMPARISONS},
     }
+    if FLOOR in samples:
+        result["over_floor_us"] = {kind: difference(samples, ours, FLOOR) for kind, ours in OVERHEADS}
     if "bare starlette" in samples:
         result["overhead_us"] = {
             kind: {
@@ -261,6 +301,20 @@ def summary(samples: Samples) -> dict[str, Any]:
                     samples, f"starsessions {kind} read+write", "bare starlette"
                 ),
             }
+            for kind, ours in OVERHEADS
+        }
+        # Per round: our overhead over bare Litestar over starsessions' over bare Starlette.
+        result["overhead_ratio"] = {
+            kind: statistics.median(
+                (o - b) / (s - sb)
+                for o, b, s, sb in zip(
+                    samples[ours],
+                    samples[BASE],
+                    samples[f"starsessions {kind} read+write"],
+                    samples["bare starlette"],
+                    strict=True,
+                )
+            )
             for kind, ours in OVERHEADS
         }
     return result
@@ -277,10 +331,21 @@ def report(figures: dict[str, Any]) -> None:
             f"{kind} overhead: ours {overhead['ours over bare litestar']:5.1f} us over bare litestar, "
             f"starsessions {overhead['starsessions over bare starlette']:5.1f} us over bare starlette"
         )
+    for kind, over in figures.get("over_floor_us", {}).items():
+        print(f"{kind}: ours {over:5.1f} us over the floor (a dependency + a middleware)")
     for comparison, times in figures["times_faster"].items():
         ours, theirs = comparison.split(" vs ")
         print(f"{ours} is {times:.2f}x faster than {theirs}")
     print("(us/request: median over the rounds; ratios and overheads: median of the per-round figures)")
+    print()
+    print("targets (issue 12):")
+    for what, (group, key), limit, at_most in TARGETS:
+        value = figures.get(group, {}).get(key)
+        if value is None:
+            continue
+        holds = value <= limit if at_most else value >= limit
+        verdict = "holds" if holds else "DOES NOT HOLD"
+        print(f"  {what:45} {value:6.2f} {'<=' if at_most else '>='} {limit:<5} {verdict}")
 
 
 def main() -> None:

@@ -11,11 +11,13 @@ gives are the table in docs/concurrency.md.
 from __future__ import annotations
 
 import asyncio
-import base64
+import binascii
+import contextlib
 import hashlib
 import logging
 import random
 import secrets
+from collections import deque
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import msgspec
@@ -39,6 +41,7 @@ __all__ = (
     "commit",
     "decide",
     "new_session_id",
+    "open_record",
     "read_record",
     "store_key",
 )
@@ -63,13 +66,18 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(32)
 
 
+_sha256 = hashlib.sha256
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def store_key(session_id: str) -> str:
     """Return the key a session's record is stored under: the SHA-256 of its id, URL-safe base64.
 
     Never the id itself, so that a dump of the store (a ``KEYS``, a table, a Webdis URL in a log)
     holds nothing a cookie could replay.
     """
-    return base64.urlsafe_b64encode(hashlib.sha256(session_id.encode()).digest()).rstrip(b"=").decode()
+    # The 43 characters of the digest's base64 without its padding, in the URL-safe alphabet.
+    return binascii.b2a_base64(_sha256(session_id.encode()).digest())[:43].translate(_URLSAFE).decode()
 
 
 class Plan(NamedTuple):
@@ -140,11 +148,11 @@ def decide(
 
 
 class _Lock:
-    __slots__ = ("last", "lock", "users")
+    __slots__ = ("last", "users", "waiters")
 
     def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
+        self.users = 1  # made for its first holder
+        self.waiters: deque[asyncio.Future[None]] | None = None  # the next holders, in turn (made when needed)
         self.last: tuple[bytes, bytes] | None = None  # what the previous holder stored at the key, and unsealed
 
 
@@ -154,7 +162,9 @@ class SessionLocks:
     Without it, K concurrent requests of one session would each fail their compare-and-set up to
     K times. With it, each holder also learns what the previous one wrote, so it usually wins at
     the first try without reading the store again. Entries exist only while someone holds or
-    waits for them.
+    waits for them. A lock nobody holds is taken at once, without an ``asyncio.Lock`` (a commit
+    per request pays for this): the waiters, first come first served, wait on a future each,
+    and the holder hands the lock to the first of them when it releases it.
     """
 
     __slots__ = ("_locks",)
@@ -167,17 +177,33 @@ class SessionLocks:
         entry = self._locks.get(key)
         if entry is None:
             entry = self._locks[key] = _Lock()
+            return entry
         entry.users += 1
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = entry.waiters
+        if waiters is None:
+            waiters = entry.waiters = deque()
+        waiters.append(waiter)
         try:
-            await entry.lock.acquire()
+            await waiter
         except BaseException:
-            self._leave(key, entry)
+            if waiter.done() and not waiter.cancelled():
+                self.release(key, entry)  # handed the lock as it was cancelled: hand it on
+            else:
+                with contextlib.suppress(ValueError):  # a release may have skipped it already
+                    waiters.remove(waiter)
+                self._leave(key, entry)
             raise
         return entry
 
     def release(self, key: str, entry: _Lock) -> None:
         """Release the key's lock."""
-        entry.lock.release()
+        waiters = entry.waiters
+        while waiters:  # None or empty: nobody waits
+            waiter = waiters.popleft()
+            if not waiter.done():  # a cancelled waiter gives up its turn
+                waiter.set_result(None)
+                break
         self._leave(key, entry)
 
     def _leave(self, key: str, entry: _Lock) -> None:
@@ -197,7 +223,13 @@ async def read_record(
     Raises:
         StoreUnavailableError: The store could not be reached.
     """
-    raw = await store.get(key, expires_in)
+    return open_record(store, key, await store.get(key, expires_in), sealer)
+
+
+def open_record(
+    store: SessionStore, key: str, raw: bytes | None, sealer: Any = None
+) -> tuple[bytes | None, bytes | None, Record | None]:
+    """Unseal and decode the bytes ``raw`` read at ``key`` (as :func:`read_record`, without the read)."""
     if raw is None:
         return None, None, None
     plain = raw if sealer is None else sealer.open_bytes(raw, key.encode())

@@ -98,6 +98,7 @@ class CookieJar:
     """
 
     __slots__ = (
+        "_chunk_prefix",
         "_expired",
         "_head",
         "_indexes",
@@ -137,6 +138,7 @@ class CookieJar:
         chunk_names = [name, *(f"{name}.{index}" for index in range(1, MAX_COOKIES))]
         self._name = name
         self._prefix = name.encode("ascii") + b"="
+        self._chunk_prefix = name.encode("ascii") + b"."  # what the name of every chunk but the first starts with
         self._head = head
         self._tails = tuple(tail + suffix for suffix in secure_suffixes)
         self._with_attributes = tuple(head + max_age + tail for tail in self._tails)
@@ -305,13 +307,16 @@ class CookieJar:
         """Return the expiry of every chunk from ``used`` on that the request carried."""
         indexes = self._indexes
         carried: set[int] = set()
+        chunk_prefix = self._chunk_prefix
         for header, value in scope["headers"]:
-            if header == b"cookie":
+            if header == b"cookie" and chunk_prefix in value:  # no "NAME." anywhere: no chunk to expire
                 for pair in value.split(b";"):
                     # Only the name is looked at: cut it off without copying the value.
                     equals = pair.find(b"=")
                     index = indexes.get((pair if equals < 0 else pair[:equals]).strip())
                     if index is not None and index >= used:
                         carried.add(index)
+        if not carried:
+            return []
         expired = self._expired[https]
         return [(SET_COOKIE, expired[index]) for index in sorted(carried)]

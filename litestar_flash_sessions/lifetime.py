@@ -22,7 +22,16 @@ from litestar_flash_sessions.record import TOUCH_SECONDS, Live
 if TYPE_CHECKING:
     from litestar_flash_sessions.config import SessionConfig
 
-__all__ = ("cookie_max_age", "idle_timeout", "is_dead", "is_stale", "needs_touch", "store_ttl", "touch_interval")
+__all__ = (
+    "cookie_max_age",
+    "idle_timeout",
+    "is_dead",
+    "is_stale",
+    "needs_touch",
+    "on_load",
+    "store_ttl",
+    "touch_interval",
+)
 
 
 def idle_timeout(content: Live, config: SessionConfig) -> int | None:
@@ -53,6 +62,28 @@ def is_dead(content: Live, config: SessionConfig, now: float) -> bool:
         return True
     idle = idle_timeout(content, config)
     return idle is not None and now > content.seen_at + idle + touch_interval(content, config)
+
+
+def on_load(content: Live, config: SessionConfig, now: float) -> tuple[bool, bool] | None:
+    """Return what a load needs to know of loaded content at once: ``None`` when it
+    :func:`is_dead`, else whether it :func:`is_stale` and whether it :func:`needs_touch`.
+
+    The same rules as those functions, with the timeouts looked up once (a load runs per request).
+    """
+    absolute = config.absolute_timeout_seconds
+    if absolute and now >= content.created_at + absolute:
+        return None
+    ttl = config.expire_after_seconds or None
+    own = content.lifetime
+    idle = own or ttl
+    if idle is None:
+        interval: float = TOUCH_SECONDS
+    else:
+        interval = min(TOUCH_SECONDS, idle / 10)
+        if now > content.seen_at + idle + interval:
+            return None
+    stale = now - content.seen_at >= interval
+    return stale, stale or bool(own and ttl and own > ttl)
 
 
 def store_ttl(content: Live, config: SessionConfig, now: float) -> int | None:

@@ -26,7 +26,7 @@ from litestar.exceptions import (
 )
 from litestar.types import Empty
 
-from litestar_flash_sessions.backend import Loaded
+from litestar_flash_sessions.backend import NOTHING, Loaded
 from litestar_flash_sessions.cookies import CookieJar, CookieTooLargeError
 from litestar_flash_sessions.session import MESSAGES_KEY
 from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError
@@ -111,6 +111,9 @@ _CACHE_CONTROL = b"cache-control"
 # next to nothing (dependency tasks copy the context, so they see the slot too).
 _CURRENT_SLOT: ContextVar[_Slot | None] = ContextVar("litestar_flash_sessions.slot", default=None)
 _VARY = (b"vary", b"Cookie")
+_VARY_ONLY = [_VARY]
+"""The session headers of the usual outcome, nothing to set or expire (never changed in place)."""
+_WEBSOCKET = ScopeType.WEBSOCKET.value
 UNAVAILABLE = (StoreUnavailableError, OSError, TimeoutError)
 """What a store raises when its server is down or slow (the last two from stores that let a
 driver's error through)."""
@@ -126,7 +129,7 @@ class Loader:
         outages: Where store outages are logged.
     """
 
-    __slots__ = ("backend", "config", "cookie_path", "jar", "max_size", "outages")
+    __slots__ = ("backend", "config", "cookie_path", "every_path", "jar", "max_size", "outages")
 
     def __init__(self, config: SessionConfig, jar: CookieJar, outages: OutageLog) -> None:
         self.config = config
@@ -134,6 +137,7 @@ class Loader:
         self.jar = jar
         self.outages = outages
         self.cookie_path = config.cookie_path
+        self.every_path = self.cookie_path == "/"
         self.max_size = min(config.max_size_bytes, self.backend.max_record_bytes or config.max_size_bytes)
 
     async def load(self, slot: _Slot) -> Loaded:
@@ -149,19 +153,23 @@ class Loader:
         if slot.loaded is not None:
             return slot.loaded
         scope = slot.scope
-        if not in_cookie_path(scope["path"], self.cookie_path):
+        if not self.every_path and not in_cookie_path(scope["path"], self.cookie_path):
             loaded = Loaded.new()
             scope["session"] = loaded.session
             return loaded  # never put in the slot: nothing is committed
         try:
             loaded = await self.backend.load(self.jar.read(scope), self.config)
         except UNAVAILABLE as exc:
-            self.outages.report(type(self.backend).__name__, exc)
-            raise ServiceUnavailableException("Session store unavailable", headers=_UNAVAILABLE) from exc
+            raise self.unavailable(exc) from exc
         loaded.draft.max_size = self.max_size
         slot.loaded = loaded
         scope["session"] = loaded.session
         return loaded
+
+    def unavailable(self, exc: BaseException) -> ServiceUnavailableException:
+        """Log that the store was unreachable and return the 503 to raise."""
+        self.outages.report(type(self.backend).__name__, exc)
+        return ServiceUnavailableException("Session store unavailable", headers=_UNAVAILABLE)
 
 
 class SessionMiddleware:
@@ -192,20 +200,39 @@ class SessionMiddleware:
         if outer is not None and outer.scope is scope:
             await self.app(scope, receive, send)  # an app-wide session middleware got here first
             return
-        if scope["type"] == ScopeType.WEBSOCKET:
+        if scope["type"] == _WEBSOCKET:
             await self._websocket(scope, receive, send)
             return
         slot = _Slot(scope)
         replaced = False
+        backend, config = self.backend, self.config
 
         async def send_committing(message: Message) -> None:
+            # Commits at http.response.start (inline: this runs per request), so that a store
+            # failure can still answer in place of the handler's response.
             nonlocal replaced
-            if message["type"] == "http.response.start" and slot.loaded is not None:
-                replaced = await self._start_response(message, slot.loaded, scope, receive, send)
-                if replaced:
-                    return
-            elif replaced:
+            if replaced:
                 return  # the handler's body, after we answered in its place
+            loaded = slot.loaded
+            if loaded is not None and message["type"] == "http.response.start":
+                start = message
+                if _committing(start, loaded, scope):
+                    try:
+                        # A binding goes through _commit, which keeps what device_info says of the device.
+                        draft_binds = loaded.draft.user_set
+                        outcome = await (self._commit(loaded, scope) if draft_binds else backend.commit(loaded, config))
+                        headers = _VARY_ONLY if outcome is NOTHING else self._headers(outcome, scope)
+                    except Exception as exc:
+                        replaced = True
+                        await self._answer_failure(exc, scope, receive, send)
+                        return
+                    if outcome.retry_flash:
+                        replaced = True
+                        await _send_retry(send, cast("HTTPScope", scope), headers)
+                        return
+                    if len(headers) > 1:  # the response sets or expires the session cookie
+                        start["headers"] = _uncacheable(start["headers"])
+                    start["headers"] = [*start["headers"], *headers]
             await send(message)
 
         token = _CURRENT_SLOT.set(slot)
@@ -216,51 +243,23 @@ class SessionMiddleware:
         finally:
             _CURRENT_SLOT.reset(token)
 
-    async def _start_response(
-        self, message: HTTPResponseStartEvent, loaded: Loaded, scope: Scope, receive: Receive, send: Send
-    ) -> bool:
-        """Commit the session into the response's headers.
-
-        Returns:
-            ``True`` when a response was sent in place of the handler's (a 503 when the store
-            was unreachable, a 500 when the cookie would be too large or the store failed
-            otherwise, a retry when a flash would be shown twice); ``False`` when ``message``
-            is ready to send.
+    async def _answer_failure(self, exc: Exception, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer in place of the handler's response when the commit failed: a 503 when the store
+        was unreachable, a 500 when the cookie would be too large or the store failed otherwise.
         """
-        if message["status"] >= 500:  # the handler failed: save nothing, like a rolled-back transaction
-            loaded.draft.committed = True
-            message["headers"] = [*message["headers"], _VARY]
-            return False
-        if scope["state"].get(ROTATE_STATE_KEY):
-            loaded.session.rotate_key()
-        _apply_scope_session(loaded, scope.get("session"))
-        loaded.draft.committed = True  # from here on a change could not be saved: it raises
-        try:
-            outcome = await self._commit(loaded, scope)
-            headers = self._headers(outcome, scope)
-        except UNAVAILABLE as exc:
+        if isinstance(exc, UNAVAILABLE):
             self.outages.report(type(self.backend).__name__, exc)
             unavailable = ServiceUnavailableException("Session store unavailable", headers=_UNAVAILABLE)
             if not await _answer_with_app_handler(unavailable, scope, receive, send):
                 await _send_plain(send, 503, b"Service Unavailable: session store unreachable", _UNAVAILABLE_HEADERS)
-            return True
-        except CookieTooLargeError as exc:
+        elif isinstance(exc, CookieTooLargeError):
             logger.error("session not saved: %s", exc)
             await _send_plain(send, 500, b"Internal Server Error: session cookie too large")
-            return True
-        except Exception as exc:
-            logger.exception("session not saved: the store failed (%s)", type(self.backend).__name__)
+        else:
+            logger.exception("session not saved: the store failed (%s)", type(self.backend).__name__, exc_info=exc)
             failed = InternalServerException("Session store error")
             if not await _answer_with_app_handler(failed, scope, receive, send, cause=exc):
                 await _send_plain(send, 500, b"Internal Server Error: session store error")
-            return True
-        if outcome.retry_flash:
-            await _send_retry(send, cast("HTTPScope", scope), headers)
-            return True
-        if len(headers) > 1:  # the response sets or expires the session cookie
-            message["headers"] = _uncacheable(message["headers"])
-        message["headers"] = [*message["headers"], *headers]
-        return False
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Load the session at connect; save changes at the handshake (with its cookie) and then
@@ -432,6 +431,27 @@ def _after_websocket_commit(loaded: Loaded, *, keep_open: bool) -> None:
     loaded.base = loaded.plain = None  # the next compare-and-set reads what is stored now
 
 
+def _committing(message: HTTPResponseStartEvent, loaded: Loaded, scope: Scope) -> bool:
+    """Close the draft as the response starts, and return whether to commit it.
+
+    A 5xx saves nothing, like a rolled-back transaction (its response gets ``Vary: Cookie``
+    here). Otherwise ``request.state.rotate_session_key`` and what Litestar's own API did to
+    ``scope["session"]`` are applied first.
+    """
+    draft = loaded.draft
+    if message["status"] >= 500:
+        draft.committed = True
+        message["headers"] = [*message["headers"], _VARY]
+        return False
+    if scope["state"].get(ROTATE_STATE_KEY):
+        loaded.session.rotate_key()
+    current = scope.get("session")
+    if current is not loaded.session:
+        _apply_scope_session(loaded, current)
+    draft.committed = True  # from here on a change could not be saved: it raises
+    return True
+
+
 def _apply_scope_session(loaded: Loaded, current: object) -> None:
     """Apply what Litestar's own API did to ``scope["session"]``.
 
@@ -455,6 +475,7 @@ def _apply_scope_session(loaded: Loaded, current: object) -> None:
 
 def session_provider(loader: Loader) -> Callable[[], Awaitable[FlashSession]]:
     """Return the ``session`` dependency: the request's session, loaded now if the middleware did not."""
+    backend, config, jar, load = loader.backend, loader.config, loader.jar, loader.load
 
     async def provide_session() -> FlashSession:
         slot = _CURRENT_SLOT.get()
@@ -463,6 +484,20 @@ def session_provider(loader: Loader) -> Callable[[], Awaitable[FlashSession]]:
                 "the session dependency ran on a route the SessionPlugin did not see; "
                 "sessions work on HTTP handlers of the app the plugin was given to"
             )
-        return (await loader.load(slot)).session
+        loaded = slot.loaded
+        if loaded is not None:  # loaded by the middleware (eager) or another dependency
+            return loaded.session
+        scope = slot.scope
+        if not loader.every_path:
+            return (await load(slot)).session
+        # Loader.load, inline for the usual route (one coroutine less per request).
+        try:
+            loaded = await backend.load(jar.read(scope), config)
+        except UNAVAILABLE as exc:
+            raise loader.unavailable(exc) from exc
+        loaded.draft.max_size = loader.max_size
+        slot.loaded = loaded
+        session = scope["session"] = loaded.session
+        return session
 
     return provide_session

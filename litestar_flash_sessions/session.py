@@ -429,8 +429,9 @@ class FlashSession:
     def _check_change(self, key: str, value: Any, *, flash: bool) -> None:
         """Check that ``value`` can be stored (or flashed) under ``key`` now, and grow the size estimate."""
         size = _check_encodable(key, value)
-        self._check_open(f"change of key {key!r}")
         draft = self._draft
+        if draft.committed:  # checked here first: the message is only built for the error
+            self._check_open(f"change of key {key!r}")
         if value is None:
             return  # deleting never grows the session
         estimate = draft.size + len(key) + size + _ENTRY_OVERHEAD

@@ -268,3 +268,33 @@ async def lone_flash_readers_with(browser: Browser) -> None:
     retries = [r for r in responses.values() if r.status_code == 303]
     assert len(retries) == 2
     assert all(r.headers["location"].startswith("/act/") for r in retries)
+
+
+async def test_session_locks_take_turns_in_order_and_survive_cancelled_waiters() -> None:
+    """One holder at a time, first come first served; a waiter cancelled before its turn, or as
+    the lock is handed to it, passes its turn on; no entry is left once everyone is done."""
+    locks = commit.SessionLocks()
+    holding, order = 0, []
+
+    async def hold(name: int) -> None:
+        nonlocal holding
+        entry = await locks.acquire("key")
+        try:
+            holding += 1
+            assert holding == 1
+            order.append(name)
+            await asyncio.sleep(0.001)
+        finally:
+            holding -= 1
+            locks.release("key", entry)
+
+    tasks = [asyncio.create_task(hold(name)) for name in range(6)]
+    await asyncio.sleep(0)
+    tasks[2].cancel()  # waiting for its turn
+    await asyncio.sleep(0.0015)  # 0 has released and handed the lock to 1 ...
+    tasks[1].cancel()  # ... which is cancelled before (or after) it resumes
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert [isinstance(result, asyncio.CancelledError) for result in results] == [False, *[True] * 2, *[False] * 3]
+    assert order[0] == 0
+    assert order[-3:] == [3, 4, 5]
+    assert not locks._locks

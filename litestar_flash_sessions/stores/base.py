@@ -167,32 +167,27 @@ class SessionStore(SessionBackend):
         if token is None or not _SESSION_ID.fullmatch(token):
             return Loaded.new()
         key = commit.store_key(token)
-        if self.timeout is None:  # a store without a server (memory): no deadline to keep
-            read = await commit.read_record(self, key, config.ttl, config.record_sealer)
-            return self._loaded(token, key, read, config)
-        started = time.monotonic()
-        try:
-            async with asyncio.timeout(self.timeout):
-                read = await commit.read_record(self, key, config.ttl, config.record_sealer)
-        except TimeoutError as exc:
-            raise self._timed_out() from exc
-        return self._loaded(token, key, read, config, time.monotonic() - started)
-
-    def _loaded(
-        self,
-        token: str,
-        key: str,
-        read: tuple[bytes | None, bytes | None, object],
-        config: SessionConfig,
-        spent: float = 0.0,
-    ) -> Loaded:
-        raw, plain, record = read
-        now = self.now()
-        if not isinstance(record, Live) or lifetime.is_dead(record, config, now):
-            return Loaded.new()  # none, expired, a tombstone, or past a timeout: the id opens nothing
+        timeout = self.timeout
+        if timeout is None:  # a store without a server (memory): no deadline to keep
+            raw = await self.get(key, config.ttl)
+            spent = 0.0
+        else:
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(timeout):
+                    raw = await self.get(key, config.ttl)
+            except TimeoutError as exc:
+                raise self._timed_out() from exc
+            spent = time.monotonic() - started
+        raw, plain, record = commit.open_record(self, key, raw, config.record_sealer)
+        if not isinstance(record, Live):
+            return Loaded.new()  # none, expired or a tombstone: the id opens nothing
+        state = lifetime.on_load(record, config, self.now())
+        if state is None:
+            return Loaded.new()  # past a timeout
         loaded = Loaded(token, record, key=key, base=raw, plain=plain, spent=spent)
-        loaded.draft.stale = lifetime.is_stale(record, config, now)
-        loaded.draft.touch = lifetime.needs_touch(record, config, now)
+        draft = loaded.draft
+        draft.stale, draft.touch = state
         return loaded
 
     async def commit(self, loaded: Loaded, config: SessionConfig) -> Outcome:

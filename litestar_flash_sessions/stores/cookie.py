@@ -165,11 +165,11 @@ class CookieStore(SessionBackend):
             content = decode(record)
         except msgspec.DecodeError:
             content = None
-        now = self.now()
-        if not isinstance(content, Live) or lifetime.is_dead(content, config, now):
+        state = lifetime.on_load(content, config, self.now()) if isinstance(content, Live) else None
+        if state is None:
             return Loaded.new()  # an incompatible old version, or sealed under a laxer configuration
         loaded = Loaded(session_id, content, plain=record)
-        loaded.draft.stale = lifetime.is_stale(content, config, now)
+        loaded.draft.stale = state[0]
         return loaded
 
     async def commit(self, loaded: Loaded, config: SessionConfig) -> Outcome:

@@ -126,6 +126,48 @@ class _Records:
             heapq.heappush(self._fronts, (self._uses, index))
             self._in_fronts[index] = True
 
+    def read(self, key: str, now: float, expires_in: int | None) -> bytes | None:
+        """Return the record under ``key`` and count a use, sliding its expiry to ``expires_in``
+        seconds from ``now`` if given; ``None`` if there is none or it has expired at ``now``
+        (then it is dropped). One lookup of the shard: this runs per request.
+        """
+        shard = self._shards[hash(key) & self._mask]
+        entry = shard.get(key)
+        if entry is None:
+            return None
+        record, expires_at, _ = entry
+        del shard[key]  # dropped, or re-inserted last: the most recently used
+        if expires_at is not None and expires_at <= now:
+            self._count -= 1
+            return None
+        self._uses += 1
+        shard[key] = (record, expires_at if expires_in is None else now + expires_in, self._uses)
+        return record
+
+    def replace(
+        self, key: str, record: bytes, expires_at: float | None, previous: bytes | None, now: float
+    ) -> bool | None:
+        """Compare-and-set of an entry that exists: replace it with ``record`` if it holds
+        ``previous`` and has not expired at ``now``, as a use; return whether it was replaced.
+
+        Returns ``None`` without changing anything when there is no live entry under ``key``
+        (an expired one is dropped): the caller adds the record, making room first.
+        """
+        shard = self._shards[hash(key) & self._mask]
+        entry = shard.get(key)
+        if entry is None:
+            return None
+        if entry[1] is not None and entry[1] <= now:
+            del shard[key]
+            self._count -= 1
+            return None
+        if entry[0] != previous:
+            return False
+        self._uses += 1
+        del shard[key]
+        shard[key] = (record, expires_at, self._uses)
+        return True
+
     def __setitem__(self, key: str, value: tuple[bytes, float | None]) -> None:
         """Store ``(record, expires_at)`` under ``key``, whatever it held, as its most recent use."""
         if self.get(key) is None:
@@ -274,17 +316,7 @@ class MemoryStore(SessionStore):
 
         Never raises: there is no server to lose.
         """
-        now = self._clock()
-        records = self._records
-        entry = records.get(session_id)
-        if entry is None:
-            return None
-        record, expires_at, _ = entry
-        if expires_at is not None and expires_at <= now:
-            records.discard(session_id)
-            return None
-        records.use(session_id, record, expires_at if expires_in is None else now + expires_in)
-        return record
+        return self._records.read(session_id, self._clock(), expires_in)
 
     async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
         """Store ``record`` under ``session_id`` if the stored record is still ``previous`` (an
@@ -297,20 +329,12 @@ class MemoryStore(SessionStore):
         """
         now = self._clock()
         records = self._records
-        entry = records.get(session_id)
-        current: bytes | None = None
-        if entry is not None:
-            if entry[1] is not None and entry[1] <= now:
-                records.discard(session_id)
-                entry = None
-            else:
-                current = entry[0]
-        if current != previous:
-            return False
         expires_at = None if expires_in is None else now + expires_in
-        if entry is not None:
-            records.use(session_id, record, expires_at)
-            return True
+        replaced = records.replace(session_id, record, expires_at, previous, now)
+        if replaced is not None:
+            return replaced
+        if previous is not None:
+            return False  # the record this request read is gone
         # Only a new session adds a record, so only it sweeps: a few records each collect
         # abandoned sessions as fast as they are made, with no pass over the whole store.
         records.sweep(now, _SWEEP_PER_NEW)
