@@ -16,16 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 
-from litestar_flash_sessions.stores._lua import CAS_SCRIPT, CAS_SHA, WRITTEN, cas_arguments
+from litestar_flash_sessions.stores._batch import ReadBatcher
+from litestar_flash_sessions.stores._lua import CAS_SCRIPT, CAS_SHA, READ_SCRIPT, READ_SHA, WRITTEN, cas_arguments
 from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError, guarded, validate_key_prefix
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Sequence
 
 __all__ = ("RedisStore",)
 
@@ -175,10 +177,43 @@ class RedisStore(SessionStore):
                     await connection.disconnect(nowait=True)
 
     async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
-        """Return the record: ``GETEX key EX expires_in`` to slide the expiry, else ``GET key``."""
-        key = self.key(session_id)
+        """Return the record: ``GETEX key EX expires_in`` to slide the expiry, else ``GET key``.
+
+        Reads that arrive while another is out go in one batch (see :meth:`_read_many`).
+        """
+        return await self._reads.get((self.key(session_id), expires_in))
+
+    @cached_property
+    def _reads(self) -> ReadBatcher[tuple[str, int | None], bytes | None]:
+        """The batcher of this store's reads (``litestar_flash_sessions.stores._batch``)."""
+        return ReadBatcher(self._read_one, self._read_many)
+
+    async def _read_one(self, read: tuple[str, int | None]) -> bytes | None:
+        """One read alone: ``GET``, or ``GETEX`` to slide the expiry."""
+        key, expires_in = read
         reply = self._client.get(key) if expires_in is None else self._client.getex(key, ex=expires_in)
         return cast("bytes | None", await self._guard(reply))
+
+    async def _read_many(self, reads: Sequence[tuple[str, int | None]]) -> list[bytes | None]:
+        """Several reads in one round trip: on a standalone Redis one ``EVALSHA`` of
+        :data:`~litestar_flash_sessions.stores._lua.READ_SCRIPT` over all the keys; on a Redis
+        Cluster, whose scripts cannot take keys of several slots, a pipeline of ``GETEX`` (or
+        ``GET``), which redis-py sends as one round trip per node (following redirections).
+        """
+        if isinstance(self._client, RedisCluster):
+            pipeline = self._client.pipeline()
+            for key, expires_in in reads:
+                if expires_in is None:
+                    pipeline.get(key)
+                else:
+                    pipeline.getex(key, ex=expires_in)
+            return cast("list[bytes | None]", await self._guard(pipeline.execute()))
+        args = [key for key, _ in reads] + ["0" if expires_in is None else str(expires_in) for _, expires_in in reads]
+        try:
+            records = await self._guard(self._client.evalsha(READ_SHA, len(reads), *args))
+        except redis_errors.NoScriptError:  # not cached on the server yet: EVAL runs and caches it
+            records = await self._guard(self._client.eval(READ_SCRIPT, len(reads), *args))
+        return cast("list[bytes | None]", records)
 
     async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
         """Run the compare-and-set script: write only if the key still holds ``previous``."""

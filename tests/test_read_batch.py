@@ -1,0 +1,250 @@
+"""Concurrent reads batched into one round trip (``stores._batch.ReadBatcher``), and RedisStore's
+batches on a real server: one ``EVALSHA`` on a standalone Redis, one pipeline per node on a
+cluster, a lone read still one ``GETEX``, a failed batch a 503 for every request in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
+
+from litestar_flash_sessions import StoreUnavailableError
+from litestar_flash_sessions.stores._batch import ReadBatcher
+from litestar_flash_sessions.stores.redis import RedisStore
+from tests.conftest import RecordingHandler, app_client
+from tests.harness import server_url
+from tests.harness_redis import open_redis_store, private_redis, redis_fault, server_commands
+
+# --- the batcher, on reads that answer when the test says ------------------------------------
+
+
+class FakeReads:
+    """``read_one`` and ``read_many`` that log their calls and answer when released."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[int]]] = []
+        self.release = asyncio.Event()
+        self.error: Exception | None = None
+
+    async def one(self, key: int) -> str:
+        self.calls.append(("one", [key]))
+        await self.release.wait()
+        if self.error is not None:
+            raise self.error
+        return f"v{key}"
+
+    async def many(self, keys: Sequence[int]) -> list[str]:
+        self.calls.append(("many", list(keys)))
+        await self.release.wait()
+        if self.error is not None:
+            raise self.error
+        return [f"v{key}" for key in keys]
+
+
+@pytest.fixture
+def reads() -> FakeReads:
+    return FakeReads()
+
+
+async def started(*awaitables: Any) -> list[asyncio.Task[Any]]:
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    await asyncio.sleep(0)  # each task runs to its first wait
+    return tasks
+
+
+async def test_a_lone_read_goes_out_at_once_alone(reads: FakeReads) -> None:
+    batcher = ReadBatcher(reads.one, reads.many)
+    reads.release.set()
+    (task,) = await started(batcher.get(1))
+    assert reads.calls == [("one", [1])], "sent in the first step of the caller's task: no added latency"
+    assert await task == "v1"
+    assert await batcher.get(2) == "v2"
+    assert await batcher.get(3) == "v3"
+    assert reads.calls == [("one", [1]), ("one", [2]), ("one", [3])], "reads one after another: never batched"
+
+
+async def test_reads_that_arrive_while_one_is_out_go_in_one_batch(reads: FakeReads) -> None:
+    batcher = ReadBatcher(reads.one, reads.many)
+    tasks = await started(*(batcher.get(key) for key in range(6)))
+    assert reads.calls == [("one", [0])], "the first goes out at once; the others wait for it"
+    reads.release.set()
+    assert await asyncio.gather(*tasks) == [f"v{key}" for key in range(6)]
+    assert reads.calls == [("one", [0]), ("many", [1, 2, 3, 4, 5])]
+    assert await batcher.get(9) == "v9"
+    assert reads.calls[-1] == ("one", [9]), "idle again: a lone read goes alone"
+
+
+async def test_reads_that_arrive_during_a_batch_go_in_the_next(reads: FakeReads) -> None:
+    batcher = ReadBatcher(reads.one, reads.many, max_batch=3)
+    first = await started(*(batcher.get(key) for key in range(6)))
+    reads.release.set()
+    await asyncio.sleep(0)
+    second = await started(*(batcher.get(key) for key in range(10, 13)))
+    assert await asyncio.gather(*first, *second) == [f"v{key}" for key in (*range(6), *range(10, 13))]
+    batches = [keys for kind, keys in reads.calls if kind == "many"]
+    assert all(len(keys) <= 3 for keys in batches), "max_batch caps a batch"
+    assert sorted(key for keys in batches for key in keys) == [1, 2, 3, 4, 5, 10, 11, 12]
+    assert len(reads.calls) == 4, reads.calls
+
+
+async def test_a_failed_batch_fails_every_waiter_with_its_own_error(reads: FakeReads) -> None:
+    batcher = ReadBatcher(reads.one, reads.many)
+    reads.error = StoreUnavailableError("RedisStore: ConnectionError: down")
+    tasks = await started(*(batcher.get(key) for key in range(5)))
+    reads.release.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(result, StoreUnavailableError) for result in results), results
+    assert all(str(result) == "RedisStore: ConnectionError: down" for result in results)
+    assert len({id(result) for result in results[1:]}) == 4, "each waiter raises its own copy"
+    reads.error = None
+    assert await batcher.get(7) == "v7", "the store is usable again after a failed batch"
+
+
+async def test_a_waiter_that_gives_up_leaves_the_batch(reads: FakeReads) -> None:
+    batcher = ReadBatcher(reads.one, reads.many)
+    tasks = await started(*(batcher.get(key) for key in range(4)))
+    tasks[2].cancel()  # its request's deadline passed while it waited
+    reads.release.set()
+    assert await asyncio.gather(tasks[0], tasks[1], tasks[3]) == ["v0", "v1", "v3"]
+    assert reads.calls == [("one", [0]), ("many", [1, 3])]
+    with pytest.raises(asyncio.CancelledError):
+        await tasks[2]
+
+
+async def test_a_lone_read_cancelled_leaves_the_batcher_idle(reads: FakeReads) -> None:
+    batcher = ReadBatcher(reads.one, reads.many)
+    (task,) = await started(batcher.get(1))
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    reads.release.set()
+    assert await batcher.get(2) == "v2"
+    assert reads.calls == [("one", [1]), ("one", [2])]
+
+
+def test_a_batcher_left_busy_by_a_closed_event_loop_serves_the_next_loop(reads: FakeReads) -> None:
+    """An app stopped with a read out (its loop closed, the task never finished) must not leave
+    later apps' reads queued behind it forever."""
+    batcher = ReadBatcher(reads.one, reads.many)
+    old = asyncio.new_event_loop()
+    task = old.create_task(batcher.get(1))
+    old.run_until_complete(asyncio.sleep(0.01))
+    old.close()
+    assert not task.done(), "the old loop closed with its read still out"
+
+    async def read() -> str:
+        reads.release = asyncio.Event()
+        reads.release.set()
+        return await asyncio.wait_for(batcher.get(2), 2)
+
+    assert asyncio.run(read()) == "v2"
+
+
+# --- RedisStore: round trips on the server ---------------------------------------------------
+
+
+@pytest.fixture
+async def standalone() -> AsyncIterator[RedisStore]:
+    async with open_redis_store(server_url("REDIS_URL")) as opened:
+        yield opened
+
+
+async def test_concurrent_reads_are_one_evalsha_on_redis(standalone: RedisStore) -> None:
+    direct = standalone._client
+    ids = [f"{n:043d}" for n in range(8)]
+    for sid in ids[:6]:  # two of the eight hold nothing
+        await direct.set(standalone.key(sid), f"record {sid}".encode(), ex=50)
+    await standalone.get(ids[0], 60)  # a lone read
+    expiries = [100 if n % 2 else None for n in range(8)]  # half slide their expiry, half do not
+    async with server_commands(server_url("REDIS_URL"), standalone.prefix) as seen:
+        await seen.since_last()
+        values = await asyncio.gather(*(standalone.get(sid, ttl) for sid, ttl in zip(ids, expiries, strict=True)))
+        commands = await seen.since_last()
+    assert values == [f"record {sid}".encode() for sid in ids[:6]] + [None, None]
+    assert commands in (["GET", "EVALSHA"], ["GET", "EVALSHA", "EVAL"]), "the first alone, the seven others at once"
+    for n, sid in enumerate(ids[:6]):
+        ttl = await direct.ttl(standalone.key(sid))
+        assert (90 < ttl <= 100) if n % 2 else (ttl <= 60), f"{sid}: the read slid its expiry only when asked: {ttl}"
+
+
+async def test_concurrent_requests_share_round_trips(standalone: RedisStore) -> None:
+    async with app_client(standalone, expire_after_seconds=100) as client:
+        await client.post("/set", json={"user": "ann"})
+        async with server_commands(server_url("REDIS_URL"), standalone.prefix) as seen:
+            await seen.since_last()
+            responses = await asyncio.gather(*(client.get("/read/user") for _ in range(12)))
+            commands = await seen.since_last()
+    assert [response.json()["value"] for response in responses] == ["ann"] * 12
+    assert "EVALSHA" in commands, commands
+    assert len(commands) < 12, f"12 concurrent reads in fewer round trips: {commands}"
+
+
+async def test_a_cluster_batch_is_one_round_trip_per_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[tuple[str, int]] = []
+    execute_pipeline = ClusterNode.execute_pipeline
+
+    async def counted(node: ClusterNode, commands: list[Any]) -> bool:
+        sent.append((node.name, len(commands)))
+        return await execute_pipeline(node, commands)
+
+    monkeypatch.setattr(ClusterNode, "execute_pipeline", counted)
+    async with open_redis_store(server_url("REDIS_CLUSTER_URL"), cluster=True) as store:
+        ids = [f"{n:043d}" for n in range(24)]
+        for sid in ids:
+            assert await store.set(sid, sid.encode(), 100, None)
+        client = store._client
+        assert isinstance(client, RedisCluster)
+        owners = {node.name for sid in ids[1:] if (node := client.get_node_from_key(store.key(sid)))}
+        assert len(owners) > 1, "the keys spread over several nodes"
+        sent.clear()
+        values = await asyncio.gather(*(store.get(sid, 100) for sid in ids))
+        batch = list(sent)
+    assert values == [sid.encode() for sid in ids]
+    assert sorted(node for node, _ in batch) == sorted(owners), "one pipeline per node that holds keys"
+    assert sum(count for _, count in batch) == 23, "the first read went alone, the 23 others in the batch"
+
+
+async def test_a_failed_batch_answers_503_to_every_request(tmp_path: Path, session_log: RecordingHandler) -> None:
+    async with (
+        private_redis(tmp_path) as url,
+        open_redis_store(url, timeout=0.5) as store,
+        app_client(store, expire_after_seconds=100) as client,
+    ):
+        await client.post("/set", json={"user": "ann"})
+        async with redis_fault(url, "masterdown"):
+            responses = await asyncio.gather(*(client.get("/read/user") for _ in range(8)))
+            assert [response.status_code for response in responses] == [503] * 8
+        assert "RedisStore" in session_log.text
+        assert not [record for record in session_log.records if record.exc_info], "no 500 with a traceback"
+        responses = await asyncio.gather(*(client.get("/read/user") for _ in range(8)))
+        assert [response.json()["value"] for response in responses] == ["ann"] * 8
+
+
+async def test_every_waiter_of_a_failed_batch_gets_the_error(tmp_path: Path) -> None:
+    async with (
+        private_redis(tmp_path) as url,
+        open_redis_store(url, timeout=0.5) as store,
+        redis_fault(url, "masterdown"),
+    ):
+        results = await asyncio.gather(*(store.get(f"{n:043d}", 100) for n in range(6)), return_exceptions=True)
+    assert all(isinstance(result, StoreUnavailableError) for result in results), results
+    # (A sliding read is a write, which a replica may refuse as READONLY before MASTERDOWN.)
+    assert all(any(name in str(result) for name in ("MasterDownError", "ReadOnlyError")) for result in results)
+
+
+async def test_batched_reads_still_served_out_of_memory(tmp_path: Path) -> None:
+    """Out of memory Redis refuses writes, not reads: a batch (a script of GETEX) reads on too."""
+    async with private_redis(tmp_path) as url, open_redis_store(url) as store:
+        ids = [f"{n:043d}" for n in range(6)]
+        async with Redis.from_url(url) as direct:
+            for sid in ids:
+                await direct.set(store.key(sid), sid.encode())
+        async with redis_fault(url, "oom"):
+            values = await asyncio.gather(*(store.get(sid, 100) for sid in ids))
+    assert values == [sid.encode() for sid in ids]
