@@ -1,14 +1,15 @@
 """HTTP benchmark: the login demo's page under load, served by granian and loaded with wrk.
 
 Run it with ``nox -s bench_http`` or ``python -m benchmarks.http_load [--duration S]
-[--connections N] [--quick] [--json PATH]``, with the servers of ``scripts/servers.sh start``
-running (their URLs are read from the environment, else from ``scripts/servers.sh env``).
+[--connections N] [--workers N] [--quick] [--json PATH]``, with the servers of
+``scripts/servers.sh start`` running (their URLs are read from the environment, else from
+``scripts/servers.sh env``).
 
-Each case is served in turn by one granian worker (``granian --interface asgi --workers 1``) on a
-free loopback port. The script logs in over HTTP first (``POST /login``, then one ``GET /`` that
-shows the flash), so that every measured request carries a logged-in session cookie, then runs
-``wrk -t1 -cN -dS --latency -H 'Cookie: ...'`` on ``GET /`` after a one-second warm-up, and logs
-out at the end (which deletes the session). Cases:
+Each case is served in turn by one granian worker (``granian --interface asgi --workers 1``;
+``--workers N`` for more) on a free loopback port. The script logs in over HTTP first
+(``POST /login``, then one ``GET /`` that shows the flash), so that every measured request
+carries a logged-in session cookie, then runs ``wrk -t1 -cN -dS --latency -H 'Cookie: ...'`` on
+``GET /`` after a one-second warm-up, and logs out at the end (which deletes the session). Cases:
 
 * ``ours RedisStore`` / ``ours PostgresStore``: ``examples.login:app`` with ``SESSION_STORE``
   set; the page reads the session (one store read, no write: nothing changes);
@@ -125,8 +126,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(case: Case, env: dict[str, str], log: Path) -> Iterator[int]:
-    """Run granian on ``case.target`` (one worker) and yield its port once it answers."""
+def serve(case: Case, env: dict[str, str], log: Path, workers: int = 1) -> Iterator[int]:
+    """Run granian on ``case.target`` (``workers`` processes) and yield its port once it answers."""
     port = free_port()
     command = [
         sys.executable,  # this interpreter's granian, not whichever is first on PATH
@@ -139,7 +140,7 @@ def serve(case: Case, env: dict[str, str], log: Path) -> Iterator[int]:
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
         "--no-ws",
         "--log-level",
         "warning",
@@ -330,7 +331,7 @@ def delete_builtin_keys(url: str) -> int:
 
 
 def run_case(name: str, case: Case, env: dict[str, str], args: argparse.Namespace, log: Path) -> dict[str, Any]:
-    with serve(case, env, log) as port:
+    with serve(case, env, log, args.workers) as port:
         if case.login:
             cookie, page = log_in(port)
         else:
@@ -364,6 +365,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=5, help="seconds of load per case (default 5)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
+    parser.add_argument("--workers", type=int, default=1, help="granian worker processes (default 1)")
     parser.add_argument("--quick", action="store_true", help="1 s per case and no warm-up (CI smoke run)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES), help="the cases to run")
@@ -395,7 +397,7 @@ def main() -> None:
     report(results)
     print()
     print(
-        f"wrk -t1 -c{args.connections} -d{args.duration}s per case, one granian worker, "
+        f"wrk -t1 -c{args.connections} -d{args.duration}s per case, {args.workers} granian worker(s), "
         f"{os.cpu_count()} cores shared by wrk, server and database"
     )
     if len(pages) > 1:
@@ -404,7 +406,12 @@ def main() -> None:
         data = {
             "benchmark": "http_load",
             "machine": machine,
-            "settings": {"duration_s": args.duration, "connections": args.connections, "wrk_threads": 1},
+            "settings": {
+                "duration_s": args.duration,
+                "connections": args.connections,
+                "workers": args.workers,
+                "wrk_threads": 1,
+            },
             "elapsed_s": round(time.monotonic() - started, 1),
             "results": results,
         }
