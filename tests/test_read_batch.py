@@ -1,6 +1,7 @@
-"""Concurrent reads batched into one round trip (``stores._batch.ReadBatcher``), and RedisStore's
-batches on a real server: one ``EVALSHA`` on a standalone Redis, one pipeline per node on a
-cluster, a lone read still one ``GETEX``, a failed batch a 503 for every request in it.
+"""Concurrent reads batched into one round trip (``stores._batch.ReadBatcher``), and the stores'
+batches on real servers: one ``EVALSHA`` on a standalone Redis, one pipeline per node on a
+cluster, one statement per expiry on PostgreSQL, a lone read still one command, a failed batch a
+503 for every request in it.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 
 from litestar_flash_sessions import StoreUnavailableError
 from litestar_flash_sessions.stores._batch import ReadBatcher
+from litestar_flash_sessions.stores.postgres import PostgresStore
 from litestar_flash_sessions.stores.redis import RedisStore
 from tests.conftest import RecordingHandler, app_client
 from tests.harness import server_url
+from tests.harness_postgres import drop_table, unique_table
 from tests.harness_redis import open_redis_store, private_redis, redis_fault, server_commands
 
 # --- the batcher, on reads that answer when the test says ------------------------------------
@@ -248,3 +252,84 @@ async def test_batched_reads_still_served_out_of_memory(tmp_path: Path) -> None:
         async with redis_fault(url, "oom"):
             values = await asyncio.gather(*(store.get(sid, 100) for sid in ids))
     assert values == [sid.encode() for sid in ids]
+
+
+# --- PostgresStore: a batch is one statement per expiry ---------------------------------------
+
+
+@pytest.fixture
+async def postgres_connection() -> AsyncIterator[tuple[PostgresStore, list[str]]]:
+    """A PostgresStore on one connection of the test's own, and the statements it runs."""
+    url, table = server_url("POSTGRES_URL"), unique_table()
+    connection = await asyncpg.connect(url)
+    statements: list[str] = []
+    connection.add_query_logger(lambda record: statements.append(record.query))
+    store = PostgresStore(connection, table)
+    await store.startup()
+    try:
+        yield store, statements
+    finally:
+        await connection.close()
+        await drop_table(url, table)
+
+
+async def logged(statements: list[str] | None = None) -> None:
+    """Let asyncpg's query loggers run (it calls them soon after each query), then clear the log."""
+    await asyncio.sleep(0.05)
+    if statements is not None:
+        statements.clear()
+
+
+async def test_concurrent_reads_are_one_statement_on_postgres(
+    postgres_connection: tuple[PostgresStore, list[str]],
+) -> None:
+    store, statements = postgres_connection
+    ids = [f"{n:043d}" for n in range(8)]
+    for sid in ids[:6]:  # two of the eight hold nothing
+        assert await store.set(sid, sid.encode(), 50, None)
+    await logged(statements)
+    values = await asyncio.gather(*(store.get(sid, 100) for sid in ids))
+    assert values == [sid.encode() for sid in ids[:6]] + [None, None]
+    await logged()
+    assert len(statements) == 2, "the first read alone, the seven others in one statement"
+    assert statements[1].startswith("UPDATE"), statements[1]
+    assert "ANY" in statements[1], statements[1]
+    assert await store.get(ids[5], None) == ids[5].encode()
+
+    await logged(statements)
+    expiries = [100 if n % 2 else None for n in range(8)]
+    values = await asyncio.gather(*(store.get(sid, ttl) for sid, ttl in zip(ids, expiries, strict=True)))
+    assert values == [sid.encode() for sid in ids[:6]] + [None, None]
+    await logged()
+    assert len(statements) == 3, "the first alone, then one statement per expiry: a SELECT and an UPDATE"
+
+
+async def test_postgres_batches_of_two_processes_never_deadlock() -> None:
+    """Two stores (two processes' pools) slide the same rows at once, in batches in opposite orders.
+
+    (A guard more than a reproduction: PostgreSQL's index scan over ``ANY`` visits ids in order
+    anyway; the store's ``ORDER BY id FOR UPDATE`` makes that order hold whatever the plan.)"""
+    url, table = server_url("POSTGRES_URL"), unique_table()
+    first, second = PostgresStore(url, table), PostgresStore(url, table)
+    await first.startup()
+    await second.startup()
+    try:
+        ids = [f"{n:043d}" for n in range(30)]
+        for sid in ids:
+            assert await first.set(sid, sid.encode(), 100, None)
+        for _ in range(20):
+            values = await asyncio.gather(
+                *(first.get(sid, 100) for sid in ids), *(second.get(sid, 100) for sid in reversed(ids))
+            )
+            assert values == [sid.encode() for sid in (*ids, *reversed(ids))]
+    finally:
+        await first.shutdown()
+        await second.shutdown()
+        await drop_table(url, table)
+
+
+async def test_a_failed_postgres_batch_fails_every_waiter(postgres_connection: tuple[PostgresStore, list[str]]) -> None:
+    store, _ = postgres_connection
+    await store._connection.close()  # the connection is gone: every read is unavailable
+    results = await asyncio.gather(*(store.get(f"{n:043d}", 100) for n in range(6)), return_exceptions=True)
+    assert all(isinstance(result, StoreUnavailableError) for result in results), results
