@@ -1,7 +1,7 @@
 """Concurrent reads batched into one round trip (``stores._batch.ReadBatcher``), and the stores'
 batches on real servers: one ``EVALSHA`` on a standalone Redis, one pipeline per node on a
-cluster, one statement per expiry on PostgreSQL, a lone read still one command, a failed batch a
-503 for every request in it.
+cluster, one statement per expiry on PostgreSQL, one HTTP request to Webdis; a lone read still
+one command, a failed batch a 503 for every request in it.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from litestar_flash_sessions import StoreUnavailableError
 from litestar_flash_sessions.stores._batch import ReadBatcher
 from litestar_flash_sessions.stores.postgres import PostgresStore
 from litestar_flash_sessions.stores.redis import RedisStore
+from litestar_flash_sessions.stores.webdis import _records
 from tests.conftest import RecordingHandler, app_client
 from tests.harness import server_url
 from tests.harness_postgres import drop_table, unique_table
 from tests.harness_redis import open_redis_store, private_redis, redis_fault, server_commands
+from tests.harness_webdis import open_webdis_store
 
 # --- the batcher, on reads that answer when the test says ------------------------------------
 
@@ -333,3 +335,32 @@ async def test_a_failed_postgres_batch_fails_every_waiter(postgres_connection: t
     await store._connection.close()  # the connection is gone: every read is unavailable
     results = await asyncio.gather(*(store.get(f"{n:043d}", 100) for n in range(6)), return_exceptions=True)
     assert all(isinstance(result, StoreUnavailableError) for result in results), results
+
+
+# --- WebdisStore: a batch is one HTTP request, one script --------------------------------------
+
+
+async def test_concurrent_reads_are_one_request_to_webdis() -> None:
+    async with open_webdis_store(server_url("WEBDIS_URL")) as store:
+        ids = [f"{n:043d}" for n in range(8)]
+        records = [b"", b"\x00\xff:12:", b"1:x", b"0", b"\x80" * 300, b"ok"]  # binary, and shaped like the framing
+        for sid, record in zip(ids, records, strict=False):
+            assert await store.set(sid, record, 50, None)
+        expiries = [100 if n % 2 else None for n in range(8)]
+        async with server_commands(server_url("REDIS_URL"), store.prefix) as seen:
+            await seen.since_last()
+            values = await asyncio.gather(*(store.get(sid, ttl) for sid, ttl in zip(ids, expiries, strict=True)))
+            commands = await seen.since_last(scripts=True)
+    assert values == [*records, None, None]
+    assert [name for name in commands if not name.startswith("lua:")] == ["EVAL", "EVAL"], commands
+    assert sorted(name for name in commands if name.startswith("lua:")) == ["lua:GET"] * 4 + ["lua:GETEX"] * 4
+
+
+@pytest.mark.parametrize("result", [b"1", b"2", b"15:abc", b"1x:abc", b"0", b"000", b"13:abcd"])
+def test_a_webdis_batch_reply_that_does_not_parse_is_unavailable(result: bytes) -> None:
+    with pytest.raises(StoreUnavailableError, match="does not parse"):
+        _records(result, 2)
+
+
+def test_a_webdis_batch_reply_parses() -> None:
+    assert _records(b"013:a:b11:0", 3) == [None, b"a:b", b"0"]
