@@ -1,16 +1,18 @@
 """Concurrent reads batched into one round trip (``stores._batch.ReadBatcher``), and the stores'
 batches on real servers: one ``EVALSHA`` on a standalone Redis, one pipeline per node on a
-cluster, one statement per expiry on PostgreSQL, one HTTP request to Webdis; a lone read still
+cluster, one statement per expiry on PostgreSQL and SQLite, one HTTP request to Webdis; a lone read still
 one command, a failed batch a 503 for every request in it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import asyncpg
 import pytest
 from redis.asyncio import Redis, RedisCluster
@@ -20,6 +22,7 @@ from litestar_flash_sessions import StoreUnavailableError
 from litestar_flash_sessions.stores._batch import ReadBatcher
 from litestar_flash_sessions.stores.postgres import PostgresStore
 from litestar_flash_sessions.stores.redis import RedisStore
+from litestar_flash_sessions.stores.sqlite import SQLiteStore
 from litestar_flash_sessions.stores.webdis import _records
 from tests.conftest import RecordingHandler, app_client
 from tests.harness import server_url
@@ -364,3 +367,29 @@ def test_a_webdis_batch_reply_that_does_not_parse_is_unavailable(result: bytes) 
 
 def test_a_webdis_batch_reply_parses() -> None:
     assert _records(b"013:a:b11:0", 3) == [None, b"a:b", b"0"]
+
+
+# --- SQLiteStore: a batch is one statement per expiry, one trip to aiosqlite's thread ----------
+
+
+async def test_concurrent_reads_are_one_statement_on_sqlite(tmp_path: Path) -> None:
+    async with aiosqlite.connect(tmp_path / "sessions.db", isolation_level=None) as db:
+        store = SQLiteStore(db)
+        await store.startup()
+        ids = [f"{n:043d}" for n in range(8)]
+        for sid in ids[:6]:
+            assert await store.set(sid, sid.encode(), 50, None)
+        statements: list[str] = []
+        await db.set_trace_callback(statements.append)
+        values = await asyncio.gather(*(store.get(sid, 100) for sid in ids), store.get(ids[0], 100))
+        expiries = [100 if n % 2 else None for n in range(8)]
+        mixed = await asyncio.gather(*(store.get(sid, ttl) for sid, ttl in zip(ids, expiries, strict=True)))
+        await db.set_trace_callback(None)
+        rows = await db.execute_fetchall("SELECT id, expires_at FROM sessions")
+    records = [sid.encode() for sid in ids[:6]] + [None, None]
+    assert values == [*records, ids[0].encode()], "a key read twice in one batch is answered twice"
+    assert mixed == records
+    assert len(statements) == 5, "each time the first alone, then one statement per expiry in the batch"
+    assert "IN (" in statements[1], statements[1]
+    assert statements[1].startswith("UPDATE"), statements[1]
+    assert all(expires_at > time.time() + 90 for _, expires_at in rows), "every read slid the expiry"

@@ -22,15 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from typing import TYPE_CHECKING, Generic, TypeVar
+from abc import abstractmethod
+from functools import cached_property
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-__all__ = ("ReadBatcher",)
+__all__ = ("BatchedReads", "Read", "ReadBatcher")
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+Read = tuple[str, "int | None"]
+"""One read: the session id a store's ``get`` was given, and the expiry to slide (``None``: none)."""
 
 
 class ReadBatcher(Generic[K, V]):
@@ -126,3 +131,37 @@ def _copy(exc: BaseException) -> BaseException:
     clone.__cause__, clone.__context__ = exc.__cause__, exc.__context__
     clone.__suppress_context__ = exc.__suppress_context__
     return clone.with_traceback(exc.__traceback__)
+
+
+class BatchedReads:
+    """The ``get`` of a store whose concurrent reads go out in batches (a mixin, before
+    ``SessionStore`` in the bases): the store implements :meth:`_read_one`, its one-round-trip
+    read as before, and :meth:`_read_many`, several reads in one round trip.
+    """
+
+    _max_batch: ClassVar[int] = 128
+    """The most reads one call of :meth:`_read_many` gets."""
+
+    async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
+        """Return the record stored under ``session_id``, sliding its expiry when ``expires_in``
+        is set: at once when no read of the store is out, else in the next batch of reads (one
+        round trip for all of them).
+
+        Raises:
+            StoreUnavailableError: The server could not be reached or timed out (every read of
+                a batch that failed).
+        """
+        return await self._reads.get((session_id, expires_in))
+
+    @cached_property
+    def _reads(self) -> ReadBatcher[Read, bytes | None]:
+        """The store's batcher (one per store: its reads share round trips)."""
+        return ReadBatcher(self._read_one, self._read_many, self._max_batch)
+
+    @abstractmethod
+    async def _read_one(self, read: Read) -> bytes | None:
+        """Read one record in one round trip (what ``get`` does when the store is idle)."""
+
+    @abstractmethod
+    async def _read_many(self, reads: Sequence[Read]) -> Sequence[bytes | None]:
+        """Read several records in one round trip; return them in the order of ``reads``."""

@@ -20,12 +20,11 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import asyncpg
 
-from litestar_flash_sessions.stores._batch import ReadBatcher
+from litestar_flash_sessions.stores._batch import BatchedReads, Read
 from litestar_flash_sessions.stores._sql import Dialect, Statements
 from litestar_flash_sessions.stores.base import SessionStore, delete_in_batches, guarded, validate_identifier
 
@@ -54,7 +53,7 @@ _DELETE_BATCH = 250
 """Rows removed per statement by :meth:`PostgresStore.delete_expired`, so that no statement runs long."""
 
 
-class PostgresStore(SessionStore):
+class PostgresStore(BatchedReads, SessionStore):
     """Keep session records in a PostgreSQL (or CockroachDB) table.
 
     ``pool`` may be:
@@ -157,24 +156,12 @@ class PostgresStore(SessionStore):
             raise TypeError(f"{_STORE}.from_url needs a DSN string; pass a pool or connection to {_STORE}(...)")
         return cls(dsn, table, timeout=timeout, clock=clock, pool_options=pool_options)
 
-    async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
-        """Return the unexpired record; with ``expires_in``, slide its expiry in the same statement.
-
-        Reads that arrive while another is out go in one batch (see :meth:`_read_many`).
-        """
-        return await self._reads.get((session_id, expires_in))
-
-    @cached_property
-    def _reads(self) -> ReadBatcher[tuple[str, int | None], bytes | None]:
-        """The batcher of this store's reads (``litestar_flash_sessions.stores._batch``)."""
-        return ReadBatcher(self._read_one, self._read_many)
-
-    async def _read_one(self, read: tuple[str, int | None]) -> bytes | None:
+    async def _read_one(self, read: Read) -> bytes | None:
         """One read alone: ``SELECT``, or ``UPDATE ... RETURNING`` to slide the expiry."""
         session_id, expires_in = read
         return cast("bytes | None", await self._fetchval(*self._sql.read(session_id, self._clock(), expires_in)))
 
-    async def _read_many(self, reads: Sequence[tuple[str, int | None]]) -> list[bytes | None]:
+    async def _read_many(self, reads: Sequence[Read]) -> list[bytes | None]:
         """Several reads on one connection, one statement per expiry among them (one, normally:
         every request slides by the config's): ``UPDATE ... WHERE id = ANY($1) RETURNING id, data``,
         or ``SELECT id, data ... WHERE id = ANY($1)`` for reads that do not slide.
@@ -185,8 +172,8 @@ class PostgresStore(SessionStore):
             groups.setdefault(expires_in, []).append(session_id)
         select, touch = self._batched
 
-        async def read(connection: Any) -> dict[tuple[str, int | None], bytes]:
-            found: dict[tuple[str, int | None], bytes] = {}
+        async def read(connection: Any) -> dict[Read, bytes]:
+            found: dict[Read, bytes] = {}
             for expires_in, ids in groups.items():
                 if expires_in is None:
                     rows = await connection.fetch(select, ids, _at(now))

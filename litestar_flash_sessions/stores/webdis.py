@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import re
 import secrets
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 import httpx
 
-from litestar_flash_sessions.stores._batch import ReadBatcher
+from litestar_flash_sessions.stores._batch import BatchedReads, Read
 from litestar_flash_sessions.stores._lua import CAS_SCRIPT, WRITTEN, cas_arguments
 from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError, guarded, validate_key_prefix
 
@@ -97,7 +96,7 @@ class WebdisError(RuntimeError):
     """
 
 
-class WebdisStore(SessionStore):
+class WebdisStore(BatchedReads, SessionStore):
     """Keep session records in Redis behind a Webdis HTTP server, with native TTLs.
 
     Who closes the client: a store made without ``client`` (by the constructor or by
@@ -186,21 +185,10 @@ class WebdisStore(SessionStore):
             client, self._client = self._client, None
             await client.aclose()
 
-    async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
-        """Return the record: ``GETEX key EX expires_in`` to slide the expiry, else ``GET key``.
+    _max_batch = 32
+    """At most 32 keys a request, which keeps its URL under about 3 KB."""
 
-        Reads that arrive while another is out go in one batch (see :meth:`_read_many`).
-        """
-        return await self._reads.get((session_id, expires_in))
-
-    @cached_property
-    def _reads(self) -> ReadBatcher[tuple[str, int | None], bytes | None]:
-        """The batcher of this store's reads (``litestar_flash_sessions.stores._batch``), at most
-        32 keys a request, which keeps its URL under about 3 KB.
-        """
-        return ReadBatcher(self._read_one, self._read_many, max_batch=32)
-
-    async def _read_one(self, read: tuple[str, int | None]) -> bytes | None:
+    async def _read_one(self, read: Read) -> bytes | None:
         """One read alone: the ``GET`` or ``GETEX`` script on one key."""
         session_id, expires_in = read
         if expires_in is None:
@@ -209,7 +197,7 @@ class WebdisStore(SessionStore):
             result = await self._eval(_GETEX, session_id, str(expires_in))
         return result[1:] if result[:1] == b"1" else None
 
-    async def _read_many(self, reads: Sequence[tuple[str, int | None]]) -> list[bytes | None]:
+    async def _read_many(self, reads: Sequence[Read]) -> list[bytes | None]:
         """Several reads in one HTTP request: :data:`_READ_MANY` over all the keys."""
         ttls = ["0" if expires_in is None else str(expires_in) for _, expires_in in reads]
         result = await self._eval_keys(_READ_MANY, [self.key(session_id) for session_id, _ in reads], *ttls)
