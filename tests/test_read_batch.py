@@ -1,6 +1,7 @@
 """Concurrent reads batched into one round trip (``stores._batch.ReadBatcher``), and the stores'
 batches on real servers: one ``EVALSHA`` on a standalone Redis, one pipeline per node on a
-cluster, one statement per expiry on PostgreSQL and SQLite, one HTTP request to Webdis; a lone read still
+cluster, one statement per expiry on PostgreSQL and SQLite, one HTTP request to Webdis, an update and a
+find on MongoDB; a lone read still
 one command, a failed batch a 503 for every request in it.
 """
 
@@ -9,23 +10,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import asyncpg
 import pytest
+from pymongo import monitoring
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 
 from litestar_flash_sessions import StoreUnavailableError
 from litestar_flash_sessions.stores._batch import ReadBatcher
+from litestar_flash_sessions.stores.mongo import MongoStore
 from litestar_flash_sessions.stores.postgres import PostgresStore
 from litestar_flash_sessions.stores.redis import RedisStore
 from litestar_flash_sessions.stores.sqlite import SQLiteStore
 from litestar_flash_sessions.stores.webdis import _records
 from tests.conftest import RecordingHandler, app_client
 from tests.harness import server_url
+from tests.harness_mongo import mongo_client, scratch_database
 from tests.harness_postgres import drop_table, unique_table
 from tests.harness_redis import open_redis_store, private_redis, redis_fault, server_commands
 from tests.harness_webdis import open_webdis_store
@@ -393,3 +398,44 @@ async def test_concurrent_reads_are_one_statement_on_sqlite(tmp_path: Path) -> N
     assert "IN (" in statements[1], statements[1]
     assert statements[1].startswith("UPDATE"), statements[1]
     assert all(expires_at > time.time() + 90 for _, expires_at in rows), "every read slid the expiry"
+
+
+# --- MongoStore: a batch is one update and one find --------------------------------------------
+
+
+class Commands(monitoring.CommandListener):
+    """The names of the commands a pymongo client sends on the sessions' collection."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command.get(event.command_name) == "sessions":
+            self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_concurrent_reads_are_two_commands_on_mongo() -> None:
+    commands = Commands()
+    async with mongo_client(event_listeners=[commands]) as client, scratch_database(client) as database:
+        store = MongoStore(database)
+        await store.startup()
+        ids = [f"{n:043d}" for n in range(8)]
+        for sid in ids[:6]:
+            assert await store.set(sid, sid.encode(), 50, None)
+        commands.names.clear()
+        values = await asyncio.gather(*(store.get(sid, 100) for sid in ids), store.get(ids[0], 100))
+        assert values == [sid.encode() for sid in ids[:6]] + [None, None, ids[0].encode()]
+        assert commands.names == ["findAndModify", "update", "find"], "the first alone, the others: two commands"
+        commands.names.clear()
+        values = await asyncio.gather(*(store.get(sid, None) for sid in ids))
+        assert values == [sid.encode() for sid in ids[:6]] + [None, None]
+        assert commands.names == ["find", "find"], "reads that do not slide: one find for the batch"
+        documents = await database["sessions"].find({}).to_list(None)
+    soon = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=90)  # pymongo hands back naive UTC
+    assert all(document["expires_at"] > soon for document in documents), "every read slid the expiry"

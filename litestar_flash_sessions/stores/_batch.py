@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-__all__ = ("BatchedReads", "Read", "ReadBatcher")
+__all__ = ("BatchedReads", "Read", "ReadBatcher", "by_expiry")
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -131,6 +131,16 @@ def _copy(exc: BaseException) -> BaseException:
     clone.__cause__, clone.__context__ = exc.__cause__, exc.__context__
     clone.__suppress_context__ = exc.__suppress_context__
     return clone.with_traceback(exc.__traceback__)
+
+
+def by_expiry(reads: Sequence[Read]) -> dict[int | None, list[str]]:
+    """Group a batch's session ids by the expiry their reads slide to (one group, normally: every
+    request slides by the config's), each id once (concurrent requests of one session).
+    """
+    groups: dict[int | None, dict[str, None]] = {}
+    for session_id, expires_in in reads:
+        groups.setdefault(expires_in, {})[session_id] = None
+    return {expires_in: list(ids) for expires_in, ids in groups.items()}
 
 
 class BatchedReads:

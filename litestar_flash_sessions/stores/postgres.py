@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import asyncpg
 
-from litestar_flash_sessions.stores._batch import BatchedReads, Read
+from litestar_flash_sessions.stores._batch import BatchedReads, Read, by_expiry
 from litestar_flash_sessions.stores._sql import Dialect, Statements
 from litestar_flash_sessions.stores.base import SessionStore, delete_in_batches, guarded, validate_identifier
 
@@ -167,9 +167,7 @@ class PostgresStore(BatchedReads, SessionStore):
         or ``SELECT id, data ... WHERE id = ANY($1)`` for reads that do not slide.
         """
         now = self._clock()
-        groups: dict[int | None, list[str]] = {}
-        for session_id, expires_in in reads:
-            groups.setdefault(expires_in, []).append(session_id)
+        groups = by_expiry(reads)
         select, touch = self._batched
 
         async def read(connection: Any) -> dict[Read, bytes]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from litestar_flash_sessions.stores._batch import BatchedReads, Read
+from litestar_flash_sessions.stores._batch import BatchedReads, Read, by_expiry
 from litestar_flash_sessions.stores._sql import Dialect, Statements
 from litestar_flash_sessions.stores.base import SessionStore, delete_in_batches, guarded, validate_identifier
 
@@ -112,15 +112,12 @@ class SQLiteStore(BatchedReads, SessionStore):
         ``SELECT`` for reads that do not slide.
         """
         now = self._clock()
-        groups: dict[int | None, list[str]] = {}
-        for session_id, expires_in in reads:
-            groups.setdefault(expires_in, []).append(session_id)
+        groups = by_expiry(reads)
         found: dict[Read, bytes] = {}
         for expires_in, ids in groups.items():
-            unique = list(dict.fromkeys(ids))
-            sql = _batched_read(self._table, len(unique), slide=expires_in is not None)
+            sql = _batched_read(self._table, len(ids), slide=expires_in is not None)
             times = (now,) if expires_in is None else (now, now + expires_in)
-            for row in await self._run(sql, (*times, *unique)):
+            for row in await self._run(sql, (*times, *ids)):
                 found[(row[0], expires_in)] = bytes(row[1])
         return [found.get(read) for read in reads]
 
