@@ -8,6 +8,7 @@ one command, a failed batch a 503 for every request in it.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -439,3 +440,32 @@ async def test_concurrent_reads_are_two_commands_on_mongo() -> None:
         documents = await database["sessions"].find({}).to_list(None)
     soon = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=90)  # pymongo hands back naive UTC
     assert all(document["expires_at"] > soon for document in documents), "every read slid the expiry"
+
+
+def test_reads_from_two_threads_event_loops_at_once_are_each_answered() -> None:
+    """A read on another thread's event loop while one is out goes alone, never into the queue
+    of a loop that is not its own."""
+    started = threading.Event()
+
+    async def read_one(key: int) -> str:
+        if key == 1:
+            started.set()
+            await asyncio.sleep(0.3)
+        return f"v{key}"
+
+    async def read_many(keys: Sequence[int]) -> list[str]:
+        raise AssertionError("reads of two loops never share a batch")
+
+    batcher = ReadBatcher(read_one, read_many)
+    results: dict[str, str] = {}
+
+    async def two_reads() -> str:
+        return " ".join(await asyncio.gather(batcher.get(1), asyncio.wait_for(batcher.get(4), 1)))
+
+    thread = threading.Thread(target=lambda: results.update(slow=asyncio.run(two_reads())))
+    thread.start()
+    assert started.wait(2)
+    assert asyncio.run(asyncio.wait_for(batcher.get(2), 0.2)) == "v2", "answered at once, not after the other loop"
+    thread.join(2)
+    assert results == {"slow": "v1 v4"}, "the other loop's queued read was answered too"
+    assert asyncio.run(batcher.get(3)) == "v3"

@@ -76,8 +76,10 @@ class ReadBatcher(Generic[K, V]):
             future: asyncio.Future[V] = loop.create_future()
             self._queue.append((key, future))
             return await future
-        if self._busy is not None:  # left busy by a loop that is gone (an app stopped mid-read)
-            self._queue.clear()
+        if self._busy is not None:
+            if self._busy.is_running():  # another thread's event loop reads: go alone, untracked
+                return await self._read_one(key)
+            self._queue.clear()  # left busy by a loop that stopped (an app stopped mid-read)
         self._busy = loop
         try:
             return await self._read_one(key)
