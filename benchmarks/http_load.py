@@ -19,7 +19,9 @@ carries a logged-in session cookie, then runs ``wrk -t1 -cN -dS --latency -H 'Co
   writes the session back on every response).
 
 wrk, granian, the app and the database share the machine: rps and latencies say how the cases
-compare on one box, not what a server can do.
+compare on one box, not what a server can do. "server CPU us/req" is the CPU time granian's
+processes used during the measured run (user + system, from ``/proc``) over the requests served:
+what a request costs the server, which moves far less than rps when other work shares the cores.
 """
 
 from __future__ import annotations
@@ -125,9 +127,31 @@ def free_port() -> int:
 # ---------------------------------------------------------------- the server
 
 
+def server_cpu_seconds(group: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of the server's process group:
+    granian's main process and its workers, Python and granian's own threads alike.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == group:  # field 5, the process group (after the name, field 2)
+                total += int(fields[11]) + int(fields[12])  # fields 14 and 15: utime, stime
+    return total / ticks
+
+
+@dataclass
+class Served:
+    """A running server: its port and its process group (for :func:`server_cpu_seconds`)."""
+
+    port: int
+    group: int
+
+
 @contextlib.contextmanager
-def serve(case: Case, env: dict[str, str], log: Path, workers: int = 1) -> Iterator[int]:
-    """Run granian on ``case.target`` (``workers`` processes) and yield its port once it answers."""
+def serve(case: Case, env: dict[str, str], log: Path, workers: int = 1) -> Iterator[Served]:
+    """Run granian on ``case.target`` (``workers`` processes) and yield it once it answers."""
     port = free_port()
     command = [
         sys.executable,  # this interpreter's granian, not whichever is first on PATH
@@ -157,7 +181,7 @@ def serve(case: Case, env: dict[str, str], log: Path, workers: int = 1) -> Itera
         )
     try:
         wait_until_up(port, process, log)
-        yield port
+        yield Served(port, process.pid)  # start_new_session: the group's id is the process's
     finally:
         stop(process)
 
@@ -331,7 +355,8 @@ def delete_builtin_keys(url: str) -> int:
 
 
 def run_case(name: str, case: Case, env: dict[str, str], args: argparse.Namespace, log: Path) -> dict[str, Any]:
-    with serve(case, env, log, args.workers) as port:
+    with serve(case, env, log, args.workers) as served:
+        port = served.port
         if case.login:
             cookie, page = log_in(port)
         else:
@@ -342,7 +367,9 @@ def run_case(name: str, case: Case, env: dict[str, str], args: argparse.Namespac
         try:
             if args.warmup:
                 wrk(port, cookie, args.connections, args.warmup)
+            cpu = server_cpu_seconds(served.group)
             result: dict[str, Any] = wrk(port, cookie, args.connections, args.duration)
+            result["server_cpu_us"] = (server_cpu_seconds(served.group) - cpu) / max(result["requests"], 1) * 1e6
         finally:
             if case.login:
                 log_out(port, cookie)
@@ -353,10 +380,11 @@ def run_case(name: str, case: Case, env: dict[str, str], args: argparse.Namespac
 
 def report(results: dict[str, dict[str, Any]]) -> None:
     base = results.get("no sessions", {}).get("rps")
-    print(f"{'case':34} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'rps / no sessions':>18}")
+    print(f"{'case':34} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'rps / no sessions':>18} {'server CPU us/req':>18}")
     for name, result in results.items():
-        ratio = f"{result['rps'] / base:18.2f}" if base else ""
-        print(f"{name:34} {result['rps']:9.0f} {result['p50_ms']:8.2f} {result['p99_ms']:8.2f} {ratio}")
+        ratio = f"{result['rps'] / base:18.2f}" if base else " " * 18
+        cpu = f"{result['server_cpu_us']:18.0f}"
+        print(f"{name:34} {result['rps']:9.0f} {result['p50_ms']:8.2f} {result['p99_ms']:8.2f} {ratio} {cpu}")
         if result["non_2xx"] or result["socket_errors"]:
             print(f"  !! {result['non_2xx']} non-2xx responses, {result['socket_errors']} socket errors")
 
