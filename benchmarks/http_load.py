@@ -1,15 +1,15 @@
 """HTTP benchmark: the login demo's page under load, served by granian and loaded with wrk.
 
 Run it with ``scripts/nox -s bench`` or ``python -m tests.servers run python -m benchmarks.http_load
-[--duration S] [--connections N] [--quick] [--json PATH]`` (which starts the test servers as the
-suite does and puts their URLs in the environment; ``REDIS_URL`` and ``POSTGRES_URL`` of servers of
-your own work too).
+[--duration S] [--connections N] [--workers N] [--quick] [--json PATH]`` (which starts the test
+servers as the suite does and puts their URLs in the environment; ``REDIS_URL`` and
+``POSTGRES_URL`` of servers of your own work too).
 
-Each case is served in turn by one granian worker (``granian --interface asgi --workers 1``) on a
-free loopback port. The script logs in over HTTP first (``POST /login``, then one ``GET /`` that
-shows the flash), so that every measured request carries a logged-in session cookie, then runs
-``wrk -t1 -cN -dS --latency -H 'Cookie: ...'`` on ``GET /`` after a one-second warm-up, and logs
-out at the end (which deletes the session). Cases:
+Each case is served in turn by one granian worker (``granian --interface asgi --workers 1``;
+``--workers N`` for more) on a free loopback port. The script logs in over HTTP first
+(``POST /login``, then one ``GET /`` that shows the flash), so that every measured request
+carries a logged-in session cookie, then runs ``wrk -t1 -cN -dS --latency -H 'Cookie: ...'`` on
+``GET /`` after a one-second warm-up, and logs out at the end (which deletes the session). Cases:
 
 * ``ours RedisStore`` / ``ours PostgresStore``: ``examples.login:app`` with ``SESSION_STORE``
   set; the page reads the session (one store read, no write: nothing changes);
@@ -19,7 +19,9 @@ out at the end (which deletes the session). Cases:
   writes the session back on every response).
 
 wrk, granian, the app and the database share the machine: rps and latencies say how the cases
-compare on one box, not what a server can do.
+compare on one box, not what a server can do. "server CPU us/req" is the CPU time granian's
+processes used during the measured run (user + system, from ``/proc``) over the requests served:
+what a request costs the server, which moves far less than rps when other work shares the cores.
 """
 
 from __future__ import annotations
@@ -118,9 +120,31 @@ def free_port() -> int:
 # ---------------------------------------------------------------- the server
 
 
+def server_cpu_seconds(group: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of the server's process group:
+    granian's main process and its workers, Python and granian's own threads alike.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == group:  # field 5, the process group (after the name, field 2)
+                total += int(fields[11]) + int(fields[12])  # fields 14 and 15: utime, stime
+    return total / ticks
+
+
+@dataclass
+class Served:
+    """A running server: its port and its process group (for :func:`server_cpu_seconds`)."""
+
+    port: int
+    group: int
+
+
 @contextlib.contextmanager
-def serve(case: Case, env: dict[str, str], log: Path) -> Iterator[int]:
-    """Run granian on ``case.target`` (one worker) and yield its port once it answers."""
+def serve(case: Case, env: dict[str, str], log: Path, workers: int = 1) -> Iterator[Served]:
+    """Run granian on ``case.target`` (``workers`` processes) and yield it once it answers."""
     port = free_port()
     command = [
         sys.executable,  # this interpreter's granian, not whichever is first on PATH
@@ -133,7 +157,7 @@ def serve(case: Case, env: dict[str, str], log: Path) -> Iterator[int]:
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
         "--no-ws",
         "--log-level",
         "warning",
@@ -150,7 +174,7 @@ def serve(case: Case, env: dict[str, str], log: Path) -> Iterator[int]:
         )
     try:
         wait_until_up(port, process, log)
-        yield port
+        yield Served(port, process.pid)  # start_new_session: the group's id is the process's
     finally:
         stop(process)
 
@@ -324,7 +348,8 @@ def delete_builtin_keys(url: str) -> int:
 
 
 def run_case(name: str, case: Case, env: dict[str, str], args: argparse.Namespace, log: Path) -> dict[str, Any]:
-    with serve(case, env, log) as port:
+    with serve(case, env, log, args.workers) as served:
+        port = served.port
         if case.login:
             cookie, page = log_in(port)
         else:
@@ -335,7 +360,9 @@ def run_case(name: str, case: Case, env: dict[str, str], args: argparse.Namespac
         try:
             if args.warmup:
                 wrk(port, cookie, args.connections, args.warmup)
+            cpu = server_cpu_seconds(served.group)
             result: dict[str, Any] = wrk(port, cookie, args.connections, args.duration)
+            result["server_cpu_us"] = (server_cpu_seconds(served.group) - cpu) / max(result["requests"], 1) * 1e6
         finally:
             if case.login:
                 log_out(port, cookie)
@@ -346,10 +373,11 @@ def run_case(name: str, case: Case, env: dict[str, str], args: argparse.Namespac
 
 def report(results: dict[str, dict[str, Any]]) -> None:
     base = results.get("no sessions", {}).get("rps")
-    print(f"{'case':34} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'rps / no sessions':>18}")
+    print(f"{'case':34} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'rps / no sessions':>18} {'server CPU us/req':>18}")
     for name, result in results.items():
-        ratio = f"{result['rps'] / base:18.2f}" if base else ""
-        print(f"{name:34} {result['rps']:9.0f} {result['p50_ms']:8.2f} {result['p99_ms']:8.2f} {ratio}")
+        ratio = f"{result['rps'] / base:18.2f}" if base else " " * 18
+        cpu = f"{result['server_cpu_us']:18.0f}"
+        print(f"{name:34} {result['rps']:9.0f} {result['p50_ms']:8.2f} {result['p99_ms']:8.2f} {ratio} {cpu}")
         if result["non_2xx"] or result["socket_errors"]:
             print(f"  !! {result['non_2xx']} non-2xx responses, {result['socket_errors']} socket errors")
 
@@ -358,6 +386,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=5, help="seconds of load per case (default 5)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
+    parser.add_argument("--workers", type=int, default=1, help="granian worker processes (default 1)")
     parser.add_argument("--quick", action="store_true", help="1 s per case and no warm-up (CI smoke run)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES), help="the cases to run")
@@ -389,7 +418,7 @@ def main() -> None:
     report(results)
     print()
     print(
-        f"wrk -t1 -c{args.connections} -d{args.duration}s per case, one granian worker, "
+        f"wrk -t1 -c{args.connections} -d{args.duration}s per case, {args.workers} granian worker(s), "
         f"{os.cpu_count()} cores shared by wrk, server and database"
     )
     if len(pages) > 1:
@@ -398,7 +427,12 @@ def main() -> None:
         data = {
             "benchmark": "http_load",
             "machine": machine,
-            "settings": {"duration_s": args.duration, "connections": args.connections, "wrk_threads": 1},
+            "settings": {
+                "duration_s": args.duration,
+                "connections": args.connections,
+                "workers": args.workers,
+                "wrk_threads": 1,
+            },
             "elapsed_s": round(time.monotonic() - started, 1),
             "results": results,
         }

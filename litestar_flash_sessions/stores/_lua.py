@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Final
 
-__all__ = ("CAS_SCRIPT", "CAS_SHA", "WRITTEN", "cas_arguments")
+__all__ = ("CAS_SCRIPT", "CAS_SHA", "READ_SCRIPT", "READ_SHA", "WRITTEN", "cas_arguments")
 
 CAS_SCRIPT: Final = """
 local current = redis.call('GET', KEYS[1])
@@ -55,3 +55,25 @@ def cas_arguments(expires_in: int | None, previous: bytes | None) -> tuple[str, 
     """
     previous_hash = "-" if previous is None else hashlib.sha1(previous, usedforsecurity=False).hexdigest()
     return previous_hash, "0" if expires_in is None else str(expires_in)
+
+
+READ_SCRIPT: Final = """
+local records = {}
+for i, key in ipairs(KEYS) do
+    if ARGV[i] == '0' then
+        records[i] = redis.call('GET', key)
+    else
+        records[i] = redis.call('GETEX', key, 'EX', ARGV[i])
+    end
+end
+return records
+"""
+"""Read several keys in one command, each with ``GET``, or ``GETEX ... EX n`` to slide its expiry.
+
+``KEYS``: the keys; ``ARGV[i]``: the TTL in seconds to give ``KEYS[i]``, ``0`` to leave it. Returns
+the records in the order of the keys, a missing one as nil (Lua's ``false``, which keeps its
+place in the array). Its keys must share a slot on a Redis Cluster: there ``RedisStore`` batches
+with a pipeline instead."""
+
+READ_SHA: Final = hashlib.sha1(READ_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+"""What ``EVALSHA`` calls :data:`READ_SCRIPT` by."""

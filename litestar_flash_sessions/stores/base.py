@@ -4,7 +4,8 @@ A store maps a key (a session id) to an opaque record (bytes) with an optional e
 nothing about cookies, flashes or Litestar, and implements three primitives, each one round trip
 to its server, so that the cost of a request can be read off the calls it makes:
 
-* :meth:`SessionStore.get`: read a record (and slide its expiry, in the same round trip);
+* :meth:`SessionStore.get`: read a record (and slide its expiry, in the same round trip; the
+  server stores send the gets of concurrent requests in one round trip, ``stores._batch``);
 * :meth:`SessionStore.set`: a compare-and-set on the record that was read;
 * :meth:`SessionStore.delete`: drop a record.
 

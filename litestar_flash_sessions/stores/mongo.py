@@ -27,10 +27,11 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
+from litestar_flash_sessions.stores._batch import BatchedReads, Read, by_expiry
 from litestar_flash_sessions.stores.base import SessionStore, guarded, validate_identifier
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from pymongo.asynchronous.database import AsyncDatabase
     from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
@@ -44,6 +45,14 @@ _UNREACHABLE = (ConnectionFailure, ServerSelectionTimeoutError, NetworkTimeout, 
 
 _DATA_ONLY = {"_id": False, "data": True}
 """Projection: a read transfers the record and nothing else."""
+_ID_AND_DATA = {"_id": True, "data": True}
+"""Projection: a batch of reads transfers each record and whose it is."""
+
+
+class _Cursor(Protocol):
+    """What ``find`` returns: pymongo's ``AsyncCursor`` or motor's cursor."""
+
+    def to_list(self, length: int | None) -> Awaitable[list[Any]]: ...
 
 
 class _Collection(Protocol):
@@ -60,7 +69,11 @@ class _Collection(Protocol):
         return_document: bool,
     ) -> Awaitable[Any]: ...
 
+    def find(self, filter: Mapping[str, Any], *, projection: Mapping[str, Any]) -> _Cursor: ...
+
     def update_one(self, filter: Mapping[str, Any], update: Mapping[str, Any]) -> Awaitable[UpdateResult]: ...
+
+    def update_many(self, filter: Mapping[str, Any], update: Mapping[str, Any]) -> Awaitable[UpdateResult]: ...
 
     def replace_one(self, filter: Mapping[str, Any], replacement: Mapping[str, Any]) -> Awaitable[UpdateResult]: ...
 
@@ -77,7 +90,7 @@ class _Database(Protocol):
     def __getitem__(self, name: str) -> _Collection: ...
 
 
-class MongoStore(SessionStore):
+class MongoStore(BatchedReads, SessionStore):
     """Keep session records in a MongoDB collection.
 
     Who closes the client: a store made by :meth:`from_url` created its ``AsyncMongoClient``,
@@ -237,12 +250,11 @@ class MongoStore(SessionStore):
             self._collection = self._owned[self._name]
         return self._collection
 
-    async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
-        """Return the unexpired record; when ``expires_in`` is given, slide its expiry in the same command.
-
-        A plain read is one ``find``; a sliding read is one ``findAndModify`` that matches only an
-        unexpired document, so an expired session is never revived.
+    async def _read_one(self, read: Read) -> bytes | None:
+        """One read alone: a plain read is one ``find``; a sliding read is one ``findAndModify``
+        that matches only an unexpired document, so an expired session is never revived.
         """
+        session_id, expires_in = read
         sessions = await self._ready()
         now = self._now()
         query = {"_id": session_id, **_unexpired(now)}
@@ -258,6 +270,28 @@ class MongoStore(SessionStore):
         document = await self._guard(found)
         # bytes(): a client with a custom codec may hand back bson.Binary (a bytes subclass).
         return None if document is None else bytes(document["data"])
+
+    async def _read_many(self, reads: Sequence[Read]) -> list[bytes | None]:
+        """Several reads, per expiry among them (one, normally): one ``update`` of every unexpired
+        document of the batch (``$in``, ``multi``) that slides their expiry, then one ``find`` of
+        them; reads that do not slide, the ``find`` alone. Two round trips for the whole batch
+        instead of one per read.
+
+        Not atomic as one ``findAndModify`` is, and need not be: a write between the two
+        commands is read as it is then (a read after it), never an expired or deleted document
+        revived (both commands match unexpired documents only).
+        """
+        sessions = await self._ready()
+        now = self._now()
+        groups = by_expiry(reads)
+        found: dict[Read, bytes] = {}
+        for expires_in, ids in groups.items():
+            query = {"_id": {"$in": ids}, **_unexpired(now)}
+            if expires_in is not None:
+                await self._guard(sessions.update_many(query, {"$set": {"expires_at": _expiry(now, expires_in)}}))
+            documents = await self._guard(sessions.find(query, projection=_ID_AND_DATA).to_list(None))
+            found.update(((document["_id"], expires_in), bytes(document["data"])) for document in documents)
+        return [found.get(read) for read in reads]
 
     async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
         """Write ``record`` if the stored, unexpired record is still ``previous``.

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import asyncpg
 
+from litestar_flash_sessions.stores._batch import BatchedReads, Read, by_expiry
 from litestar_flash_sessions.stores._sql import Dialect, Statements
 from litestar_flash_sessions.stores.base import SessionStore, delete_in_batches, guarded, validate_identifier
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 __all__ = ("PostgresStore",)
 
@@ -52,7 +53,7 @@ _DELETE_BATCH = 250
 """Rows removed per statement by :meth:`PostgresStore.delete_expired`, so that no statement runs long."""
 
 
-class PostgresStore(SessionStore):
+class PostgresStore(BatchedReads, SessionStore):
     """Keep session records in a PostgreSQL (or CockroachDB) table.
 
     ``pool`` may be:
@@ -86,6 +87,7 @@ class PostgresStore(SessionStore):
     """
 
     __slots__ = (
+        "_batched",
         "_clock",
         "_connection",
         "_dsn",
@@ -108,6 +110,7 @@ class PostgresStore(SessionStore):
         pool_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._sql = Statements(validate_identifier(table, "table"), _POSTGRES)
+        self._batched = _batched_reads(table)
         self._timeout = timeout
         self._clock = clock
         self._dsn: str | None = pool if isinstance(pool, str) else None
@@ -153,9 +156,32 @@ class PostgresStore(SessionStore):
             raise TypeError(f"{_STORE}.from_url needs a DSN string; pass a pool or connection to {_STORE}(...)")
         return cls(dsn, table, timeout=timeout, clock=clock, pool_options=pool_options)
 
-    async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
-        """Return the unexpired record; with ``expires_in``, slide its expiry in the same statement."""
+    async def _read_one(self, read: Read) -> bytes | None:
+        """One read alone: ``SELECT``, or ``UPDATE ... RETURNING`` to slide the expiry."""
+        session_id, expires_in = read
         return cast("bytes | None", await self._fetchval(*self._sql.read(session_id, self._clock(), expires_in)))
+
+    async def _read_many(self, reads: Sequence[Read]) -> list[bytes | None]:
+        """Several reads on one connection, one statement per expiry among them (one, normally:
+        every request slides by the config's): ``UPDATE ... WHERE id = ANY($1) RETURNING id, data``,
+        or ``SELECT id, data ... WHERE id = ANY($1)`` for reads that do not slide.
+        """
+        now = self._clock()
+        groups = by_expiry(reads)
+        select, touch = self._batched
+
+        async def read(connection: Any) -> dict[Read, bytes]:
+            found: dict[Read, bytes] = {}
+            for expires_in, ids in groups.items():
+                if expires_in is None:
+                    rows = await connection.fetch(select, ids, _at(now))
+                else:
+                    rows = await connection.fetch(touch, ids, _at(now), _at(now + expires_in))
+                found.update(((row[0], expires_in), row[1]) for row in rows)
+            return found
+
+        found = await self._run(read)
+        return [found.get(read) for read in reads]
 
     async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
         """Write the record if the stored unexpired record is still ``previous``, in one statement.
@@ -270,6 +296,25 @@ class PostgresStore(SessionStore):
                 # Another process created it between our "IF NOT EXISTS" check and our creation,
                 # and has committed by now: run it again to see it there.
                 await connection.execute(statement)
+
+
+def _batched_reads(table: str) -> tuple[str, str]:
+    """Return the statements of a batch of reads of ``table`` (a validated identifier): the
+    ``SELECT`` of reads that do not slide, the ``UPDATE`` of those that do. ``$1``: the ids,
+    ``$2``: now (an expired row is never returned), ``$3``: the new expiry.
+
+    The ``UPDATE`` locks its rows in the order of their ids first (``ORDER BY id FOR UPDATE``),
+    so that two batches of two processes over the same sessions never deadlock.
+    """
+    t = f'"{table}"'
+    unexpired = f"({t}.expires_at IS NULL OR {t}.expires_at > $2)"
+    select = f"SELECT id, data FROM {t} WHERE id = ANY($1::text[]) AND {unexpired}"  # noqa: S608
+    touch = (
+        f"UPDATE {t} SET expires_at = $3 FROM (SELECT id FROM {t} WHERE id = ANY($1::text[]) "  # noqa: S608
+        f"AND {unexpired} ORDER BY id FOR UPDATE) AS locked WHERE {t}.id = locked.id AND {unexpired} "
+        f"RETURNING {t}.id, {t}.data"
+    )
+    return select, touch
 
 
 async def _keep(connection: Any) -> None:

@@ -27,7 +27,8 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
-from litestar_flash_sessions.stores._lua import CAS_SCRIPT, CAS_SHA, WRITTEN, cas_arguments
+from litestar_flash_sessions.stores._batch import BatchedReads, Read
+from litestar_flash_sessions.stores._lua import CAS_SCRIPT, CAS_SHA, READ_SCRIPT, READ_SHA, WRITTEN, cas_arguments
 from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError, guarded, validate_key_prefix
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ _NO_TAG = ""
 """The script's tag argument: a direct connection gets only its own replies, so it needs none."""
 
 
-class RedisStore(SessionStore):
+class RedisStore(BatchedReads, SessionStore):
     """Keep session records in Redis, under ``prefix + session_id``, with native TTLs.
 
     Who closes the client: a store made by :meth:`from_url` created its client, owns it and
@@ -266,11 +267,35 @@ class RedisStore(SessionStore):
                 with contextlib.suppress(OSError, redis_errors.RedisError):
                     await connection.disconnect(nowait=True)
 
-    async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
-        """Return the record: ``GETEX key EX expires_in`` to slide the expiry, else ``GET key``."""
+    async def _read_one(self, read: Read) -> bytes | None:
+        """One read alone: ``GET``, or ``GETEX`` to slide the expiry."""
+        session_id, expires_in = read
         key = self.key(session_id)
         reply = self._client.get(key) if expires_in is None else self._client.getex(key, ex=expires_in)
         return cast("bytes | None", await self._guard(reply))
+
+    async def _read_many(self, reads: Sequence[Read]) -> list[bytes | None]:
+        """Several reads in one round trip: on a standalone Redis one ``EVALSHA`` of
+        :data:`~litestar_flash_sessions.stores._lua.READ_SCRIPT` over all the keys; on a Redis
+        Cluster, whose scripts cannot take keys of several slots, a pipeline of ``GETEX`` (or
+        ``GET``), which redis-py sends as one round trip per node (following redirections).
+        """
+        if isinstance(self._client, RedisCluster):
+            pipeline = self._client.pipeline()
+            for session_id, expires_in in reads:
+                if expires_in is None:
+                    pipeline.get(self.key(session_id))
+                else:
+                    pipeline.getex(self.key(session_id), ex=expires_in)
+            return cast("list[bytes | None]", await self._guard(pipeline.execute()))
+        args = [self.key(session_id) for session_id, _ in reads] + [
+            "0" if expires_in is None else str(expires_in) for _, expires_in in reads
+        ]
+        try:
+            records = await self._guard(self._client.evalsha(READ_SHA, len(reads), *args))
+        except redis_errors.NoScriptError:  # not cached on the server yet: EVAL runs and caches it
+            records = await self._guard(self._client.eval(READ_SCRIPT, len(reads), *args))
+        return cast("list[bytes | None]", records)
 
     async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
         """Run the compare-and-set script: write only if the key still holds ``previous``."""

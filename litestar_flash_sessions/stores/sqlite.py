@@ -17,15 +17,17 @@ import contextlib
 import os
 import sqlite3
 import time
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
+from litestar_flash_sessions.stores._batch import BatchedReads, Read, by_expiry
 from litestar_flash_sessions.stores._sql import Dialect, Statements
 from litestar_flash_sessions.stores.base import SessionStore, delete_in_batches, guarded, validate_identifier
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
 
 __all__ = ("SQLiteStore",)
 
@@ -42,6 +44,8 @@ _DEFAULT_BUSY_TIMEOUT = 5.0
 _DELETE_BATCH = 25
 """Rows removed per statement by :meth:`SQLiteStore.delete_expired`: a request's statement waits
 behind at most one such batch (a fraction of a millisecond)."""
+_MAX_BATCH = 64
+"""The most reads one statement takes (SQLite allows 32,766 parameters since 3.32, 999 before)."""
 _CHECKPOINT_EVERY = 20
 """Batches between two WAL checkpoints during :meth:`SQLiteStore.delete_expired`."""
 _MIN_SQLITE = (3, 35, 0)
@@ -50,7 +54,7 @@ _SQLITE = Dialect(placeholder="?", blob="BLOB", timestamp="REAL", at=float)
 """Numbered ``?1`` placeholders; times as seconds since the epoch."""
 
 
-class SQLiteStore(SessionStore):
+class SQLiteStore(BatchedReads, SessionStore):
     """Keep session records in a table of an SQLite database.
 
     Given a path, the store owns its connection: it opens it in :meth:`startup` (or at first use),
@@ -73,7 +77,7 @@ class SQLiteStore(SessionStore):
         RuntimeError: The Python's SQLite library is older than 3.35.
     """
 
-    __slots__ = ("_clock", "_db", "_lock", "_path", "_ready", "_sql", "_timeout")
+    __slots__ = ("_clock", "_db", "_lock", "_path", "_ready", "_sql", "_table", "_timeout")
 
     def __init__(
         self,
@@ -86,6 +90,7 @@ class SQLiteStore(SessionStore):
         if sqlite3.sqlite_version_info < _MIN_SQLITE:
             raise RuntimeError(f"{_STORE} needs SQLite 3.35 or later; this Python has {sqlite3.sqlite_version}")
         self._sql = Statements(validate_identifier(table, "table"), _SQLITE)
+        self._table = table
         self._timeout = timeout
         self._clock = clock
         self._path = None if isinstance(db, aiosqlite.Connection) else os.fspath(db)
@@ -93,10 +98,28 @@ class SQLiteStore(SessionStore):
         self._ready = False
         self._lock = asyncio.Lock()
 
-    async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
-        """Return the unexpired record; with ``expires_in``, slide its expiry in the same statement."""
+    _max_batch = _MAX_BATCH
+
+    async def _read_one(self, read: Read) -> bytes | None:
+        """One read alone: ``SELECT``, or ``UPDATE ... RETURNING`` to slide the expiry."""
+        session_id, expires_in = read
         rows = await self._run(*self._sql.read(session_id, self._clock(), expires_in))
         return bytes(rows[0][0]) if rows else None
+
+    async def _read_many(self, reads: Sequence[Read]) -> list[bytes | None]:
+        """Several reads, one statement per expiry among them (one, normally), each a single trip
+        to aiosqlite's thread: ``UPDATE ... WHERE id IN (...) RETURNING id, data``, or a
+        ``SELECT`` for reads that do not slide.
+        """
+        now = self._clock()
+        groups = by_expiry(reads)
+        found: dict[Read, bytes] = {}
+        for expires_in, ids in groups.items():
+            sql = _batched_read(self._table, len(ids), slide=expires_in is not None)
+            times = (now,) if expires_in is None else (now, now + expires_in)
+            for row in await self._run(sql, (*times, *ids)):
+                found[(row[0], expires_in)] = bytes(row[1])
+        return [found.get(read) for read in reads]
 
     async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
         """Write the record if the stored unexpired record is still ``previous``, in one statement.
@@ -211,6 +234,21 @@ class SQLiteStore(SessionStore):
             await db.close()
             raise
         return db
+
+
+@lru_cache(maxsize=2 * _MAX_BATCH)
+def _batched_read(table: str, count: int, *, slide: bool) -> str:
+    """Return the statement of a batch of ``count`` reads of ``table`` (a validated identifier).
+
+    ``?1``: now (an expired row is never returned); with ``slide``, ``?2``: the new expiry; then
+    the ids. One statement text per batch size, which SQLite's statement cache keeps prepared.
+    """
+    first = 3 if slide else 2
+    ids = ", ".join(f"?{number}" for number in range(first, first + count))
+    where = f"id IN ({ids}) AND (expires_at IS NULL OR expires_at > ?1)"
+    if slide:
+        return f'UPDATE "{table}" SET expires_at = ?2 WHERE {where} RETURNING id, data'  # noqa: S608
+    return f'SELECT id, data FROM "{table}" WHERE {where}'  # noqa: S608
 
 
 def _checkpoint(path: str) -> None:

@@ -2,7 +2,8 @@
 
 Each session is one Redis string key, ``prefix + session_id``, as with
 :class:`~litestar_flash_sessions.stores.redis.RedisStore`. Every operation is one HTTP request
-running one small Lua script: ``/EVAL/<script>/1/<key>/<tag>/<arguments>.raw``.
+running one small Lua script: ``/EVAL/<script>/1/<key>/<tag>/<arguments>.raw``; concurrent reads
+go in one request too (``/EVAL/<script>/<n>/<key>.../<tag>/<ttls>.raw``).
 
 * read: ``GET key``, or ``GETEX key EX n`` to slide the expiry;
 * write: a compare-and-set, sent with ``PUT`` and the record as the request body, which Webdis
@@ -24,13 +25,17 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 import httpx
 
+from litestar_flash_sessions.stores._batch import BatchedReads, Read
 from litestar_flash_sessions.stores._lua import CAS_SCRIPT, WRITTEN, cas_arguments
 from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError, guarded, validate_key_prefix
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ("WebdisError", "WebdisStore")
 
@@ -49,6 +54,21 @@ if record then return ARGV[1] .. '1' .. record end
 return ARGV[1] .. '0'
 """
 _DEL = "return ARGV[1] .. redis.call('DEL', KEYS[1])"
+_READ_MANY = """
+local out = {ARGV[1]}
+for i, key in ipairs(KEYS) do
+    local record
+    if ARGV[i + 1] == '0' then
+        record = redis.call('GET', key)
+    else
+        record = redis.call('GETEX', key, 'EX', ARGV[i + 1])
+    end
+    if record then out[i + 1] = '1' .. #record .. ':' .. record else out[i + 1] = '0' end
+end
+return table.concat(out)
+"""
+"""A batch of reads: ``KEYS`` the keys, ``ARGV[i + 1]`` the TTL to give ``KEYS[i]`` (``0``: leave it).
+Returns one string, the tag then each record in turn: ``0`` for none, else ``1<length>:<bytes>``."""
 
 _UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 """Webdis answers 503 while it cannot reach Redis; a proxy in front may answer 502 or 504."""
@@ -76,7 +96,7 @@ class WebdisError(RuntimeError):
     """
 
 
-class WebdisStore(SessionStore):
+class WebdisStore(BatchedReads, SessionStore):
     """Keep session records in Redis behind a Webdis HTTP server, with native TTLs.
 
     Who closes the client: a store made without ``client`` (by the constructor or by
@@ -165,13 +185,23 @@ class WebdisStore(SessionStore):
             client, self._client = self._client, None
             await client.aclose()
 
-    async def get(self, session_id: str, expires_in: int | None) -> bytes | None:
-        """Return the record: ``GETEX key EX expires_in`` to slide the expiry, else ``GET key``."""
+    _max_batch = 32
+    """At most 32 keys a request, which keeps its URL under about 3 KB."""
+
+    async def _read_one(self, read: Read) -> bytes | None:
+        """One read alone: the ``GET`` or ``GETEX`` script on one key."""
+        session_id, expires_in = read
         if expires_in is None:
             result = await self._eval(_GET, session_id)
         else:
             result = await self._eval(_GETEX, session_id, str(expires_in))
         return result[1:] if result[:1] == b"1" else None
+
+    async def _read_many(self, reads: Sequence[Read]) -> list[bytes | None]:
+        """Several reads in one HTTP request: :data:`_READ_MANY` over all the keys."""
+        ttls = ["0" if expires_in is None else str(expires_in) for _, expires_in in reads]
+        result = await self._eval_keys(_READ_MANY, [self.key(session_id) for session_id, _ in reads], *ttls)
+        return _records(result, len(reads))
 
     async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
         """Run the compare-and-set script: write only if the key still holds ``previous``."""
@@ -199,8 +229,12 @@ class WebdisStore(SessionStore):
                 answered with a reply that is not this request's.
             WebdisError: Webdis or Redis refused the command.
         """
+        return await self._eval_keys(script, [self.key(session_id)], *args, body=body)
+
+    async def _eval_keys(self, script: str, keys: Sequence[str], *args: str, body: bytes | None = None) -> bytes:
+        """Run ``script`` on ``keys`` (its ``KEYS``) in one HTTP request, as :meth:`_eval` does."""
         tag = secrets.token_hex(8).encode()
-        path = "/".join(_encode(arg) for arg in ("EVAL", script, "1", self.key(session_id), tag.decode(), *args))
+        path = "/".join(_encode(arg) for arg in ("EVAL", script, str(len(keys)), *keys, tag.decode(), *args))
         request = self.client.request("GET" if body is None else "PUT", f"{self._url}/{path}.raw", content=body)
         response = await guarded(request, self._timeout, "WebdisStore", (httpx.TransportError,))
         if response.status_code in _UNAVAILABLE_STATUSES:
@@ -216,6 +250,32 @@ class WebdisStore(SessionStore):
                 f"WebdisStore: Webdis answered with a reply that is not this request's ({len(response.content)} bytes)"
             )
         return reply[len(tag) :]
+
+
+def _records(result: bytes, count: int) -> list[bytes | None]:
+    """Decode what :data:`_READ_MANY` returned after the tag: ``count`` records.
+
+    Raises:
+        StoreUnavailableError: The result does not hold ``count`` well-formed records.
+    """
+    records: list[bytes | None] = []
+    at = 0
+    while at < len(result):
+        if result[at : at + 1] == b"0":
+            records.append(None)
+            at += 1
+            continue
+        colon = result.find(b":", at)
+        size = result[at + 1 : colon]
+        if colon < 0 or result[at : at + 1] != b"1" or not size.isdigit():
+            break
+        at = colon + 1 + int(size)
+        records.append(result[colon + 1 : at])
+    if len(records) != count or at != len(result):
+        raise StoreUnavailableError(
+            f"WebdisStore: Webdis answered a batch of reads that does not parse ({len(result)} bytes)"
+        )
+    return records
 
 
 def _encode(arg: str) -> str:
