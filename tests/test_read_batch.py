@@ -30,7 +30,6 @@ from litestar_flash_sessions.stores.redis import RedisStore
 from litestar_flash_sessions.stores.sqlite import SQLiteStore
 from litestar_flash_sessions.stores.webdis import _records
 from tests.conftest import RecordingHandler, app_client
-from tests.harness import server_url
 from tests.harness_mongo import mongo_client, scratch_database
 from tests.harness_postgres import drop_table, unique_table
 from tests.harness_redis import open_redis_store, private_redis, redis_fault, server_commands
@@ -165,19 +164,19 @@ def test_a_batcher_left_busy_by_a_closed_event_loop_serves_the_next_loop(reads: 
 
 
 @pytest.fixture
-async def standalone() -> AsyncIterator[RedisStore]:
-    async with open_redis_store(server_url("REDIS_URL")) as opened:
+async def standalone(redis_url: str) -> AsyncIterator[RedisStore]:
+    async with open_redis_store(redis_url) as opened:
         yield opened
 
 
-async def test_concurrent_reads_are_one_evalsha_on_redis(standalone: RedisStore) -> None:
+async def test_concurrent_reads_are_one_evalsha_on_redis(standalone: RedisStore, redis_url: str) -> None:
     direct = standalone._client
     ids = [f"{n:043d}" for n in range(8)]
     for sid in ids[:6]:  # two of the eight hold nothing
         await direct.set(standalone.key(sid), f"record {sid}".encode(), ex=50)
     await standalone.get(ids[0], 60)  # a lone read
     expiries = [100 if n % 2 else None for n in range(8)]  # half slide their expiry, half do not
-    async with server_commands(server_url("REDIS_URL"), standalone.prefix) as seen:
+    async with server_commands(redis_url, standalone.prefix) as seen:
         await seen.since_last()
         values = await asyncio.gather(*(standalone.get(sid, ttl) for sid, ttl in zip(ids, expiries, strict=True)))
         commands = await seen.since_last()
@@ -188,10 +187,10 @@ async def test_concurrent_reads_are_one_evalsha_on_redis(standalone: RedisStore)
         assert (90 < ttl <= 100) if n % 2 else (ttl <= 60), f"{sid}: the read slid its expiry only when asked: {ttl}"
 
 
-async def test_concurrent_requests_share_round_trips(standalone: RedisStore) -> None:
+async def test_concurrent_requests_share_round_trips(standalone: RedisStore, redis_url: str) -> None:
     async with app_client(standalone, expire_after_seconds=100) as client:
         await client.post("/set", json={"user": "ann"})
-        async with server_commands(server_url("REDIS_URL"), standalone.prefix) as seen:
+        async with server_commands(redis_url, standalone.prefix) as seen:
             await seen.since_last()
             responses = await asyncio.gather(*(client.get("/read/user") for _ in range(12)))
             commands = await seen.since_last()
@@ -200,7 +199,9 @@ async def test_concurrent_requests_share_round_trips(standalone: RedisStore) -> 
     assert len(commands) < 12, f"12 concurrent reads in fewer round trips: {commands}"
 
 
-async def test_a_cluster_batch_is_one_round_trip_per_node(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_cluster_batch_is_one_round_trip_per_node(
+    monkeypatch: pytest.MonkeyPatch, redis_cluster_url: str
+) -> None:
     sent: list[tuple[str, int]] = []
     execute_pipeline = ClusterNode.execute_pipeline
 
@@ -209,7 +210,7 @@ async def test_a_cluster_batch_is_one_round_trip_per_node(monkeypatch: pytest.Mo
         return await execute_pipeline(node, commands)
 
     monkeypatch.setattr(ClusterNode, "execute_pipeline", counted)
-    async with open_redis_store(server_url("REDIS_CLUSTER_URL"), cluster=True) as store:
+    async with open_redis_store(redis_cluster_url, cluster=True) as store:
         ids = [f"{n:043d}" for n in range(24)]
         for sid in ids:
             assert await store.set(sid, sid.encode(), 100, None)
@@ -269,9 +270,9 @@ async def test_batched_reads_still_served_out_of_memory(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-async def postgres_connection() -> AsyncIterator[tuple[PostgresStore, list[str]]]:
+async def postgres_connection(postgres_url: str) -> AsyncIterator[tuple[PostgresStore, list[str]]]:
     """A PostgresStore on one connection of the test's own, and the statements it runs."""
-    url, table = server_url("POSTGRES_URL"), unique_table()
+    url, table = postgres_url, unique_table()
     connection = await asyncpg.connect(url)
     statements: list[str] = []
     connection.add_query_logger(lambda record: statements.append(record.query))
@@ -315,12 +316,12 @@ async def test_concurrent_reads_are_one_statement_on_postgres(
     assert len(statements) == 3, "the first alone, then one statement per expiry: a SELECT and an UPDATE"
 
 
-async def test_postgres_batches_of_two_processes_never_deadlock() -> None:
+async def test_postgres_batches_of_two_processes_never_deadlock(postgres_url: str) -> None:
     """Two stores (two processes' pools) slide the same rows at once, in batches in opposite orders.
 
     (A guard more than a reproduction: PostgreSQL's index scan over ``ANY`` visits ids in order
     anyway; the store's ``ORDER BY id FOR UPDATE`` makes that order hold whatever the plan.)"""
-    url, table = server_url("POSTGRES_URL"), unique_table()
+    url, table = postgres_url, unique_table()
     first, second = PostgresStore(url, table), PostgresStore(url, table)
     await first.startup()
     await second.startup()
@@ -349,14 +350,14 @@ async def test_a_failed_postgres_batch_fails_every_waiter(postgres_connection: t
 # --- WebdisStore: a batch is one HTTP request, one script --------------------------------------
 
 
-async def test_concurrent_reads_are_one_request_to_webdis() -> None:
-    async with open_webdis_store(server_url("WEBDIS_URL")) as store:
+async def test_concurrent_reads_are_one_request_to_webdis(redis_url: str, webdis_url: str) -> None:
+    async with open_webdis_store(webdis_url) as store:
         ids = [f"{n:043d}" for n in range(8)]
         records = [b"", b"\x00\xff:12:", b"1:x", b"0", b"\x80" * 300, b"ok"]  # binary, and shaped like the framing
         for sid, record in zip(ids, records, strict=False):
             assert await store.set(sid, record, 50, None)
         expiries = [100 if n % 2 else None for n in range(8)]
-        async with server_commands(server_url("REDIS_URL"), store.prefix) as seen:
+        async with server_commands(redis_url, store.prefix) as seen:
             await seen.since_last()
             values = await asyncio.gather(*(store.get(sid, ttl) for sid, ttl in zip(ids, expiries, strict=True)))
             commands = await seen.since_last(scripts=True)
@@ -421,9 +422,9 @@ class Commands(monitoring.CommandListener):
         pass
 
 
-async def test_concurrent_reads_are_two_commands_on_mongo() -> None:
+async def test_concurrent_reads_are_two_commands_on_mongo(mongo_url: str) -> None:
     commands = Commands()
-    async with mongo_client(event_listeners=[commands]) as client, scratch_database(client) as database:
+    async with mongo_client(mongo_url, event_listeners=[commands]) as client, scratch_database(client) as database:
         store = MongoStore(database)
         await store.startup()
         ids = [f"{n:043d}" for n in range(8)]
