@@ -6,16 +6,25 @@ environment; ``REDIS_URL`` and ``POSTGRES_URL`` of servers of your own work too)
 
 (a) **Latency with many stored sessions.** A handler that reads and writes the session
     (``benchmarks.bench.ours_read_write``, sliding expiry of one hour) is driven in-process with
-    ``benchmarks.bench.Driver`` (ASGI, no sockets), each request timed on its own, on RedisStore
-    and PostgresStore holding 1,000 and then 1,000,000 sessions. The store is filled directly:
-    Redis with pipelined ``SET ... EX`` under a unique key prefix, PostgreSQL with ``COPY``
-    (``copy_records_to_table``) into a unique table; afterwards the keys are deleted and the table
-    dropped. Each size has a store of its own (Redis: its own logical database, since Redis keeps
-    one keyspace per database: the ``REDIS_URL``'s and the next one) and the sizes are measured
-    in interleaved rounds, so that drift of the machine hits both alike.
+    ``benchmarks.bench.Driver`` (ASGI, no sockets), each request timed on its own, on every store
+    that keeps sessions on the server side (``TARGETS``: MemoryStore, SQLiteStore, PostgresStore,
+    RedisStore, RedisStore on the Redis Cluster, MongoStore, WebdisStore) holding 1,000 and then
+    1,000,000 sessions. Each store is filled directly: MemoryStore through ``set``, SQLite with
+    ``executemany`` in one transaction, PostgreSQL with ``COPY`` (``copy_records_to_table``),
+    Redis (also behind the Webdis) with pipelined ``SET ... EX``, the Cluster with a cluster
+    pipeline, MongoDB with ``insert_many``; under a unique key prefix, table, file or database,
+    deleted or dropped afterwards. Where the server has a keyspace per store (Redis: its logical
+    databases, the ``REDIS_URL``'s and the next one) each size has a store of its own and the sizes
+    are measured in interleaved rounds, so that drift of the machine hits both alike; on the
+    Cluster and the Webdis (one keyspace) one store is measured at each size in turn. MongoStore
+    gets 1,000 and 10,000 sessions and fewer requests (``--mongo-sizes``): the MongoDB-wire test
+    server (secantusdb) takes time linear in the collection's size for each request.
 
-(b) **MemoryStore bytes per session.** ``tracemalloc`` over 10,000 ``MemoryStore.set`` calls of a
-    typical small record (an email, a user id and a CSRF token), ids from the library's generator.
+(b) **Bytes per session** of the same typical small record (an email, a user id and a CSRF
+    token) on every store: MemoryStore by ``tracemalloc`` over its ``set`` calls, Redis by ``INFO
+    memory`` before and after (and ``MEMORY USAGE`` of sample keys), PostgreSQL by
+    ``pg_total_relation_size`` after ``VACUUM``, SQLite by ``page_count * page_size`` after
+    ``VACUUM``, MongoDB by ``collStats``, the cookie store by the bytes of its ``Set-Cookie``.
 
 (c) **Cleaning expired rows does not stall requests.** PostgresStore and SQLiteStore tables get
     100,000 expired rows; the read+write handler's latency is measured first without cleanup, then
