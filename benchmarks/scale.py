@@ -41,6 +41,7 @@ import contextlib
 import gc
 import itertools
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -693,6 +694,8 @@ def report(data: dict[str, Any]) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     warn_if_busy()
+    # Litestar's logging config shows INFO: httpx would log each Webdis request, inside the timing.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     env = server_env()  # REDIS_URL and POSTGRES_URL; the others are optional
     env.update({name: os.environ[name] for name in OPTIONAL_SERVERS if os.environ.get(name)})
     data: dict[str, Any] = {"benchmark": "scale", "machine": machine_info()}
