@@ -127,12 +127,18 @@ def grouped(
     ax.grid(axis="y", alpha=0.3)
 
 
+def short(count: str) -> str:
+    """``1000000`` as ``1M``, ``10000`` as ``10k``."""
+    n = int(count)
+    return f"{n // 1_000_000}M" if n >= 1_000_000 else f"{n // 1_000}k" if n >= 1_000 else str(n)
+
+
 def scale_panel(ax: Axes, data: dict[str, Any]) -> None:
     groups = {}
     for store, sizes in data["scale"].items():
         small, large = sorted(sizes, key=int)[0], sorted(sizes, key=int)[-1]
-        name = store.replace(" (Cluster)", "\non the Cluster")
-        groups[f"{name}\n{int(small):,} / {int(large):,}"] = {
+        name = store.replace(" (Cluster)", "\non the Cluster").replace("Store", "\nStore", 1)
+        groups[f"{name}\n{short(small)} / {short(large)}"] = {
             "p50, fewer sessions": sizes[small]["p50_us"],
             "p50, more sessions": sizes[large]["p50_us"],
             "p99, fewer sessions": sizes[small]["p99_us"],
