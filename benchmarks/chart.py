@@ -8,8 +8,9 @@ Reads the JSON files the three benchmarks write with ``--json``::
     python -m benchmarks.chart            # the three paths above are the defaults
 
 and draws four panels: microseconds per request of the in-process benchmark, requests per second
-over HTTP, the read+write handler's latency with 1,000 and 1,000,000 stored sessions, and its p99
-while expired rows are being deleted. A missing file leaves its panels out.
+over HTTP, the read+write handler's p50 and p99 with 1,000 and 1,000,000 stored sessions on every
+server store, and its p99 while expired rows are being deleted, with each store's bytes per session.
+A missing file leaves its panels out.
 """
 
 from __future__ import annotations
@@ -93,40 +94,64 @@ def http_panel(ax: Axes, data: dict[str, Any]) -> None:
 
 
 def grouped(
-    ax: Axes, groups: dict[str, dict[str, float]], colors: list[str], title: str, ylabel: str, *, log: bool = False
+    ax: Axes,
+    groups: dict[str, dict[str, float]],
+    colors: list[str],
+    title: str,
+    ylabel: str,
+    *,
+    log: bool = False,
+    vertical_labels: bool = False,
 ) -> None:
-    """Bars of ``groups[group][series]``, one cluster per group (``log``: a logarithmic axis)."""
+    """Bars of ``groups[group][series]``, one cluster per group (``log``: a logarithmic axis;
+    ``vertical_labels``: the bars' figures turned upright, for many narrow bars)."""
     series = list(next(iter(groups.values())))
     width = 0.8 / len(series)
     for k, name in enumerate(series):
         xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(groups))]
         values = [groups[group][name] for group in groups]
         bars = ax.bar(xs, values, width, label=name, color=colors[k % len(colors)])
-        ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], padding=2, fontsize=7)
+        ax.bar_label(
+            bars, labels=[f"{v:,.0f}" for v in values], padding=2, fontsize=7, rotation=90 if vertical_labels else 0
+        )
     ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
     ax.set_title(title, fontsize=10, loc="left")
     ax.set_ylabel(ylabel, fontsize=9)
     ax.tick_params(axis="y", labelsize=8)
     if log:
         ax.set_yscale("log")
-        ax.set_ylim(ax.get_ylim()[0], ax.get_ylim()[1] * 3)
+        ax.set_ylim(ax.get_ylim()[0], ax.get_ylim()[1] * (8 if vertical_labels else 3))
     else:
         ax.set_ylim(0, ax.get_ylim()[1] * 1.12)
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
 
 
+def short(count: str) -> str:
+    """``1000000`` as ``1M``, ``10000`` as ``10k``."""
+    n = int(count)
+    return f"{n // 1_000_000}M" if n >= 1_000_000 else f"{n // 1_000}k" if n >= 1_000 else str(n)
+
+
 def scale_panel(ax: Axes, data: dict[str, Any]) -> None:
     groups = {}
     for store, sizes in data["scale"].items():
-        for size, r in sizes.items():
-            groups[f"{store}\n{int(size):,} sessions"] = {"mean": r["mean_us"], "p50": r["p50_us"], "p99": r["p99_us"]}
+        small, large = sorted(sizes, key=int)[0], sorted(sizes, key=int)[-1]
+        name = store.replace(" (Cluster)", "\non the Cluster").replace("Store", "\nStore", 1)
+        groups[f"{name}\n{short(small)} / {short(large)}"] = {
+            "p50, fewer sessions": sizes[small]["p50_us"],
+            "p50, more sessions": sizes[large]["p50_us"],
+            "p99, fewer sessions": sizes[small]["p99_us"],
+            "p99, more sessions": sizes[large]["p99_us"],
+        }
     grouped(
         ax,
         groups,
-        ["#9ecae1", OURS, "#08306b"],
-        "Read+write handler by stored sessions (in-process): microseconds",
+        ["#9ecae1", OURS, "#fdae6b", "#e6550d"],
+        "Read+write handler by stored sessions (in-process): microseconds (log)",
         "microseconds per request",
+        log=True,
+        vertical_labels=True,
     )
 
 
@@ -149,11 +174,11 @@ def cleanup_panel(ax: Axes, data: dict[str, Any]) -> None:
     )
     memory = data.get("memory")
     if memory:
+        lines = [f"{store}: {r['bytes_per_session']:,.0f}" for store, r in memory["stores"].items()]
         ax.text(
             0.99,
             0.97,
-            f"MemoryStore: {memory['bytes_per_session']:.0f} bytes per session\n"
-            f"({memory['record_bytes']}-byte record, {memory['sessions']:,} sessions)",
+            f"bytes per session ({memory['record_bytes']}-byte record)\n" + "\n".join(lines),
             transform=ax.transAxes,
             ha="right",
             va="top",
