@@ -116,6 +116,8 @@ class SessionConfig:
             self.record_sealer = Sealer(self.encryption_secret, b"record", owner="encryption_secret")
 
     def _check_users(self) -> None:
+        if self.device_info is not None and not callable(self.device_info):
+            raise ValueError("device_info must be a callable taking the request, or None")
         cap = self.max_sessions_per_user
         if cap is None:
             return

@@ -14,7 +14,7 @@ import pytest
 from litestar import Litestar
 
 from litestar_flash_sessions import SessionConfig
-from litestar_flash_sessions.stores import SessionBackend
+from litestar_flash_sessions.stores import SessionBackend, SessionStore
 from tests.app import build_app
 from tests.harness import HARNESSES, FakeClock, Harness
 from tests.servers import (  # the session-scoped server fixtures
@@ -58,6 +58,16 @@ def harness(request: pytest.FixtureRequest) -> Harness:
 def harness_server(harness: Harness, request: pytest.FixtureRequest) -> str:
     """The URL of the harness's server (its session fixture starts it the first time), else ``""``."""
     return str(request.getfixturevalue(harness.server_fixture)) if harness.server_fixture else ""
+
+
+@pytest.fixture
+def server_store(store: SessionBackend, harness: Harness) -> SessionStore:
+    """The store under test, for tests of server-side records only (the cookie store is skipped:
+    its sessions live in the browser)."""
+    if not harness.server_side:
+        pytest.skip("the cookie store keeps sessions in the browser: no server-side record")
+    assert isinstance(store, SessionStore)
+    return store
 
 
 @pytest.fixture

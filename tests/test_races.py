@@ -26,17 +26,9 @@ from litestar_flash_sessions.record import Ended, Live, Moved, decode, encode
 from litestar_flash_sessions.stores import MemoryStore, SessionStore
 from tests.app import GATES, Gate, build_app
 from tests.conftest import in_loop_client
-from tests.harness import FakeClock, Harness
+from tests.harness import FakeClock
 
 ORDERS = ["a-first", "b-first"]
-
-
-@pytest.fixture
-def server_store(store: SessionBackend, harness: Harness) -> SessionStore:
-    if not harness.server_side:
-        pytest.skip("the cookie store keeps sessions in the browser: no server-side race to win")
-    assert isinstance(store, SessionStore)
-    return store
 
 
 @dataclass

@@ -31,14 +31,6 @@ ORDERS = ["request-first", "revocation-first"]
 SECRET = "x" * 8 + "correct horse battery staple 1234567890"
 
 
-@pytest.fixture
-def server_store(store: SessionBackend, harness: Harness) -> SessionStore:
-    if not harness.server_side:
-        pytest.skip("the cookie store keeps sessions in the browser: see test_cookie_store_*")
-    assert isinstance(store, SessionStore)
-    return store
-
-
 @dataclass
 class Site:
     """The contract app on one store, its config, and browsers on it."""
@@ -477,3 +469,16 @@ def test_binding_checks_the_user_id() -> None:
     session.unbind_user()
     assert session.user_id is None
     assert session.handle is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"max_sessions_per_user": 0}, "max_sessions_per_user must be a positive whole number"),
+        ({"max_sessions_per_user": True}, "max_sessions_per_user must be a positive whole number"),
+        ({"device_info": {"user_agent": "x"}}, "device_info must be a callable"),
+    ],
+)
+def test_bad_per_user_settings_are_refused(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SessionConfig(**settings)

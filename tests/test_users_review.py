@@ -21,9 +21,7 @@ from litestar_flash_sessions.stores import SessionStore
 from tests.app import GATES, Gate
 from tests.harness import FakeClock, Harness
 from tests.test_races import cookie_of
-from tests.test_users import PausingWrites, held, server_store, site
-
-__all__ = ("server_store",)
+from tests.test_users import PausingWrites, held, site
 
 
 class Pause:
