@@ -109,7 +109,8 @@ if need be."""
 
 
 class SessionData(dict[str, Any]):
-    """A session as the app would load it: its values (the dict itself), its pending flashes and its id.
+    """A session as the app would load it: its values (the dict itself), its pending flashes, its id
+    and the user it is bound to.
 
     An empty ``SessionData`` (``id`` ``None``) stands for no session: no cookie, or one that
     leads to nothing (unknown, expired, tampered, logged out).
@@ -118,24 +119,28 @@ class SessionData(dict[str, Any]):
         values: The session's values.
         flashes: Its pending flashes, in order.
         session_id: Its id (the cookie store's sealed id, for the cookie store).
+        user_id: The user it is bound to (``session.bind_user``), if any.
     """
 
-    __slots__ = ("flashes", "id")
+    __slots__ = ("flashes", "id", "user_id")
 
     def __init__(
         self,
         values: Mapping[str, Any] | None = None,
         flashes: Iterable[FlashMessage] = (),
         session_id: str | None = None,
+        user_id: str | None = None,
     ) -> None:
         super().__init__(values or {})
         self.flashes: list[FlashMessage] = list(flashes)
         """The pending flash messages, in order: ``FlashMessage(key, value, category)``."""
         self.id: str | None = session_id
         """The session's id, ``None`` when there is no session."""
+        self.user_id: str | None = user_id
+        """The user the session is bound to, ``None`` if none."""
 
     def __repr__(self) -> str:
-        return f"SessionData({dict(self)!r}, flashes={self.flashes!r}, id={self.id!r})"
+        return f"SessionData({dict(self)!r}, flashes={self.flashes!r}, id={self.id!r}, user_id={self.user_id!r})"
 
 
 def _config_of(target: SessionTarget) -> SessionConfig:
@@ -191,10 +196,15 @@ def _flash_items(flashes: Flashes | None) -> list[tuple[str, Any, str | None]]:
 
 
 async def _seed(
-    config: SessionConfig, values: Mapping[str, Any] | None, flashes: Flashes | None, scheme: str = "http"
+    config: SessionConfig,
+    values: Mapping[str, Any] | None,
+    flashes: Flashes | None,
+    scheme: str = "http",
+    user: str | None = None,
 ) -> list[tuple[bytes, bytes]]:
-    """Store a new session holding ``values`` and ``flashes``; return the ``Set-Cookie`` headers
-    that carry it (none for an empty session, which is never stored).
+    """Store a new session holding ``values`` and ``flashes`` (bound to ``user``, listed in its
+    index as a login would); return the ``Set-Cookie`` headers that carry it (none for an empty
+    session, which is never stored).
     """
     backend = config.store
     loaded = Loaded.new()
@@ -208,6 +218,8 @@ async def _seed(
             session.flash(key, value)
         else:
             session.flash(key, value, category=category)
+    if user is not None:
+        session.bind_user(user)
     outcome = await backend.commit(loaded, config)
     if outcome.cookie is None:
         return []
@@ -224,7 +236,11 @@ def _name_and_value(header: bytes) -> tuple[str, str]:
 
 
 async def seed_session(
-    target: SessionTarget, values: Mapping[str, Any] | None = None, flashes: Flashes | None = None
+    target: SessionTarget,
+    values: Mapping[str, Any] | None = None,
+    flashes: Flashes | None = None,
+    *,
+    user: str | None = None,
 ) -> dict[str, str]:
     """Store a new session and return the cookies that lead to it, on the running event loop.
 
@@ -236,6 +252,7 @@ async def seed_session(
         target: The app, its ``SessionPlugin`` or its ``SessionConfig``.
         values: The session's values (``None`` values are left out, as ``session.set`` deletes).
         flashes: Its pending flashes: ``{key: value}``, or ``(key, value[, category])`` tuples.
+        user: Bind the session to this user (``session.bind_user``), as a login would.
 
     Returns:
         The cookies to send, name to value: one, or several for a session the cookie store
@@ -249,7 +266,7 @@ async def seed_session(
         StoreUnavailableError: The store could not be reached.
         LookupError: The app has no ``SessionPlugin``, or more than one.
     """
-    headers = await _seed(_config_of(target), values, flashes)
+    headers = await _seed(_config_of(target), values, flashes, user=user)
     return dict(_name_and_value(value) for _, value in headers)
 
 
@@ -268,7 +285,7 @@ async def _read(config: SessionConfig, cookie_header: str | None) -> SessionData
         session = Loaded(token, record).session
     else:
         session = (await backend.load(token, config)).session
-    return SessionData(session.to_dict(), session.peek_flashes(), session.id)
+    return SessionData(session.to_dict(), session.peek_flashes(), session.id, session.user_id)
 
 
 def _expires(attributes: list[str]) -> bool:
@@ -395,7 +412,11 @@ async def _on_app_loop_async(client: httpx.Client | httpx.AsyncClient, function:
 
 
 def set_session(
-    client: AnyTestClient, values: Mapping[str, Any] | None = None, *, flashes: Flashes | None = None
+    client: AnyTestClient,
+    values: Mapping[str, Any] | None = None,
+    *,
+    flashes: Flashes | None = None,
+    user: str | None = None,
 ) -> dict[str, str]:
     """Give the client a new session holding ``values`` and ``flashes``, stored in the app's store.
 
@@ -408,6 +429,7 @@ def set_session(
             app with a ``SessionPlugin``.
         values: The session's values (``None`` values are left out).
         flashes: Its pending flashes: ``{key: value}``, or ``(key, value[, category])`` tuples.
+        user: Bind the session to this user (``session.bind_user``), as a login would.
 
     Returns:
         The session cookies given to the client, name to value.
@@ -422,7 +444,7 @@ def set_session(
         LookupError: The app has no ``SessionPlugin``, or more than one.
     """
     config = _client_config(client, None)
-    seed = functools.partial(_seed, config, values, flashes, client.base_url.scheme)
+    seed = functools.partial(_seed, config, values, flashes, client.base_url.scheme, user)
     return _install(client, config, _on_app_loop(client, seed))
 
 
@@ -431,6 +453,7 @@ async def aset_session(
     values: Mapping[str, Any] | None = None,
     *,
     flashes: Flashes | None = None,
+    user: str | None = None,
     app: SessionTarget | None = None,
 ) -> dict[str, str]:
     """Give a client a new session: :func:`set_session`, awaited, for an ``AsyncTestClient``, or
@@ -442,6 +465,7 @@ async def aset_session(
             of the app with ``app`` given.
         values: The session's values (``None`` values are left out).
         flashes: Its pending flashes: ``{key: value}``, or ``(key, value[, category])`` tuples.
+        user: Bind the session to this user (``session.bind_user``), as a login would.
         app: The app, its ``SessionPlugin`` or its ``SessionConfig``; by default the app of the
             Litestar test client.
 
@@ -458,7 +482,7 @@ async def aset_session(
         LookupError: The app has no ``SessionPlugin``, or more than one.
     """
     config = _client_config(client, app)
-    seed = functools.partial(_seed, config, values, flashes, client.base_url.scheme)
+    seed = functools.partial(_seed, config, values, flashes, client.base_url.scheme, user)
     return _install(client, config, await _on_app_loop_async(client, seed))
 
 

@@ -482,3 +482,20 @@ def test_binding_checks_the_user_id() -> None:
 def test_bad_per_user_settings_are_refused(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SessionConfig(**settings)
+
+
+async def test_a_test_can_seed_a_session_bound_to_a_user(server_store: SessionStore) -> None:
+    """The testing helpers bind a seeded session as a login would: listed, revocable, readable back."""
+    from litestar_flash_sessions.testing import aget_session, aset_session
+
+    async with site(server_store) as s:
+        cookies = await aset_session(s.client, {"email": "ann@example.com"}, user="ann", app=s.config)
+        listed = (await s.client.get("/my-sessions")).json()
+        assert [item["current"] for item in listed] == [True]
+        seeded = await aget_session(s.client, app=s.config)
+        assert seeded.user_id == "ann"
+        assert seeded == {"email": "ann@example.com"}
+        browser = Browser(s.client, cookie=cookies["session"])
+        assert len(await s.assert_exact("ann", browser)) == 1
+        assert await s.sessions.revoke_all("ann") == 1
+        assert (await aget_session(s.client, app=s.config)).user_id is None
