@@ -172,6 +172,13 @@ class SessionLocks:
     def __init__(self) -> None:
         self._locks: dict[str, _Lock] = {}
 
+    def take(self, key: str) -> _Lock | None:
+        """Take the key's lock if nobody holds it (release it with :meth:`release`), else ``None``."""
+        if key in self._locks:
+            return None
+        entry = self._locks[key] = _Lock()
+        return entry
+
     async def acquire(self, key: str) -> _Lock:
         """Wait for the key's lock and return it (release it with :meth:`release`)."""
         entry = self._locks.get(key)
@@ -257,13 +264,36 @@ async def commit(store: SessionStore, loaded: Loaded, config: SessionConfig) -> 
     draft = loaded.draft
     if not (draft.modified or draft.delete or draft.rotate or draft.touch):
         return NOTHING  # only read: the load already slid the expiry
-    if loaded.key is None:
-        return await _create(store, draft, config)
     key = loaded.key
+    if key is None:
+        return await _create(store, draft, config)
     locks = store.locks
-    entry = await locks.acquire(key)
+    entry = locks.take(key)
+    if entry is None:
+        entry = await locks.acquire(key)
     try:
-        outcome = await _commit_existing(store, entry, loaded, config)
+        base = loaded.base
+        last = entry.last
+        if not (draft.delete or draft.rotate or draft.user_set) and (last is None or last[0] == base):
+            # The usual commit, decided inline: the record as loaded, nothing else of this process
+            # committed since, no rotation, logout or binding (so no user index to keep). What
+            # decide() would do against AS_LOADED, without its Plan; a conflict goes the general way.
+            now = store.now()
+            content = draft.content(now)
+            if not content.is_empty:  # an emptied session is kept briefly: decide() knows how long
+                record = encode(content)
+                if record == loaded.plain:
+                    return NOTHING  # the store already holds exactly this
+                sealer = config.record_sealer
+                stored = record if sealer is None else sealer.seal_bytes(record, key.encode())
+                if await store.set(key, stored, lifetime.store_ttl(content, config, now), base):
+                    entry.last = (stored, record)
+                    return _resend_cookie(NOTHING, loaded, config, followed=False)
+                outcome = await _commit_existing(store, entry, loaded, config, conflicted=True)
+            else:
+                outcome = await _commit_existing(store, entry, loaded, config)
+        else:
+            outcome = await _commit_existing(store, entry, loaded, config)
     finally:
         locks.release(key, entry)
     if draft.delete and outcome.expire and draft.delete_from != draft.next_flash_id:
@@ -287,18 +317,27 @@ async def _create(store: SessionStore, draft: Draft, config: SessionConfig) -> O
     raise store.unavailable("could not store a new session under a fresh id")
 
 
-async def _commit_existing(store: SessionStore, entry: _Lock, loaded: Loaded, config: SessionConfig) -> Outcome:
+async def _commit_existing(
+    store: SessionStore, entry: _Lock, loaded: Loaded, config: SessionConfig, *, conflicted: bool = False
+) -> Outcome:
+    """Commit an existing session: the general loop (``conflicted``: the first compare-and-set,
+    of the record as loaded, failed already: start from what the store holds now).
+    """
     draft, key, base = loaded.draft, loaded.key, loaded.base
     assert key is not None
     sealer = config.record_sealer
     plain: bytes | None = loaded.plain
     current: Record | None = AS_LOADED
-    if entry.last is not None and entry.last[0] != base:
+    first = 0
+    if conflicted:
+        base, plain, current = await read_record(store, key, None, sealer)
+        first = 1
+    elif entry.last is not None and entry.last[0] != base:
         # A request of this process committed since we loaded: start from what it wrote.
         base, plain = entry.last
         current = decode(plain)
     followed = False
-    for attempt in range(MAX_ATTEMPTS):
+    for attempt in range(first, MAX_ATTEMPTS):
         while isinstance(current, Moved):  # rotated by another request: the session lives on there
             key, followed = current.to, True
             base, plain, current = await read_record(store, key, None, sealer)
@@ -323,7 +362,7 @@ async def _commit_existing(store: SessionStore, entry: _Lock, loaded: Loaded, co
             if not followed:
                 entry.last = (stored, plan.record)
             await _bound(store, config, before, after)
-            return _resend_cookie(plan, loaded, config, followed=followed)
+            return _resend_cookie(plan.outcome, loaded, config, followed=followed)
         if attempt:  # the first conflict is the expected one: retry at once, then back off
             await asyncio.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)))  # noqa: S311
         base, plain, current = await read_record(store, key, None, sealer)
@@ -368,17 +407,17 @@ async def _bound(store: SessionStore, config: SessionConfig, before: Owner | Non
         await users.enforce_cap(store, config, after)
 
 
-def _resend_cookie(plan: Plan, loaded: Loaded, config: SessionConfig, *, followed: bool) -> Outcome:
+def _resend_cookie(outcome: Outcome, loaded: Loaded, config: SessionConfig, *, followed: bool) -> Outcome:
     """Return the outcome of a write that kept the id: a persistent cookie is sent again when
     its ``Max-Age`` must slide (about once a minute) or changed (``set_expiry``).
     """
     draft = loaded.draft
     if followed or not (draft.lifetime_set or draft.stale):
-        return plan.outcome
+        return outcome
     max_age = draft.lifetime or config.cookie_max_age
     if max_age is None and not draft.lifetime_set:
-        return plan.outcome
-    return plan.outcome._replace(cookie=loaded.session.id, max_age=max_age)
+        return outcome
+    return outcome._replace(cookie=loaded.session.id, max_age=max_age)
 
 
 async def _drop_unused(store: SessionStore, config: SessionConfig, key: str, owner: Owner | None) -> None:

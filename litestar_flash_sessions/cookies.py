@@ -186,6 +186,24 @@ class CookieJar:
                         if pair.startswith(prefix):
                             return pair[len(prefix) :].decode("latin-1")
             return None
+        # The usual request: one cookie header, where the name occurs once, at the start of a pair
+        # and with its "=" at once, and the value holds no chunk count: then that value is what
+        # _read_chunks finds, and there is no chunk to join (every chunk's name holds the name).
+        cookie = None
+        for header, value in scope["headers"]:
+            if header == b"cookie":
+                if cookie is not None:
+                    return self._read_chunks(scope)
+                cookie = value
+        if cookie is None:
+            return None
+        prefix = self._prefix
+        start = cookie.find(prefix)
+        if start >= 0 and cookie.count(prefix[:-1]) == 1 and (start == 0 or cookie[:start].rstrip()[-1:] == b";"):
+            end = cookie.find(b";", start)
+            first = cookie[start + len(prefix) : None if end < 0 else end].strip()
+            if b"." not in first:
+                return first.decode("latin-1")
         return self._read_chunks(scope)
 
     def render(self, value: str, scope: Scope, max_age: int | None = None) -> list[tuple[bytes, bytes]]:

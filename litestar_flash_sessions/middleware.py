@@ -216,11 +216,22 @@ class SessionMiddleware:
             loaded = slot.loaded
             if loaded is not None and message["type"] == "http.response.start":
                 start = message
-                if _committing(start, loaded, scope):
+                draft = loaded.draft
+                if (
+                    start["status"] < 500
+                    and not scope["state"].get(ROTATE_STATE_KEY)
+                    and scope.get("session") is loaded.session
+                ):
+                    draft.committed = True  # _committing's usual case, inline
+                    commits = True
+                else:
+                    commits = _committing(start, loaded, scope)
+                if commits:
                     try:
                         # A binding goes through _commit, which keeps what device_info says of the device.
-                        draft_binds = loaded.draft.user_set
-                        outcome = await (self._commit(loaded, scope) if draft_binds else backend.commit(loaded, config))
+                        outcome = await (
+                            self._commit(loaded, scope) if draft.user_set else backend.commit(loaded, config)
+                        )
                         headers = _VARY_ONLY if outcome is NOTHING else self._headers(outcome, scope)
                     except Exception as exc:
                         replaced = True

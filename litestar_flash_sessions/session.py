@@ -126,15 +126,20 @@ class FlashSession:
             SessionTooLargeError: The session would grow past its size limit (nothing changes).
             RuntimeError: The response has started: the change could not be saved.
         """
+        # _check_change, inline (a set runs per request; only its error paths are calls).
+        size = _check_encodable(key, value)
         draft = self._draft
-        self._check_change(key, value, flash=False)
+        if draft.committed:
+            self._check_open(f"change of key {key!r}")
         if value is None:
             if key in draft.data:
                 del draft.data[key]
                 draft.written[key] = DELETED
-        else:
-            draft.data[key] = value
-            draft.written[key] = value
+            return
+        estimate = draft.size + len(key) + size + _ENTRY_OVERHEAD
+        draft.size = estimate if estimate <= draft.max_size else self._exact_size(key, value, flash=False)
+        draft.data[key] = value
+        draft.written[key] = value
 
     def flash(self, key: str, value: Any, *, category: str | None = None, now: bool = False) -> None:
         """Add a message under ``key``, readable once by :meth:`get` or :meth:`flashes`, in this or a
@@ -435,21 +440,29 @@ class FlashSession:
         if value is None:
             return  # deleting never grows the session
         estimate = draft.size + len(key) + size + _ENTRY_OVERHEAD
-        if estimate > draft.max_size:
-            # The estimate is an upper bound: only near the limit is the session encoded exactly.
-            trial = draft.content(0.0)
-            if flash:
-                trial.flashes = [*trial.flashes, Flash(draft.next_flash_id, key, value)]
-            else:
-                trial.data = {**trial.data, key: value}
-            exact = len(_encode(trial))
-            if exact > draft.max_size:
-                raise SessionTooLargeError(
-                    f"setting session key {key!r} would make the session about {exact} bytes, over its "
-                    f"limit of {draft.max_size} (SessionConfig.max_size_bytes or the store's): store less"
-                )
-            estimate = exact
-        draft.size = estimate
+        draft.size = estimate if estimate <= draft.max_size else self._exact_size(key, value, flash=flash)
+
+    def _exact_size(self, key: str, value: Any, *, flash: bool) -> int:
+        """Return the exact size of the session with ``value`` stored (or flashed) under ``key``,
+        when the estimate is over the limit (it is an upper bound: only near the limit is the
+        session encoded exactly).
+
+        Raises:
+            SessionTooLargeError: It is over the limit.
+        """
+        draft = self._draft
+        trial = draft.content(0.0)
+        if flash:
+            trial.flashes = [*trial.flashes, Flash(draft.next_flash_id, key, value)]
+        else:
+            trial.data = {**trial.data, key: value}
+        exact = len(_encode(trial))
+        if exact > draft.max_size:
+            raise SessionTooLargeError(
+                f"setting session key {key!r} would make the session about {exact} bytes, over its "
+                f"limit of {draft.max_size} (SessionConfig.max_size_bytes or the store's): store less"
+            )
+        return exact
 
 
 def _check_encodable(key: str, value: Any) -> int:

@@ -24,14 +24,16 @@ import re
 import time
 from abc import abstractmethod
 from functools import cached_property
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
 
 from litestar_flash_sessions import commit, lifetime
 from litestar_flash_sessions.backend import Loaded, SessionBackend
-from litestar_flash_sessions.record import Live
+from litestar_flash_sessions.record import Ended, Live, Moved, decode
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 
     from litestar_flash_sessions.backend import Outcome
     from litestar_flash_sessions.config import SessionConfig
@@ -180,7 +182,16 @@ class SessionStore(SessionBackend):
             except TimeoutError as exc:
                 raise self._timed_out() from exc
             spent = time.monotonic() - started
-        raw, plain, record = commit.open_record(self, key, raw, config.record_sealer)
+        sealer = config.record_sealer
+        plain: bytes | None
+        record: Live | Moved | Ended | None
+        if raw is not None and sealer is None:  # open_record's usual case, inline
+            try:
+                plain, record = raw, decode(raw)
+            except msgspec.DecodeError:
+                raw, plain, record = commit.open_record(self, key, raw)  # logs it: the id opens nothing
+        else:
+            raw, plain, record = commit.open_record(self, key, raw, sealer)
         if not isinstance(record, Live):
             return Loaded.new()  # none, expired or a tombstone: the id opens nothing
         state = lifetime.on_load(record, config, self.now())
@@ -191,12 +202,16 @@ class SessionStore(SessionBackend):
         draft.stale, draft.touch = state
         return loaded
 
-    async def commit(self, loaded: Loaded, config: SessionConfig) -> Outcome:
+    def commit(self, loaded: Loaded, config: SessionConfig) -> Coroutine[Any, Any, Outcome]:
         """Commit the request's changes (see :mod:`litestar_flash_sessions.commit`) within what is
         left of the request's time-out after its load.
         """
-        if self.timeout is None:
-            return await commit.commit(self, loaded, config)
+        if self.timeout is None:  # the commit itself: no coroutine of our own around it
+            return commit.commit(self, loaded, config)
+        return self._commit_in_time(loaded, config)
+
+    async def _commit_in_time(self, loaded: Loaded, config: SessionConfig) -> Outcome:
+        assert self.timeout is not None
         try:
             async with asyncio.timeout(self.timeout - loaded.spent):
                 return await commit.commit(self, loaded, config)

@@ -196,4 +196,4 @@ class CookieStore(SessionBackend):
         # Sealed to expire a little after the idle timeout: the next re-seal may lag by TOUCH_SECONDS.
         slack = lifetime.touch_interval(content, config)
         token = self.seal(session_id, encode(content), None if ttl is None else ttl + math.ceil(slack))
-        return Outcome(cookie=token, max_age=lifetime.cookie_max_age(content, config))
+        return Outcome(token, False, content.lifetime or config.cookie_max_age)  # lifetime.cookie_max_age, inline
