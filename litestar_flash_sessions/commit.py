@@ -275,23 +275,17 @@ async def commit(store: SessionStore, loaded: Loaded, config: SessionConfig) -> 
         base = loaded.base
         last = entry.last
         if not (draft.delete or draft.rotate or draft.user_set) and (last is None or last[0] == base):
-            # The usual commit, decided inline: the record as loaded, nothing else of this process
-            # committed since, no rotation, logout or binding (so no user index to keep). What
-            # decide() would do against AS_LOADED, without its Plan; a conflict goes the general way.
-            now = store.now()
-            content = draft.content(now)
-            if not content.is_empty:  # an emptied session is kept briefly: decide() knows how long
-                record = encode(content)
-                if record == loaded.plain:
-                    return NOTHING  # the store already holds exactly this
-                sealer = config.record_sealer
-                stored = record if sealer is None else sealer.seal_bytes(record, key.encode())
-                if await store.set(key, stored, lifetime.store_ttl(content, config, now), base):
-                    entry.last = (stored, record)
-                    return _resend_cookie(NOTHING, loaded, config, followed=False)
-                outcome = await _commit_existing(store, entry, loaded, config, conflicted=True)
-            else:
-                outcome = await _commit_existing(store, entry, loaded, config)
+            # The usual commit: the record as loaded, nothing else of this process committed since,
+            # no rotation, logout or binding (so no user index to keep): one compare-and-set of
+            # decide()'s plan, without the general loop's setup; a conflict goes the general way.
+            plan = decide(draft, AS_LOADED, loaded.plain, followed=False, config=config, now=store.now())
+            if plan.record is None:
+                return plan.outcome
+            stored = _sealed(config.record_sealer, key, plan.record)
+            if await store.set(key, stored, plan.ttl, base):
+                entry.last = (stored, plan.record)
+                return _resend_cookie(plan.outcome, loaded, config, followed=False)
+            outcome = await _commit_existing(store, entry, loaded, config, conflicted=True)
         else:
             outcome = await _commit_existing(store, entry, loaded, config)
     finally:
