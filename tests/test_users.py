@@ -25,7 +25,7 @@ from litestar_flash_sessions.stores import CookieStore, SessionBackend, SessionS
 from tests.app import GATES, Gate, build_app
 from tests.conftest import in_loop_client
 from tests.harness import FakeClock, Harness
-from tests.test_races import Browser, cookie_of, expires_cookie
+from tests.test_races import Browser, cookie_of, expires_cookie, in_order, race
 
 ORDERS = ["request-first", "revocation-first"]
 SECRET = "x" * 8 + "correct horse battery staple 1234567890"
@@ -111,7 +111,7 @@ async def held(site: Site, browser: Browser, actions: dict[str, Any]) -> tuple[G
     return gate, task
 
 
-async def in_order(
+async def against_revocation(
     site: Site, browser: Browser, actions: dict[str, Any], revocation: Callable[[], Awaitable[Any]], order: str
 ) -> httpx.Response:
     """Race a request against a revocation: the request loads and acts first, then the two commit
@@ -296,7 +296,7 @@ async def test_a_request_in_flight_cannot_bring_a_revoked_session_back(
     async with site(server_store) as s:
         browser, other = await s.login("ann"), await s.login("ann")
         old = browser.cookie
-        response = await in_order(s, browser, actions, lambda: s.sessions.revoke_all("ann"), order)
+        response = await against_revocation(s, browser, actions, lambda: s.sessions.revoke_all("ann"), order)
         assert response.status_code == 200
         browser.cookie = cookie_of(response) if not expires_cookie(response) else None
         if order == "revocation-first":
@@ -316,7 +316,9 @@ async def test_a_revocation_racing_a_login_keeps_the_newer_one(server_store: Ses
         keep = (await s.me(current))["handle"]
         arriving = s.browser()
         await arriving.start({"cart": 1})
-        response = await in_order(s, arriving, {"bind": "ann"}, lambda: s.sessions.revoke_others("ann", keep), order)
+        response = await against_revocation(
+            s, arriving, {"bind": "ann"}, lambda: s.sessions.revoke_others("ann", keep), order
+        )
         arriving.cookie = cookie_of(response)
         expected = "ann" if order == "revocation-first" else None  # the login after the revocation wins
         assert [(await s.me(b))["user"] for b in (current, older, arriving)] == ["ann", None, expected]
@@ -328,17 +330,9 @@ async def test_a_binding_racing_a_rotation_of_the_same_session(server_store: Ses
     async with site(server_store) as s:
         browser = s.browser()
         await browser.start({"cart": 1})
-        meeting = uuid.uuid4().hex
-        gate = GATES[meeting] = Gate(["a", "b"])
-        tasks = {
-            "a": asyncio.create_task(browser.request("POST", f"/act/{meeting}/a", {"bind": "ann"})),
-            "b": asyncio.create_task(browser.request("POST", f"/act/{meeting}/b", {"rotate": True})),
-        }
-        await asyncio.wait_for(gate.everyone_here.wait(), 10)
-        responses = {}
-        for role in ["a", "b"] if order == "a-first" else ["b", "a"]:
-            gate.go[role].set()
-            responses[role] = await tasks[role]
+        responses = await race(
+            browser, {"a": ("POST", {"bind": "ann"}), "b": ("POST", {"rotate": True})}, in_order(order)
+        )
         cookies = [cookie_of(response) for response in responses.values()]
         (live,) = [cookie for cookie in cookies if cookie]  # one rotation, one follower
         browser.cookie = live
