@@ -15,7 +15,6 @@ import binascii
 import contextlib
 import hashlib
 import logging
-import random
 import secrets
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
@@ -24,8 +23,9 @@ import msgspec
 
 from litestar_flash_sessions import lifetime, users
 from litestar_flash_sessions.backend import EXPIRE, NOTHING, Outcome
+from litestar_flash_sessions.conflicts import MAX_ATTEMPTS, back_off
 from litestar_flash_sessions.draft import replay
-from litestar_flash_sessions.record import TOMBSTONE_SECONDS, Ended, Live, Moved, decode, encode
+from litestar_flash_sessions.record import TOMBSTONE_SECONDS, Ended, Live, Moved, decode, encode, seal, unseal
 
 if TYPE_CHECKING:
     from litestar_flash_sessions.backend import Loaded
@@ -48,10 +48,6 @@ __all__ = (
 
 logger = logging.getLogger("litestar_flash_sessions")
 
-MAX_ATTEMPTS: Final = 24
-"""Compare-and-sets one commit tries before it gives up (a 503); the request's time-out bounds it too."""
-_BACKOFF_BASE, _BACKOFF_CAP = 0.001, 0.05
-"""Seconds: the jittered wait after the second and later conflicts doubles from the base to the cap."""
 
 Record = Live | Moved | Ended
 Owner = tuple[str, str]
@@ -239,7 +235,7 @@ def open_record(
     """Unseal and decode the bytes ``raw`` read at ``key`` (as :func:`read_record`, without the read)."""
     if raw is None:
         return None, None, None
-    plain = raw if sealer is None else sealer.open_bytes(raw, key.encode())
+    plain = unseal(sealer, key, raw)
     try:
         if plain is None:
             raise msgspec.DecodeError("the record does not open with the encryption secret")
@@ -247,11 +243,6 @@ def open_record(
     except msgspec.DecodeError:
         logger.warning("corrupt session record in %s; starting a fresh session", type(store).__name__)
         return None, None, None
-
-
-def _sealed(sealer: Any, key: str, record: bytes) -> bytes:
-    """Return what to store for ``record`` at ``key``: sealed to the key when records are encrypted."""
-    return record if sealer is None else sealer.seal_bytes(record, key.encode())
 
 
 async def commit(store: SessionStore, loaded: Loaded, config: SessionConfig) -> Outcome:
@@ -281,7 +272,7 @@ async def commit(store: SessionStore, loaded: Loaded, config: SessionConfig) -> 
             plan = decide(draft, AS_LOADED, loaded.plain, followed=False, config=config, now=store.now())
             if plan.record is None:
                 return plan.outcome
-            stored = _sealed(config.record_sealer, key, plan.record)
+            stored = seal(config.record_sealer, key, plan.record)
             if await store.set(key, stored, plan.ttl, base):
                 entry.last = (stored, plan.record)
                 return _resend_cookie(plan.outcome, loaded, config, followed=False)
@@ -345,7 +336,7 @@ async def _commit_existing(
             new_id = new_session_id()
             if await _write(store, config, store_key(new_id), plan, None, before=None, after=after) is not None:
                 moved = encode(Moved(store_key(new_id)))
-                if await store.set(key, moved_stored := _sealed(sealer, key, moved), _short(config.ttl), base):
+                if await store.set(key, moved_stored := seal(sealer, key, moved), _short(config.ttl), base):
                     entry.last = None if followed else (moved_stored, moved)
                     if before is not None:
                         await users.unlist_key(store, config, before, key)
@@ -357,8 +348,7 @@ async def _commit_existing(
                 entry.last = (stored, plan.record)
             await _bound(store, config, before, after)
             return _resend_cookie(plan.outcome, loaded, config, followed=followed)
-        if attempt:  # the first conflict is the expected one: retry at once, then back off
-            await asyncio.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)))  # noqa: S311
+        await back_off(attempt)
         base, plain, current = await read_record(store, key, None, sealer)
     raise store.unavailable(f"the session kept changing under {MAX_ATTEMPTS} concurrent commits")
 
@@ -385,7 +375,7 @@ async def _write(
     binding = after if after != before else None
     if binding is not None:
         await users.list_key(store, config, binding, key)
-    stored = _sealed(config.record_sealer, key, plan.record)
+    stored = seal(config.record_sealer, key, plan.record)
     if not await store.set(key, stored, plan.ttl, base):
         if binding is not None:
             await users.unlist_key(store, config, binding, key)

@@ -33,6 +33,8 @@ __all__ = (
     "decode",
     "decode_index",
     "encode",
+    "seal",
+    "unseal",
 )
 
 TOMBSTONE_SECONDS: Final = 3600
@@ -139,3 +141,15 @@ decode_index = msgspec.msgpack.Decoder(UserIndex).decode
 Raises:
     msgspec.DecodeError: The bytes are not an index.
 """
+
+
+def seal(sealer: Any, key: str, record: bytes) -> bytes:
+    """Return what to store for ``record`` at ``key``: sealed to the key when records are
+    encrypted (``sealer``, from ``SessionConfig.encryption_secret``), else the record itself.
+    """
+    return record if sealer is None else sealer.seal_bytes(record, key.encode())
+
+
+def unseal(sealer: Any, key: str, stored: bytes) -> bytes | None:
+    """Return the record :func:`seal` stored at ``key``, ``None`` if it does not open there."""
+    return stored if sealer is None else sealer.open_bytes(stored, key.encode())

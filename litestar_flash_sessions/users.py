@@ -23,7 +23,6 @@ import asyncio
 import base64
 import hashlib
 import logging
-import random
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, TypeAlias
 
@@ -32,6 +31,7 @@ from litestar.di import NamedDependency
 from litestar.params import SkipValidation
 
 from litestar_flash_sessions import lifetime
+from litestar_flash_sessions.conflicts import MAX_ATTEMPTS, back_off
 from litestar_flash_sessions.record import (
     TOMBSTONE_SECONDS,
     Ended,
@@ -42,6 +42,8 @@ from litestar_flash_sessions.record import (
     decode,
     decode_index,
     encode,
+    seal,
+    unseal,
 )
 
 if TYPE_CHECKING:
@@ -57,8 +59,6 @@ logger = logging.getLogger("litestar_flash_sessions")
 Owner = tuple[str, str]
 """A bound session's user and handle."""
 
-_MAX_ATTEMPTS: Final = 24
-_BACKOFF_BASE, _BACKOFF_CAP = 0.001, 0.05
 _FOLLOW_LIMIT: Final = 8
 """Rotations a revocation follows from one listed key at most (each leaves a ``Moved``)."""
 
@@ -98,27 +98,12 @@ def _index_ttl(config: SessionConfig) -> int | None:
     return None if absolute is None else absolute + TOMBSTONE_SECONDS
 
 
-def _seal(config: SessionConfig, key: str, record: bytes) -> bytes:
-    sealer = config.record_sealer
-    return record if sealer is None else sealer.seal_bytes(record, key.encode())
-
-
-def _open(config: SessionConfig, key: str, raw: bytes) -> bytes | None:
-    sealer = config.record_sealer
-    return raw if sealer is None else sealer.open_bytes(raw, key.encode())
-
-
-async def _backoff(attempt: int) -> None:
-    if attempt:  # the first conflict is expected: retry at once, then back off
-        await asyncio.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)))  # noqa: S311
-
-
 async def _read_index(store: SessionStore, config: SessionConfig, key: str) -> tuple[bytes | None, UserIndex]:
     """Return the index's stored bytes (the compare-and-set base) and the index (empty if none)."""
     raw = await store.get(key, None)
     if raw is None:
         return None, UserIndex([])
-    plain = _open(config, key, raw)
+    plain = unseal(config.record_sealer, key, raw)
     try:
         if plain is None:
             raise msgspec.DecodeError("the index does not open with the encryption secret")
@@ -140,18 +125,18 @@ async def update_index(
     locks = store.locks  # this process's changes of one index take turns
     lock = await locks.acquire(key)
     try:
-        for attempt in range(_MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             raw, index = await _read_index(store, config, key)
             changed = change(index)
             if changed == index and raw is not None:
                 return index
             ttl = _index_ttl(config) if changed.entries else TOMBSTONE_SECONDS
-            if await store.set(key, _seal(config, key, encode(changed)), ttl, raw):
+            if await store.set(key, seal(config.record_sealer, key, encode(changed)), ttl, raw):
                 return changed
-            await _backoff(attempt)
+            await back_off(attempt)
     finally:
         locks.release(key, lock)
-    raise store.unavailable(f"a user's index kept changing under {_MAX_ATTEMPTS} concurrent updates")
+    raise store.unavailable(f"a user's index kept changing under {MAX_ATTEMPTS} concurrent updates")
 
 
 def _listing(handle: str, key: str, now: float) -> Callable[[UserIndex], UserIndex]:
@@ -209,18 +194,18 @@ async def revoke_key(store: SessionStore, config: SessionConfig, owner: Owner, k
     ended = encode(Ended())
     done: list[str] = []
     for _ in range(_FOLLOW_LIMIT):
-        for attempt in range(_MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             raw = await store.get(key, None)
             record = _decoded(config, key, raw)
             if isinstance(record, Ended):
                 return [*done, key]
             if isinstance(record, Live) and record.owner != owner:
                 return done
-            if await store.set(key, _seal(config, key, ended), TOMBSTONE_SECONDS, raw):
+            if await store.set(key, seal(config.record_sealer, key, ended), TOMBSTONE_SECONDS, raw):
                 break
-            await _backoff(attempt)
+            await back_off(attempt)
         else:
-            raise store.unavailable(f"a revoked session kept changing under {_MAX_ATTEMPTS} concurrent commits")
+            raise store.unavailable(f"a revoked session kept changing under {MAX_ATTEMPTS} concurrent commits")
         done.append(key)
         if not isinstance(record, Moved):
             return done
@@ -232,7 +217,7 @@ def _decoded(config: SessionConfig, key: str, raw: bytes | None) -> Live | Moved
     """Decode a session record; a corrupt one counts as none (it is overwritten)."""
     if raw is None:
         return None
-    plain = _open(config, key, raw)
+    plain = unseal(config.record_sealer, key, raw)
     try:
         return None if plain is None else decode(plain)
     except msgspec.DecodeError:
@@ -393,7 +378,7 @@ async def live_entries(store: SessionStore, config: SessionConfig, user_id: str)
     if ending:
         ended = encode(Ended())
         won = await asyncio.gather(
-            *(store.set(key, _seal(config, key, ended), TOMBSTONE_SECONDS, raw) for _, key, raw in ending)
+            *(store.set(key, seal(config.record_sealer, key, ended), TOMBSTONE_SECONDS, raw) for _, key, raw in ending)
         )
         dead += [(handle, key) for (handle, key, _), wrote in zip(ending, won, strict=True) if wrote]
     if dead:
