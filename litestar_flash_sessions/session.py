@@ -126,20 +126,15 @@ class FlashSession:
             SessionTooLargeError: The session would grow past its size limit (nothing changes).
             RuntimeError: The response has started: the change could not be saved.
         """
-        # _check_change, inline (a set runs per request; only its error paths are calls).
-        size = _check_encodable(key, value)
         draft = self._draft
-        if draft.committed:
-            self._check_open(f"change of key {key!r}")
+        self._check_change(key, value, flash=False)
         if value is None:
             if key in draft.data:
                 del draft.data[key]
                 draft.written[key] = DELETED
-            return
-        estimate = draft.size + len(key) + size + _ENTRY_OVERHEAD
-        draft.size = estimate if estimate <= draft.max_size else self._exact_size(key, value, flash=False)
-        draft.data[key] = value
-        draft.written[key] = value
+        else:
+            draft.data[key] = value
+            draft.written[key] = value
 
     def flash(self, key: str, value: Any, *, category: str | None = None, now: bool = False) -> None:
         """Add a message under ``key``, readable once by :meth:`get` or :meth:`flashes`, in this or a
@@ -162,7 +157,7 @@ class FlashSession:
             draft.now_next -= 1
             draft.flashes.append(Flash(draft.now_next, key, value, category))
             return
-        self._check_change(key, value, flash=True)
+        self._check_change(key, value, flash=True, category=category)
         if value is None:
             self._take(lambda flash: flash.key == key, delivered=False)
             return
@@ -431,7 +426,7 @@ class FlashSession:
                 "task?): the session was already saved, so this change would be lost"
             )
 
-    def _check_change(self, key: str, value: Any, *, flash: bool) -> None:
+    def _check_change(self, key: str, value: Any, *, flash: bool, category: str | None = None) -> None:
         """Check that ``value`` can be stored (or flashed) under ``key`` now, and grow the size estimate."""
         size = _check_encodable(key, value)
         draft = self._draft
@@ -439,10 +434,15 @@ class FlashSession:
             self._check_open(f"change of key {key!r}")
         if value is None:
             return  # deleting never grows the session
-        estimate = draft.size + len(key) + size + _ENTRY_OVERHEAD
-        draft.size = estimate if estimate <= draft.max_size else self._exact_size(key, value, flash=flash)
+        # The key's bytes, not its characters: a non-ASCII key encodes longer than it reads.
+        estimate = draft.size + _utf8_length(key) + size + _ENTRY_OVERHEAD
+        if category is not None:
+            estimate += len(_encode(category))
+        if estimate > draft.max_size:
+            estimate = self._exact_size(key, value, flash=flash, category=category)
+        draft.size = estimate
 
-    def _exact_size(self, key: str, value: Any, *, flash: bool) -> int:
+    def _exact_size(self, key: str, value: Any, *, flash: bool, category: str | None) -> int:
         """Return the exact size of the session with ``value`` stored (or flashed) under ``key``,
         when the estimate is over the limit (it is an upper bound: only near the limit is the
         session encoded exactly).
@@ -453,7 +453,7 @@ class FlashSession:
         draft = self._draft
         trial = draft.content(0.0)
         if flash:
-            trial.flashes = [*trial.flashes, Flash(draft.next_flash_id, key, value)]
+            trial.flashes = [*trial.flashes, Flash(draft.next_flash_id, key, value, category)]
         else:
             trial.data = {**trial.data, key: value}
         exact = len(_encode(trial))
@@ -463,6 +463,11 @@ class FlashSession:
                 f"limit of {draft.max_size} (SessionConfig.max_size_bytes or the store's): store less"
             )
         return exact
+
+
+def _utf8_length(text: str) -> int:
+    """Return how many bytes ``text`` takes encoded (its length, when it is ASCII)."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def _check_encodable(key: str, value: Any) -> int:

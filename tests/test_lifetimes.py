@@ -127,6 +127,15 @@ async def test_a_set_over_the_size_limit_raises_at_the_call(make_client: ClientF
         assert fits == {"error": "", "has": True}
 
 
+async def test_the_size_limit_counts_a_key_in_bytes_not_characters(make_client: ClientFactory) -> None:
+    """A key of 600 "é" is 1,200 bytes encoded: over a 1,000-byte limit, though its 600
+    characters and a 100-byte value are not."""
+    async with make_client(max_size_bytes=1000) as client:
+        refused = (await client.post("/set-too-large", json={"key": "\u00e9" * 600, "size": 100})).json()
+        assert "over its limit of 1000" in refused["error"]
+        assert refused["has"] is False
+
+
 async def test_records_are_keyed_by_a_hash_of_the_id(make_client: ClientFactory, store: SessionBackend) -> None:
     records = server_side(store)
     async with make_client() as client:
@@ -160,3 +169,17 @@ async def test_records_can_be_sealed_at_rest_bound_to_their_key(
 def test_a_weak_encryption_secret_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="token_urlsafe"):
         SessionConfig(encryption_secret="password" * 4)
+
+
+def test_the_size_limit_counts_a_flashs_category() -> None:
+    """A flash's category takes room too: a 900-byte category is over a 500-byte limit."""
+    from litestar_flash_sessions import SessionTooLargeError
+    from litestar_flash_sessions.backend import Loaded
+
+    loaded = Loaded.new()
+    loaded.draft.max_size = 500
+    session = loaded.session
+    session.flash("notice", "hi", category="c" * 400)
+    with pytest.raises(SessionTooLargeError):
+        session.flash("notice", "hi", category="c" * 900)
+    assert [message.category for message in session.peek_flashes()] == ["c" * 400]
