@@ -84,10 +84,10 @@ class Draft:
         self.lifetime = loaded.lifetime
         self.lifetime_set = False
         """Whether the request gave the session a lifetime of its own (``set_expiry``)."""
-        self.user = user = loaded.user
-        self.handle = handle = loaded.handle
+        self.user = loaded.user
+        self.handle = loaded.handle
         self.device = loaded.device
-        self.loaded_owner = None if user is None or handle is None else (user, handle)  # loaded.owner, inline
+        self.loaded_owner = loaded.owner
         """The user and handle of the record as loaded (what its user's index lists it under)."""
         self.user_set = False
         """Whether the request bound or unbound the session (``bind_user``, ``unbind_user``)."""

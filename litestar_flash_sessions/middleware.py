@@ -217,16 +217,7 @@ class SessionMiddleware:
             if loaded is not None and message["type"] == "http.response.start":
                 start = message
                 draft = loaded.draft
-                if (
-                    start["status"] < 500
-                    and not scope["state"].get(ROTATE_STATE_KEY)
-                    and scope.get("session") is loaded.session
-                ):
-                    draft.committed = True  # _committing's usual case, inline
-                    commits = True
-                else:
-                    commits = _committing(start, loaded, scope)
-                if commits:
+                if _committing(start, loaded, scope):
                     try:
                         # A binding goes through _commit, which keeps what device_info says of the device.
                         outcome = await (

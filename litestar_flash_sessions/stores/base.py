@@ -26,11 +26,9 @@ from abc import abstractmethod
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import msgspec
-
 from litestar_flash_sessions import commit, lifetime
 from litestar_flash_sessions.backend import Loaded, SessionBackend
-from litestar_flash_sessions.record import Ended, Live, Moved, decode
+from litestar_flash_sessions.record import Live
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -182,16 +180,7 @@ class SessionStore(SessionBackend):
             except TimeoutError as exc:
                 raise self._timed_out() from exc
             spent = time.monotonic() - started
-        sealer = config.record_sealer
-        plain: bytes | None
-        record: Live | Moved | Ended | None
-        if raw is not None and sealer is None:  # open_record's usual case, inline
-            try:
-                plain, record = raw, decode(raw)
-            except msgspec.DecodeError:
-                raw, plain, record = commit.open_record(self, key, raw)  # logs it: the id opens nothing
-        else:
-            raw, plain, record = commit.open_record(self, key, raw, sealer)
+        raw, plain, record = commit.open_record(self, key, raw, config.record_sealer)
         if not isinstance(record, Live):
             return Loaded.new()  # none, expired or a tombstone: the id opens nothing
         state = lifetime.on_load(record, config, self.now())
