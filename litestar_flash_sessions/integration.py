@@ -94,7 +94,7 @@ class AppSessionMiddleware(LitestarSessionMiddleware):  # type: ignore[type-arg]
 
     def __init__(self, app: ASGIApp, backend: _PluginBackend) -> None:
         super().__init__(app, backend)  # its exclude and scopes: from our config
-        self._inner = SessionMiddleware(app, backend.config.loader, eager=True)
+        self._inner = SessionMiddleware(app, backend.config.loader)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Load the session, run the app, commit the session when the response starts."""

@@ -1,9 +1,10 @@
 """The ASGI middleware that commits a session when its response starts.
 
 The plugin puts it only in front of handlers that take the session, so every other handler
-runs exactly as without the plugin. The session itself is loaded by the ``session``
-dependency (:func:`provide_session`); the middleware commits it at ``http.response.start``,
-before any byte of the body leaves, so that a store failure can still become a 503.
+runs exactly as without the plugin. The middleware loads the session before the route runs
+(its guards and hooks see ``request.session``; the ``session`` dependency only hands it over)
+and commits it at ``http.response.start``, before any byte of the body leaves, so that a store
+failure can still become a 503.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from litestar_flash_sessions.session import MESSAGES_KEY
 from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Callable, Iterable
 
     from litestar.types import (
         ASGIApp,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from litestar_flash_sessions.config import SessionConfig
     from litestar_flash_sessions.session import FlashSession
 
-__all__ = ("ROTATE_STATE_KEY", "Loader", "OutageLog", "SessionMiddleware", "retry_location", "session_provider")
+__all__ = ("ROTATE_STATE_KEY", "Loader", "OutageLog", "SessionMiddleware", "provide_session", "retry_location")
 
 logger = logging.getLogger("litestar_flash_sessions")
 
@@ -63,14 +64,16 @@ RETRY_AFTER_SECONDS = 5
 
 
 class _Slot:
-    """Where one request's session waits between the dependency that loads it and the middleware."""
+    """Where one request's session waits between the middleware that loads it and the dependency."""
 
-    __slots__ = ("loaded", "scope")
+    __slots__ = ("loaded", "scope", "session")
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
         self.loaded: Loaded | None = None
-        """The request's session; stays ``None`` where nothing is to be committed."""
+        """The request's session as loaded, to commit; stays ``None`` where nothing is to be committed."""
+        self.session: FlashSession | None = None
+        """What the ``session`` dependency hands the handler, once loaded."""
 
 
 class OutageLog:
@@ -120,8 +123,8 @@ driver's error through)."""
 
 
 class Loader:
-    """Loads a request's session for the middleware or the ``session`` dependency, whichever
-    needs it first, and makes it ``request.session`` (``scope["session"]``).
+    """Loads a request's session for the middleware and makes it ``request.session``
+    (``scope["session"]``) and the ``session`` dependency's value.
 
     Args:
         config: The plugin's configuration.
@@ -141,7 +144,7 @@ class Loader:
         self.max_size = min(config.max_size_bytes, self.backend.max_record_bytes or config.max_size_bytes)
 
     async def load(self, slot: _Slot) -> Loaded:
-        """Load the slot's session (once) and put it in the scope.
+        """Load the slot's session and put it in the scope and the slot.
 
         A request outside ``cookie_path`` gets a fresh session that is never saved: the browser
         would not send the cookie back.
@@ -150,20 +153,18 @@ class Loader:
             ServiceUnavailableException: The store is unreachable (a 503 with ``Retry-After``,
                 through the app's exception handlers).
         """
-        if slot.loaded is not None:
-            return slot.loaded
         scope = slot.scope
         if not self.every_path and not in_cookie_path(scope["path"], self.cookie_path):
             loaded = Loaded.new()
-            scope["session"] = loaded.session
-            return loaded  # never put in the slot: nothing is committed
+            slot.session = scope["session"] = loaded.session
+            return loaded  # never put in the slot's loaded: nothing is committed
         try:
             loaded = await self.backend.load(self.jar.read(scope), self.config)
         except UNAVAILABLE as exc:
             raise self.unavailable(exc) from exc
         loaded.draft.max_size = self.max_size
         slot.loaded = loaded
-        scope["session"] = loaded.session
+        slot.session = scope["session"] = loaded.session
         return loaded
 
     def unavailable(self, exc: BaseException) -> ServiceUnavailableException:
@@ -173,26 +174,23 @@ class Loader:
 
 
 class SessionMiddleware:
-    """Load the route's session (before its guards and hooks, when ``eager``) and commit it when
-    the response starts.
+    """Load the route's session before the rest of the route runs (its guards, hooks and
+    dependencies) and commit it when the response starts.
 
     Args:
         app: The next ASGI app.
         loader: Loads sessions.
-        eager: Load before the rest of the route runs (its guards, hooks or an authentication
-            middleware need ``request.session``), not when the ``session`` dependency asks.
     """
 
-    __slots__ = ("app", "backend", "config", "eager", "jar", "loader", "outages")
+    __slots__ = ("app", "backend", "config", "jar", "loader", "outages")
 
-    def __init__(self, app: ASGIApp, loader: Loader, eager: bool = False) -> None:
+    def __init__(self, app: ASGIApp, loader: Loader) -> None:
         self.app = app
         self.loader = loader
         self.config = loader.config
         self.backend = loader.backend
         self.jar = loader.jar
         self.outages = loader.outages
-        self.eager = eager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the route and commit its session at ``http.response.start``."""
@@ -239,8 +237,7 @@ class SessionMiddleware:
 
         token = _CURRENT_SLOT.set(slot)
         try:
-            if self.eager:
-                await self.loader.load(slot)
+            await self.loader.load(slot)
             await self.app(scope, receive, send_committing)
         finally:
             _CURRENT_SLOT.reset(token)
@@ -475,31 +472,16 @@ def _apply_scope_session(loaded: Loaded, current: object) -> None:
         session.rotate_key()
 
 
-def session_provider(loader: Loader) -> Callable[[], Awaitable[FlashSession]]:
-    """Return the ``session`` dependency: the request's session, loaded now if the middleware did not."""
-    backend, config, jar, load = loader.backend, loader.config, loader.jar, loader.load
+def provide_session() -> FlashSession:
+    """Return the request's session, which the middleware loaded (the ``session`` dependency).
 
-    async def provide_session() -> FlashSession:
-        slot = _CURRENT_SLOT.get()
-        if slot is None:
-            raise ImproperlyConfiguredException(
-                "the session dependency ran on a route the SessionPlugin did not see; "
-                "sessions work on HTTP handlers of the app the plugin was given to"
-            )
-        loaded = slot.loaded
-        if loaded is not None:  # loaded by the middleware (eager) or another dependency
-            return loaded.session
-        scope = slot.scope
-        if not loader.every_path:
-            return (await load(slot)).session
-        # Loader.load, inline for the usual route (one coroutine less per request).
-        try:
-            loaded = await backend.load(jar.read(scope), config)
-        except UNAVAILABLE as exc:
-            raise loader.unavailable(exc) from exc
-        loaded.draft.max_size = loader.max_size
-        slot.loaded = loaded
-        session = scope["session"] = loaded.session
-        return session
-
-    return provide_session
+    Raises:
+        ImproperlyConfiguredException: The route is not one the plugin put its middleware on.
+    """
+    slot = _CURRENT_SLOT.get()
+    if slot is None or slot.session is None:
+        raise ImproperlyConfiguredException(
+            "the session dependency ran on a route the SessionPlugin did not see; "
+            "sessions work on HTTP handlers of the app the plugin was given to"
+        )
+    return slot.session

@@ -20,7 +20,7 @@ from litestar_flash_sessions.cli import add_sessions_commands
 from litestar_flash_sessions.config import SessionConfig
 from litestar_flash_sessions.cookies import CookieJar
 from litestar_flash_sessions.integration import SessionBackendConfig, check_no_other_session_cookie
-from litestar_flash_sessions.middleware import Loader, OutageLog, SessionMiddleware, session_provider
+from litestar_flash_sessions.middleware import Loader, OutageLog, SessionMiddleware, provide_session
 from litestar_flash_sessions.openapi import documented_config, session_operation
 from litestar_flash_sessions.session import FlashSession, Session, SessionTooLargeError, UnstorableValueError
 from litestar_flash_sessions.users import UnsupportedStoreError, UserSessionManager, UserSessions
@@ -57,7 +57,6 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
 
     __slots__ = (
         "_config",
-        "_eager_middleware",
         "_jar",
         "_loader",
         "_middleware",
@@ -70,9 +69,9 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
         self._config = config or SessionConfig()
         self._jar = CookieJar(self._config, self._config.session_cookie_name)
         self._loader = Loader(self._config, self._jar, OutageLog())
-        self._provide = Provide(session_provider(self._loader))
+        # Synchronous: the middleware loaded the session already, the dependency only hands it over.
+        self._provide = Provide(provide_session, sync_to_thread=False)
         self._middleware = DefineMiddleware(SessionMiddleware, loader=self._loader)
-        self._eager_middleware = DefineMiddleware(SessionMiddleware, loader=self._loader, eager=True)
         self._operation_classes: dict[tuple[type[Operation], int], type[Operation]] = {}
         self._user_sessions = UserSessionManager(self._config)
 
@@ -150,21 +149,15 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
         if isinstance(route, WebSocketRoute):
             socket_handler = route.route_handler
             present_on_socket = socket_handler.middleware or ()
-            if self._takes_session(socket_handler) and self._eager_middleware not in present_on_socket:
-                socket_handler.middleware = [*present_on_socket, self._eager_middleware]  # loaded at connect
+            if self._takes_session(socket_handler) and self._middleware not in present_on_socket:
+                socket_handler.middleware = [*present_on_socket, self._middleware]  # loaded at connect
             return
         if not isinstance(route, HTTPRoute):
             return
         for handler in route.route_handlers:
             present = handler.middleware or ()
-            if (
-                self._takes_session(handler)
-                and self._middleware not in present
-                and self._eager_middleware not in present
-            ):
-                # Guards and hooks run before the dependency: they get the session loaded first.
-                eager = bool(handler.resolve_guards() or handler.resolve_before_request())
-                handler.middleware = [*present, self._eager_middleware if eager else self._middleware]
+            if self._takes_session(handler) and self._middleware not in present:
+                handler.middleware = [*present, self._middleware]
                 handler.operation_class = self._documented(handler.operation_class, handler.app.openapi_config)
 
     def _takes_session(self, handler: HTTPRouteHandler | WebsocketRouteHandler) -> bool:

@@ -127,7 +127,7 @@ class FlashSession:
             RuntimeError: The response has started: the change could not be saved.
         """
         draft = self._draft
-        self._check_change(key, value, flash=False)
+        self._check_change(key, value, False)
         if value is None:
             if key in draft.data:
                 del draft.data[key]
@@ -157,7 +157,7 @@ class FlashSession:
             draft.now_next -= 1
             draft.flashes.append(Flash(draft.now_next, key, value, category))
             return
-        self._check_change(key, value, flash=True, category=category)
+        self._check_change(key, value, True, category)
         if value is None:
             self._take(lambda flash: flash.key == key, delivered=False)
             return
@@ -332,9 +332,10 @@ class FlashSession:
 
     def __setitem__(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key`` (``None`` too, as a dict would); raises as :meth:`set`."""
-        self._check_change(key, value, flash=False)
-        self._draft.data[key] = value
-        self._draft.written[key] = value
+        self._check_change(key, value, False)
+        draft = self._draft
+        draft.data[key] = value
+        draft.written[key] = value
 
     def __delitem__(self, key: str) -> None:
         """Delete ``key``.
@@ -426,8 +427,14 @@ class FlashSession:
                 "task?): the session was already saved, so this change would be lost"
             )
 
-    def _check_change(self, key: str, value: Any, *, flash: bool, category: str | None = None) -> None:
-        """Check that ``value`` can be stored (or flashed) under ``key`` now, and grow the size estimate."""
+    def _check_change(self, key: str, value: Any, flash: bool, category: str | None = None) -> None:
+        """Check that ``value`` can be stored (or flashed) under ``key`` now, and grow the size estimate.
+
+        Raises:
+            TypeError: ``key`` is not a string, or msgspec cannot encode ``value``.
+            SessionTooLargeError: The session would grow past its size limit.
+            RuntimeError: The response has started.
+        """
         size = _check_encodable(key, value)
         draft = self._draft
         if draft.committed:  # checked here first: the message is only built for the error
@@ -435,7 +442,7 @@ class FlashSession:
         if value is None:
             return  # deleting never grows the session
         # The key's bytes, not its characters: a non-ASCII key encodes longer than it reads.
-        estimate = draft.size + _utf8_length(key) + size + _ENTRY_OVERHEAD
+        estimate = draft.size + (len(key) if key.isascii() else len(key.encode())) + size + _ENTRY_OVERHEAD
         if category is not None:
             estimate += len(_encode(category))
         if estimate > draft.max_size:
@@ -463,11 +470,6 @@ class FlashSession:
                 f"limit of {draft.max_size} (SessionConfig.max_size_bytes or the store's): store less"
             )
         return exact
-
-
-def _utf8_length(text: str) -> int:
-    """Return how many bytes ``text`` takes encoded (its length, when it is ASCII)."""
-    return len(text) if text.isascii() else len(text.encode())
 
 
 def _check_encodable(key: str, value: Any) -> int:
