@@ -59,18 +59,18 @@ class Loaded:
 
     __slots__ = ("base", "draft", "key", "plain", "session", "spent")
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 (positional: see below)
         self,
         session_id: str | None,
         content: Live,
-        *,
         key: str | None = None,
         base: bytes | None = None,
         plain: bytes | None = None,
         spent: float = 0.0,
     ) -> None:
-        self.draft = Draft(content, 0 if plain is None else len(plain))
-        self.session = FlashSession(self.draft, session_id)
+        # Positional parameters: a load makes one of these per request, and keywords cost more.
+        self.draft = draft = Draft(content, 0 if plain is None else len(plain))
+        self.session = FlashSession(draft, session_id)
         self.key = key
         self.base = base
         self.plain = plain

@@ -133,14 +133,14 @@ def decide(
     ttl = lifetime.store_ttl(content, config, now)
     if draft.rotate and not followed and not content.is_empty:
         outcome = Outcome(retry_flash=redelivered, max_age=lifetime.cookie_max_age(content, config))
-        return Plan(encode(content), ttl, outcome, move=True, content=content)
+        return Plan(encode(content), ttl, outcome, True, content)
     record = encode(content)
     outcome = Outcome(retry_flash=True) if redelivered else NOTHING
     if record == plain:
         return Plan(None, None, outcome)  # the store already holds exactly this
     # An emptied session keeps its record (briefly) rather than being deleted: a concurrent write
     # that lands after it must find the session, not a logout.
-    return Plan(record, _short(ttl) if content.is_empty else ttl, outcome, content=content)
+    return Plan(record, _short(ttl) if content.is_empty else ttl, outcome, False, content)
 
 
 class _Lock:
@@ -293,7 +293,7 @@ async def _create(store: SessionStore, draft: Draft, config: SessionConfig) -> O
     content = draft.survivors(now) if draft.delete else draft.content(now)
     if content is None or content.is_empty:
         return NOTHING  # no record, no cookie: nothing per anonymous visitor
-    plan = Plan(encode(content), lifetime.store_ttl(content, config, now), NOTHING, content=content)
+    plan = Plan(encode(content), lifetime.store_ttl(content, config, now), NOTHING, False, content)
     for _ in range(3):  # a fresh id is taken only when a revocation tombstoned the key it listed
         session_id = new_session_id()
         if await _write(store, config, store_key(session_id), plan, None, before=None, after=content.owner) is not None:

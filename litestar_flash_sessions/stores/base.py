@@ -190,7 +190,7 @@ class SessionStore(SessionBackend):
         state = on_load(record, config, self._clock())
         if state is None:
             return Loaded.new()  # past a timeout
-        loaded = Loaded(token, record, key=key, base=raw, plain=plain, spent=spent)
+        loaded = Loaded(token, record, key, raw, plain, spent)
         draft = loaded.draft
         draft.stale, draft.touch = state
         return loaded
