@@ -31,6 +31,7 @@ from litestar.stores.memory import MemoryStore as LitestarMemoryStore
 from litestar.types import ASGIApp as LitestarASGIApp
 from litestar.types import Receive, Scope, Send
 
+from benchmarks.minimal import bare_session_app
 from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
 from litestar_flash_sessions.stores import CookieStore
 
@@ -90,6 +91,11 @@ async def builtin_login(request: Request[Any, Any, Any]) -> str:
     return "ok"
 
 
+BARE_SESSION = "reference: a bare-bones session"
+"""A hand-written session with none of the guarantees (``benchmarks.minimal``): the least a
+server-side session costs over the floor on the machine at hand."""
+
+
 def litestar_cases() -> dict[str, Litestar]:
     return {
         "bare litestar": Litestar([bare]),
@@ -99,6 +105,7 @@ def litestar_cases() -> dict[str, Litestar]:
         "ours CookieStore read+write": Litestar(
             [ours_read_write, ours_login], plugins=[SessionPlugin(SessionConfig(store=CookieStore(SECRET)))]
         ),
+        BARE_SESSION: bare_session_app(),
         "litestar ServerSideSessionConfig": Litestar(
             [builtin_read_write, builtin_login],
             middleware=[ServerSideSessionConfig().middleware],
@@ -293,6 +300,8 @@ def summary(samples: Samples) -> dict[str, Any]:
     }
     if FLOOR in samples:
         result["over_floor_us"] = {kind: difference(samples, ours, FLOOR) for kind, ours in OVERHEADS}
+        if BARE_SESSION in samples:
+            result["over_floor_us"]["bare-bones session"] = difference(samples, BARE_SESSION, FLOOR)
     if "bare starlette" in samples:
         result["overhead_us"] = {
             kind: {
@@ -332,7 +341,8 @@ def report(figures: dict[str, Any]) -> None:
             f"starsessions {overhead['starsessions over bare starlette']:5.1f} us over bare starlette"
         )
     for kind, over in figures.get("over_floor_us", {}).items():
-        print(f"{kind}: ours {over:5.1f} us over the floor (a dependency + a middleware)")
+        who = kind if kind == "bare-bones session" else f"{kind}: ours"
+        print(f"{who} {over:5.1f} us over the floor (a dependency + a middleware)")
     for comparison, times in figures["times_faster"].items():
         ours, theirs = comparison.split(" vs ")
         print(f"{ours} is {times:.2f}x faster than {theirs}")
