@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
+
+import msgspec
 
 from litestar_flash_sessions.draft import Draft
 from litestar_flash_sessions.record import Live
@@ -27,8 +29,12 @@ if TYPE_CHECKING:
 __all__ = ("EXPIRE", "NOTHING", "Loaded", "Outcome", "SessionBackend")
 
 
-class Outcome(NamedTuple):
-    """What the response must carry after a commit."""
+class Outcome(msgspec.Struct, frozen=True):
+    """What the response must carry after a commit (immutable: :data:`NOTHING` is shared).
+
+    A ``msgspec.Struct`` rather than a ``NamedTuple``: a commit makes one per request, and a
+    Struct is made in C (about a third of the instructions).
+    """
 
     cookie: str | None = None
     """A new value for the session cookie, or ``None`` to leave the browser's cookie as it is."""
@@ -69,7 +75,7 @@ class Loaded:
         spent: float = 0.0,
     ) -> None:
         # Positional parameters: a load makes one of these per request, and keywords cost more.
-        self.draft = draft = Draft(content, 0 if plain is None else len(plain))
+        self.draft = draft = Draft.of(content, 0 if plain is None else len(plain))
         self.session = FlashSession(draft, session_id)
         self.key = key
         self.base = base

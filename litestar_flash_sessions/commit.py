@@ -17,7 +17,7 @@ import hashlib
 import logging
 import secrets
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -76,8 +76,8 @@ def store_key(session_id: str) -> str:
     return binascii.b2a_base64(_sha256(session_id.encode()).digest())[:43].translate(_URLSAFE).decode()
 
 
-class Plan(NamedTuple):
-    """What :func:`decide` says to do with one key."""
+class Plan(msgspec.Struct, frozen=True):
+    """What :func:`decide` says to do with one key (a ``msgspec.Struct``: made in C, per commit)."""
 
     record: bytes | None
     """The bytes to compare-and-set at the key, ``None`` to write nothing."""
@@ -341,7 +341,7 @@ async def _commit_existing(
                     if before is not None:
                         await users.unlist_key(store, config, before, key)
                     await _bound(store, config, before, after)
-                    return plan.outcome._replace(cookie=new_id)
+                    return msgspec.structs.replace(plan.outcome, cookie=new_id)
                 await _drop_unused(store, config, store_key(new_id), after)
         elif (stored := await _write(store, config, key, plan, base, before=before, after=after)) is not None:
             if not followed:
@@ -401,7 +401,7 @@ def _resend_cookie(outcome: Outcome, loaded: Loaded, config: SessionConfig, *, f
     max_age = draft.lifetime or config.cookie_max_age
     if max_age is None and not draft.lifetime_set:
         return outcome
-    return outcome._replace(cookie=loaded.session.id, max_age=max_age)
+    return msgspec.structs.replace(outcome, cookie=loaded.session.id, max_age=max_age)
 
 
 async def _drop_unused(store: SessionStore, config: SessionConfig, key: str, owner: Owner | None) -> None:

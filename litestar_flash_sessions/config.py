@@ -108,6 +108,9 @@ class SessionConfig:
             raise ValueError("cookie_samesite='none' needs a secure cookie: browsers reject it otherwise")
         self._check_prefix()
         self._check_users()
+        # An attribute, not a property: loads and commits read it per request.
+        self.ttl: int | None = self.expire_after_seconds or None
+        """The idle timeout in seconds, ``None`` when sessions never expire (from ``expire_after_seconds``)."""
         self.record_sealer: Any = None
         """Seals records at rest (a ``crypto.Sealer``), when ``encryption_secret`` is set."""
         if self.encryption_secret is not None:
@@ -155,11 +158,6 @@ class SessionConfig:
     def session_cookie_name(self) -> str:
         """The name the session cookie is sent under: the store's own, else :attr:`cookie_name`."""
         return self.store.cookie_name or self.cookie_name
-
-    @property
-    def ttl(self) -> int | None:
-        """The idle timeout in seconds, ``None`` when sessions never expire."""
-        return self.expire_after_seconds or None
 
 
 def check_lifetime(seconds: object, name: str, *, zero_means: str | None = None) -> None:

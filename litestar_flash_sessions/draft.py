@@ -12,6 +12,8 @@ import secrets
 import sys
 from typing import Any, Final
 
+import msgspec
+
 from litestar_flash_sessions.record import Flash, Live
 
 __all__ = ("DELETED", "Draft", "new_handle", "replay")
@@ -25,83 +27,74 @@ def new_handle() -> str:
     return secrets.token_urlsafe(16)
 
 
-class Draft:
+class Draft(msgspec.Struct):
     """What handlers see of the session, and the log of what they changed.
 
-    Args:
-        loaded: The session's content as loaded; the draft takes ownership of its containers.
-        size: The size of the loaded record in bytes (the start of the size estimate).
+    Make one with :meth:`of`. A ``msgspec.Struct``: a load makes one per request, and a Struct
+    sets its two dozen fields in C (a Python ``__init__`` took three times the instructions).
     """
 
-    __slots__ = (
-        "committed",
-        "consumed",
-        "created_at",
-        "data",
-        "delete",
-        "delete_from",
-        "device",
-        "flashes",
-        "handle",
-        "lifetime",
-        "lifetime_set",
-        "loaded_owner",
-        "max_size",
-        "next_flash_id",
-        "now_next",
-        "own_from",
-        "rotate",
-        "shown",
-        "size",
-        "stale",
-        "touch",
-        "user",
-        "user_set",
-        "written",
-    )
+    data: dict[str, Any]
+    """The values, with this request's changes."""
+    flashes: list[Flash]
+    """The pending flashes, with this request's changes."""
+    next_flash_id: int
+    own_from: int
+    """Flashes with an id from here on were added by this request (ids it provisionally gave)."""
+    created_at: float
+    lifetime: int | None
+    user: str | None
+    handle: str | None
+    device: dict[str, str] | None
+    loaded_owner: tuple[str, str] | None
+    """The user and handle of the record as loaded (what its user's index lists it under)."""
+    size: int = 0
+    """An upper bound of the encoded session's size: grows with every ``set`` and ``flash``."""
+    written: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Keys this request set (their value) or deleted (:data:`DELETED`)."""
+    consumed: dict[int, bool] = msgspec.field(default_factory=dict)
+    """Loaded flashes this request removed: ``True`` if it delivered them, ``False`` if withdrawn."""
+    delete: bool = False
+    delete_from: int | None = None
+    """The first flash id added after ``delete_session()``: those survive into a fresh session."""
+    rotate: bool = False
+    now_next: int = 0
+    """The last id given to a flash for this request only (``flash(now=True)``): negative, never stored."""
+    shown: list[Flash] = msgspec.field(default_factory=list)
+    """The flashes this request consumed, in order (``keep()`` puts them back)."""
+    lifetime_set: bool = False
+    """Whether the request gave the session a lifetime of its own (``set_expiry``)."""
+    user_set: bool = False
+    """Whether the request bound or unbound the session (``bind_user``, ``unbind_user``)."""
+    touch: bool = False
+    """Whether the record must be written even if nothing changed (see ``lifetime.needs_touch``)."""
+    stale: bool = False
+    """Whether ``seen_at`` is ``TOUCH_SECONDS`` old: a persistent cookie's ``Max-Age`` slides now."""
+    max_size: int = sys.maxsize
+    """The most bytes the encoded session may take (``SessionConfig.max_size_bytes``, or less
+    for a backend with a smaller limit)."""
+    committed: bool = False
+    """Set once the response started: a change after that could not be saved."""
 
-    def __init__(self, loaded: Live, size: int = 0) -> None:
-        self.data = loaded.data
-        """The values, with this request's changes."""
-        self.flashes = loaded.flashes
-        """The pending flashes, with this request's changes."""
-        self.next_flash_id = loaded.next_flash_id
-        self.own_from = loaded.next_flash_id
-        """Flashes with an id from here on were added by this request (ids it provisionally gave)."""
-        self.written: dict[str, Any] = {}
-        """Keys this request set (their value) or deleted (:data:`DELETED`)."""
-        self.consumed: dict[int, bool] = {}
-        """Loaded flashes this request removed: ``True`` if it delivered them, ``False`` if withdrawn."""
-        self.delete = False
-        self.delete_from: int | None = None
-        """The first flash id added after ``delete_session()``: those survive into a fresh session."""
-        self.rotate = False
-        self.now_next = 0
-        """The last id given to a flash for this request only (``flash(now=True)``): negative, never stored."""
-        self.shown: list[Flash] = []
-        """The flashes this request consumed, in order (``keep()`` puts them back)."""
-        self.created_at = loaded.created_at
-        self.lifetime = loaded.lifetime
-        self.lifetime_set = False
-        """Whether the request gave the session a lifetime of its own (``set_expiry``)."""
-        self.user = loaded.user
-        self.handle = loaded.handle
-        self.device = loaded.device
-        self.loaded_owner = loaded.owner
-        """The user and handle of the record as loaded (what its user's index lists it under)."""
-        self.user_set = False
-        """Whether the request bound or unbound the session (``bind_user``, ``unbind_user``)."""
-        self.touch = False
-        """Whether the record must be written even if nothing changed (see ``lifetime.needs_touch``)."""
-        self.stale = False
-        """Whether ``seen_at`` is ``TOUCH_SECONDS`` old: a persistent cookie's ``Max-Age`` slides now."""
-        self.size = size
-        """An upper bound of the encoded session's size: grows with every ``set`` and ``flash``."""
-        self.max_size = sys.maxsize
-        """The most bytes the encoded session may take (``SessionConfig.max_size_bytes``, or less
-        for a backend with a smaller limit)."""
-        self.committed = False
-        """Set once the response started: a change after that could not be saved."""
+    @classmethod
+    def of(cls, loaded: Live, size: int = 0) -> Draft:
+        """Return the draft of ``loaded``, which it takes ownership of (its containers are the
+        draft's), with ``size`` (the loaded record's size in bytes) as the start of the size estimate.
+        """
+        next_id = loaded.next_flash_id
+        return cls(
+            loaded.data,
+            loaded.flashes,
+            next_id,
+            next_id,
+            loaded.created_at,
+            loaded.lifetime,
+            loaded.user,
+            loaded.handle,
+            loaded.device,
+            loaded.owner,
+            size,
+        )
 
     @property
     def modified(self) -> bool:

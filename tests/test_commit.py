@@ -42,7 +42,7 @@ def content_of(record: bytes | None) -> tuple[Any, Any, int]:
 
 
 def draft_of(content: Live, **changes: Any) -> Draft:
-    draft = Draft(
+    draft = Draft.of(
         Live(dict(content.data), list(content.flashes), content.next_flash_id, content.created_at, content.seen_at)
     )
     for key, value in changes.pop("set", {}).items():
