@@ -63,19 +63,6 @@ RETRY_AFTER_SECONDS = 5
 """What a 503 of an unreachable store tells clients to wait (``Retry-After``)."""
 
 
-class _Slot:
-    """Where one request's session waits between the middleware that loads it and the dependency."""
-
-    __slots__ = ("loaded", "scope", "session")
-
-    def __init__(self, scope: Scope) -> None:
-        self.scope = scope
-        self.loaded: Loaded | None = None
-        """The request's session as loaded, to commit; stays ``None`` where nothing is to be committed."""
-        self.session: FlashSession | None = None
-        """What the ``session`` dependency hands the handler, once loaded."""
-
-
 class OutageLog:
     """Log store outages without flooding the log: a line, then a count per interval.
 
@@ -109,10 +96,12 @@ _UNAVAILABLE_HEADERS = [(name.lower().encode(), value.encode()) for name, value 
 _CACHE_CONTROL = b"cache-control"
 
 
-# The dependency finds its request's slot here rather than through a ``request`` parameter:
+# The dependency finds its request's session here rather than through a ``request`` parameter:
 # Litestar validates a dependency's parameters on every call, and a context variable costs
-# next to nothing (dependency tasks copy the context, so they see the slot too).
-_CURRENT_SLOT: ContextVar[_Slot | None] = ContextVar("litestar_flash_sessions.slot", default=None)
+# next to nothing (dependency tasks copy the context, so they see the session too).
+_CURRENT_SESSION: ContextVar[FlashSession | None] = ContextVar("litestar_flash_sessions.session", default=None)
+_LOADED = "litestar_flash_sessions.loaded"
+"""A scope key: the request's session is loaded (by an app-wide session middleware, first)."""
 _VARY = (b"vary", b"Cookie")
 _VARY_ONLY = [_VARY]
 """The session headers of the usual outcome, nothing to set or expire (never changed in place)."""
@@ -143,28 +132,28 @@ class Loader:
         self.every_path = self.cookie_path == "/"
         self.max_size = min(config.max_size_bytes, self.backend.max_record_bytes or config.max_size_bytes)
 
-    async def load(self, slot: _Slot) -> Loaded:
-        """Load the slot's session and put it in the scope and the slot.
+    async def load(self, scope: Scope) -> Loaded | None:
+        """Load the request's session and make it ``scope["session"]``.
 
-        A request outside ``cookie_path`` gets a fresh session that is never saved: the browser
-        would not send the cookie back.
+        Returns:
+            What to commit when the response starts; ``None`` for a request outside
+            ``cookie_path``, which gets a fresh session that is never saved (the browser would not
+            send the cookie back).
 
         Raises:
             ServiceUnavailableException: The store is unreachable (a 503 with ``Retry-After``,
                 through the app's exception handlers).
         """
-        scope = slot.scope
+        scope[_LOADED] = True  # type: ignore[literal-required]
         if not self.every_path and not in_cookie_path(scope["path"], self.cookie_path):
-            loaded = Loaded.new()
-            slot.session = scope["session"] = loaded.session
-            return loaded  # never put in the slot's loaded: nothing is committed
+            scope["session"] = Loaded.new().session
+            return None
         try:
             loaded = await self.backend.load(self.jar.read(scope), self.config)
         except UNAVAILABLE as exc:
             raise self.unavailable(exc) from exc
         loaded.draft.max_size = self.max_size
-        slot.loaded = loaded
-        slot.session = scope["session"] = loaded.session
+        scope["session"] = loaded.session
         return loaded
 
     def unavailable(self, exc: BaseException) -> ServiceUnavailableException:
@@ -194,14 +183,13 @@ class SessionMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the route and commit its session at ``http.response.start``."""
-        outer = _CURRENT_SLOT.get()
-        if outer is not None and outer.scope is scope:
+        if _LOADED in scope:
             await self.app(scope, receive, send)  # an app-wide session middleware got here first
             return
         if scope["type"] == _WEBSOCKET:
             await self._websocket(scope, receive, send)
             return
-        slot = _Slot(scope)
+        loaded = await self.loader.load(scope)
         replaced = False
         backend, config = self.backend, self.config
 
@@ -211,7 +199,6 @@ class SessionMiddleware:
             nonlocal replaced
             if replaced:
                 return  # the handler's body, after we answered in its place
-            loaded = slot.loaded
             if loaded is not None and message["type"] == "http.response.start":
                 start = message
                 draft = loaded.draft
@@ -235,12 +222,11 @@ class SessionMiddleware:
                     start["headers"] = [*start["headers"], *headers]
             await send(message)
 
-        token = _CURRENT_SLOT.set(slot)
+        token = _CURRENT_SESSION.set(scope["session"])  # type: ignore[arg-type]
         try:
-            await self.loader.load(slot)
             await self.app(scope, receive, send_committing)
         finally:
-            _CURRENT_SLOT.reset(token)
+            _CURRENT_SESSION.reset(token)
 
     async def _answer_failure(self, exc: Exception, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer in place of the handler's response when the commit failed: a 503 when the store
@@ -265,10 +251,12 @@ class SessionMiddleware:
         whenever the handler sends, and when it returns (server-side stores only: after the
         handshake no cookie can reach the browser, so a cookie store's session is read-only then).
         """
-        slot = _Slot(scope)
-        token = _CURRENT_SLOT.set(slot)
+        loaded = await self.loader.load(scope)
+        token = _CURRENT_SESSION.set(scope["session"])  # type: ignore[arg-type]
         try:
-            loaded = await self.loader.load(slot)
+            if loaded is None:  # outside the cookie path: a fresh session, never saved
+                await self.app(scope, receive, send)
+                return
             server_side = isinstance(self.backend, SessionStore)
 
             async def send_committing(message: Message) -> None:
@@ -287,7 +275,7 @@ class SessionMiddleware:
             if server_side and loaded.draft.modified and not loaded.draft.committed:
                 await self._commit(loaded, scope)
         finally:
-            _CURRENT_SLOT.reset(token)
+            _CURRENT_SESSION.reset(token)
 
     async def _commit(self, loaded: Loaded, scope: Scope) -> Outcome:
         """Commit the session, keeping what ``SessionConfig.device_info`` says of a device it binds."""
@@ -478,10 +466,10 @@ def provide_session() -> FlashSession:
     Raises:
         ImproperlyConfiguredException: The route is not one the plugin put its middleware on.
     """
-    slot = _CURRENT_SLOT.get()
-    if slot is None or slot.session is None:
+    session = _CURRENT_SESSION.get()
+    if session is None:
         raise ImproperlyConfiguredException(
             "the session dependency ran on a route the SessionPlugin did not see; "
             "sessions work on HTTP handlers of the app the plugin was given to"
         )
-    return slot.session
+    return session
