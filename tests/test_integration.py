@@ -247,3 +247,43 @@ def test_websocket_handlers_get_the_session_and_save_what_they_change(store_kind
                 ws.send_text("hi")
                 assert ws.receive_text() == "ann: hi"
             assert client.get("/mapping").json()["items"]["last"] == "hi"
+
+
+def test_a_websocket_outside_cookie_path_gets_a_fresh_session_that_is_never_saved() -> None:
+    # As an HTTP request there: the browser would not send the cookie back, so nothing is stored
+    # and the handshake sets no cookie.
+    from litestar.testing import TestClient
+
+    store = MemoryStore()
+    app = Litestar([ws_hello], plugins=[SessionPlugin(SessionConfig(store=store, cookie_path="/app"))])
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws-hello") as ws:
+            assert ws.receive_text() == "hello anonymous"
+            assert ws.receive_text() == "counted"
+        assert "session" not in client.cookies
+    assert len(store) == 0
+
+
+def session_admins_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if connection.session.get("role") != "admin":
+        raise NotAuthorizedException("admins only")
+
+
+@get("/guarded-by-session", guards=[session_admins_only])
+async def guarded_by_session(session: Session) -> dict[str, Any]:
+    return {"user": session.get("user")}
+
+
+@post("/become-admin")
+async def become_admin(session: Session) -> None:
+    session.set("role", "admin")
+
+
+async def test_a_guard_reads_the_session_the_handler_then_gets() -> None:
+    app = Litestar([guarded_by_session, become_admin], plugins=[SessionPlugin()])
+    async with app.lifespan(), in_loop_client(app) as client:
+        assert (await client.get("/guarded-by-session")).status_code == 401
+        await client.post("/become-admin")
+        response = await client.get("/guarded-by-session")
+        assert response.status_code == 200
+        assert response.json() == {"user": None}
