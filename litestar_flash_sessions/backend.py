@@ -13,9 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
-
-import msgspec
+from typing import TYPE_CHECKING, NamedTuple
 
 from litestar_flash_sessions.draft import Draft
 from litestar_flash_sessions.record import Live
@@ -29,12 +27,8 @@ if TYPE_CHECKING:
 __all__ = ("EXPIRE", "NOTHING", "Loaded", "Outcome", "SessionBackend")
 
 
-class Outcome(msgspec.Struct, frozen=True):
-    """What the response must carry after a commit (immutable: :data:`NOTHING` is shared).
-
-    A ``msgspec.Struct`` rather than a ``NamedTuple``: a commit makes one per request, and a
-    Struct is made in C (about a third of the instructions).
-    """
+class Outcome(NamedTuple):
+    """What the response must carry after a commit."""
 
     cookie: str | None = None
     """A new value for the session cookie, or ``None`` to leave the browser's cookie as it is."""

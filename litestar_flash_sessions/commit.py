@@ -340,7 +340,7 @@ async def _commit_existing(
                     if before is not None:
                         await users.unlist_key(store, config, before, key)
                     await _bound(store, config, before, after)
-                    return msgspec.structs.replace(plan.outcome, cookie=new_id)
+                    return plan.outcome._replace(cookie=new_id)
                 await _drop_unused(store, config, store_key(new_id), after)
         elif (stored := await _write(store, config, key, plan, base, before=before, after=after)) is not None:
             if not followed:
@@ -400,7 +400,7 @@ def _resend_cookie(outcome: Outcome, loaded: Loaded, config: SessionConfig, *, f
     max_age = draft.lifetime or config.cookie_max_age
     if max_age is None and not draft.lifetime_set:
         return outcome
-    return msgspec.structs.replace(outcome, cookie=loaded.session.id, max_age=max_age)
+    return outcome._replace(cookie=loaded.session.id, max_age=max_age)
 
 
 async def _drop_unused(store: SessionStore, config: SessionConfig, key: str, owner: Owner | None) -> None:

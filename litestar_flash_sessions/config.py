@@ -108,9 +108,6 @@ class SessionConfig:
             raise ValueError("cookie_samesite='none' needs a secure cookie: browsers reject it otherwise")
         self._check_prefix()
         self._check_users()
-        # An attribute, not a property: loads and commits read it per request.
-        self.ttl: int | None = self.expire_after_seconds or None
-        """The idle timeout in seconds, ``None`` when sessions never expire (from ``expire_after_seconds``)."""
         self.record_sealer: Any = None
         """Seals records at rest (a ``crypto.Sealer``), when ``encryption_secret`` is set."""
         if self.encryption_secret is not None:
@@ -153,6 +150,11 @@ class SessionConfig:
             or self.cookie_samesite == "none"
             or (self.session_cookie_name.startswith(("__Host-", "__Secure-")))
         )
+
+    @property
+    def ttl(self) -> int | None:
+        """The idle timeout in seconds, ``None`` when sessions never expire."""
+        return self.expire_after_seconds or None
 
     @property
     def session_cookie_name(self) -> str:

@@ -25,6 +25,7 @@ from litestar.exceptions import (
     InternalServerException,
     ServiceUnavailableException,
 )
+from litestar.exceptions.responses import create_exception_response
 from litestar.types import Empty
 
 from litestar_flash_sessions.backend import NOTHING, Loaded
@@ -101,7 +102,8 @@ _CACHE_CONTROL = b"cache-control"
 # next to nothing (dependency tasks copy the context, so they see the session too).
 _CURRENT_SESSION: ContextVar[FlashSession | None] = ContextVar("litestar_flash_sessions.session", default=None)
 _LOADED = "litestar_flash_sessions.loaded"
-"""A scope key: the request's session is loaded (by an app-wide session middleware, first)."""
+"""A scope key: the loader that loaded the request's session (an app-wide session middleware's,
+first). A mounted app with a plugin of its own has another loader: its session is its own."""
 _VARY = (b"vary", b"Cookie")
 _VARY_ONLY = [_VARY]
 """The session headers of the usual outcome, nothing to set or expire (never changed in place)."""
@@ -144,7 +146,7 @@ class Loader:
             ServiceUnavailableException: The store is unreachable (a 503 with ``Retry-After``,
                 through the app's exception handlers).
         """
-        scope[_LOADED] = True  # type: ignore[literal-required]
+        scope[_LOADED] = self  # type: ignore[literal-required]
         if not self.every_path and not in_cookie_path(scope["path"], self.cookie_path):
             scope["session"] = Loaded.new().session
             return None
@@ -183,13 +185,19 @@ class SessionMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the route and commit its session at ``http.response.start``."""
-        if _LOADED in scope:
+        if scope.get(_LOADED) is self.loader:
             await self.app(scope, receive, send)  # an app-wide session middleware got here first
             return
         if scope["type"] == _WEBSOCKET:
             await self._websocket(scope, receive, send)
             return
-        loaded = await self.loader.load(scope)
+        try:
+            loaded = await self.loader.load(scope)
+        except ServiceUnavailableException as exc:
+            # Answered here, through ``send``: raised, the 503 would pass the app's own middleware
+            # as an exception, and its response would leave without them (security headers, logs).
+            await _answer_with_app_handler(exc, scope, receive, send, litestar_default=True)
+            return
         replaced = False
         backend, config = self.backend, self.config
 
@@ -301,13 +309,21 @@ class SessionMiddleware:
 
 
 async def _answer_with_app_handler(
-    exc: HTTPException, scope: Scope, receive: Receive, send: Send, cause: BaseException | None = None
+    exc: HTTPException,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    cause: BaseException | None = None,
+    *,
+    litestar_default: bool = False,
 ) -> bool:
     """Answer with the exception handler the app (or the route) has for ``exc``, as if the handler
-    had raised it, so that HTML error pages and Problem Details apply; ``False`` if it has none.
+    had raised it, so that HTML error pages and Problem Details apply; ``False`` if it has none
+    (with ``litestar_default``: answer as Litestar does then, with its JSON error body).
 
     The session is committed when the handler's response starts, past the point where Litestar's
-    own exception middleware can still answer: this does its job for the one error that happens here.
+    own exception middleware can still answer, and loaded before the route's own exception
+    middleware runs: this does its job for the errors that happen there.
     """
     route_handler = scope.get("route_handler")
     handlers = route_handler.resolve_exception_handlers() if route_handler is not None else {}
@@ -315,7 +331,9 @@ async def _answer_with_app_handler(
         (handlers[kind] for kind in type(exc).__mro__ if kind in handlers), None
     )
     if handler is None:
-        return False
+        if not litestar_default:
+            return False
+        handler = create_exception_response
     if cause is not None:
         exc.__cause__ = cause
     app = scope["litestar_app"]

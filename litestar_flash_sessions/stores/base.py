@@ -170,7 +170,7 @@ class SessionStore(SessionBackend):
         if token is None or not _SESSION_ID.fullmatch(token):
             return Loaded.new()
         key = store_key(token)
-        timeout = self._timeout
+        timeout = self.timeout
         if timeout is None:  # a store without a server (memory): no deadline to keep
             raw = await self.get(key, config.ttl)
             spent = 0.0
@@ -187,7 +187,7 @@ class SessionStore(SessionBackend):
         raw, plain, record = open_record(self, key, raw, config.record_sealer)
         if type(record) is not Live:
             return Loaded.new()  # none, corrupt or a tombstone: the id opens nothing
-        state = on_load(record, config, self._clock())
+        state = on_load(record, config, self.now())
         if state is None:
             return Loaded.new()  # past a timeout
         loaded = Loaded(token, record, key, raw, plain, spent)
@@ -199,7 +199,7 @@ class SessionStore(SessionBackend):
         """Commit the request's changes (see :mod:`litestar_flash_sessions.commit`) within what is
         left of the request's time-out after its load.
         """
-        if self._timeout is None:  # the commit itself: no coroutine of our own around it
+        if self.timeout is None:  # the commit itself: no coroutine of our own around it
             return commit.commit(self, loaded, config)
         return self._commit_in_time(loaded, config)
 
