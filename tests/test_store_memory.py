@@ -260,12 +260,12 @@ def test_a_sweep_of_a_million_records_never_blocks() -> None:
     assert len(store) == count
     clock.advance(120)
     gc.collect()
-    longest: dict[str, float] = {}
+    stretches_of: dict[str, list[float]] = {}
 
     def timed(name: str, coroutine: Coroutine[Any, Any, T]) -> T:
         result, times = stretches(coroutine)
         assert len(times) == 1
-        longest[name] = max(longest.get(name, 0.0), times[0])
+        stretches_of.setdefault(name, []).extend(times)
         return result
 
     # Full: new sessions make room, expired records first (found by the bounded sweep).
@@ -275,7 +275,7 @@ def test_a_sweep_of_a_million_records_never_blocks() -> None:
         assert timed("get (expired)", store.get(sid(10 * index), 3600)) is None
         assert len(store) <= count
     dropped, times = stretches(store.delete_expired())
-    longest["delete_expired (one slice)"] = max(times)
+    stretches_of["delete_expired (one slice)"] = times
     assert len(times) > 1000, "delete_expired yields to the event loop between slices"
     assert dropped > 0
     assert len(store) == count - count // 10 + 20_000, "exactly the expired records went, no live one"
@@ -288,6 +288,10 @@ def test_a_sweep_of_a_million_records_never_blocks() -> None:
         assert len(store) == count
     assert run(store.get(sid(2), None)) is None, "the least recently used went"
     assert run(store.get(sid(1), None)) == record, "a record read since survived"
-    report = ", ".join(f"{name} {seconds * 1000:.2f} ms" for name, seconds in longest.items())
+    report = ", ".join(f"{name} {max(times) * 1000:.2f} ms" for name, times in stretches_of.items())
     print(f"longest synchronous stretch with 1,000,000 records: {report}")
-    assert max(longest.values()) < MAX_STRETCH, report
+    # Counted, not the one longest: a stretch the machine stalled (another process's load that
+    # the thread's CPU time still shows) is not the store's; a store that sweeps or grows in one
+    # go stalls again and again (the one this replaced: every 1,024 writes, 20 times here).
+    over = {name: sum(t >= MAX_STRETCH for t in times) for name, times in stretches_of.items()}
+    assert all(count <= 3 for count in over.values()), f"stretches of 5 ms or more: {over}; {report}"
