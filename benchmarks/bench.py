@@ -262,8 +262,12 @@ def difference(samples: Samples, case: str, base: str) -> float:
     return statistics.median(a - b for a, b in zip(samples[case], samples[base], strict=True))
 
 
+WITHOUT_LOGIN = ("bare", "floor")
+"""The cases (by the start of their names) driven without logging in first."""
+
+
 async def measure(
-    apps: dict[str, Any], rounds: int, requests: int, without_session: tuple[str, ...] = ("bare", "floor")
+    apps: dict[str, Any], rounds: int, requests: int, without_session: tuple[str, ...] = WITHOUT_LOGIN
 ) -> Samples:
     """Microseconds per request of each app in each round; apps whose name starts with one of
     ``without_session`` are driven without logging in first."""

@@ -18,7 +18,7 @@ import re
 import subprocess
 import sys
 
-from benchmarks.bench import FLOOR, Driver, litestar_cases
+from benchmarks.bench import FLOOR, WITHOUT_LOGIN, Driver, litestar_cases
 
 DEFAULT_CASES = (FLOOR, "reference: a bare-bones session", "ours MemoryStore read+write", "ours CookieStore read+write")
 
@@ -28,7 +28,7 @@ async def drive(case: str, requests: int) -> None:
     app = litestar_cases()[case]
     async with app.lifespan():
         driver = Driver(app)
-        if not case.startswith(("bare", "floor")):
+        if not case.startswith(WITHOUT_LOGIN):
             await driver.log_in()
         for _ in range(50 + requests):
             await driver.request()

@@ -152,14 +152,14 @@ class SessionConfig:
         )
 
     @property
-    def ttl(self) -> int | None:
-        """The idle timeout in seconds, ``None`` when sessions never expire."""
-        return self.expire_after_seconds or None
-
-    @property
     def session_cookie_name(self) -> str:
         """The name the session cookie is sent under: the store's own, else :attr:`cookie_name`."""
         return self.store.cookie_name or self.cookie_name
+
+    @property
+    def ttl(self) -> int | None:
+        """The idle timeout in seconds, ``None`` when sessions never expire."""
+        return self.expire_after_seconds or None
 
 
 def check_lifetime(seconds: object, name: str, *, zero_means: str | None = None) -> None:

@@ -26,10 +26,8 @@ from abc import abstractmethod
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from litestar_flash_sessions import commit
+from litestar_flash_sessions import commit, lifetime
 from litestar_flash_sessions.backend import Loaded, SessionBackend
-from litestar_flash_sessions.commit import open_record, store_key
-from litestar_flash_sessions.lifetime import on_load
 from litestar_flash_sessions.record import Live
 
 if TYPE_CHECKING:
@@ -169,7 +167,7 @@ class SessionStore(SessionBackend):
         """Load the session whose id is ``token``; ids that are not ours never reach the store."""
         if token is None or not _SESSION_ID.fullmatch(token):
             return Loaded.new()
-        key = store_key(token)
+        key = commit.store_key(token)
         timeout = self.timeout
         if timeout is None:  # a store without a server (memory): no deadline to keep
             raw = await self.get(key, config.ttl)
@@ -182,12 +180,10 @@ class SessionStore(SessionBackend):
             except TimeoutError as exc:
                 raise self._timed_out() from exc
             spent = time.monotonic() - started
-        if raw is None:
-            return Loaded.new()
-        raw, plain, record = open_record(self, key, raw, config.record_sealer)
-        if type(record) is not Live:
-            return Loaded.new()  # none, corrupt or a tombstone: the id opens nothing
-        state = on_load(record, config, self.now())
+        raw, plain, record = commit.open_record(self, key, raw, config.record_sealer)
+        if not isinstance(record, Live):
+            return Loaded.new()  # none, expired, corrupt or a tombstone: the id opens nothing
+        state = lifetime.on_load(record, config, self.now())
         if state is None:
             return Loaded.new()  # past a timeout
         loaded = Loaded(token, record, key, raw, plain, spent)
