@@ -93,7 +93,6 @@ class OutageLog:
 
 
 _UNAVAILABLE = {"Retry-After": str(RETRY_AFTER_SECONDS), "Vary": "Cookie"}
-_UNAVAILABLE_HEADERS = [(name.lower().encode(), value.encode()) for name, value in _UNAVAILABLE.items()]
 _CACHE_CONTROL = b"cache-control"
 
 
@@ -196,7 +195,7 @@ class SessionMiddleware:
         except ServiceUnavailableException as exc:
             # Answered here, through ``send``: raised, the 503 would pass the app's own middleware
             # as an exception, and its response would leave without them (security headers, logs).
-            await _answer_with_app_handler(exc, scope, receive, send, litestar_default=True)
+            await _answer_with_app_handler(exc, scope, receive, send)
             return
         replaced = False
         backend, config = self.backend, self.config
@@ -240,19 +239,16 @@ class SessionMiddleware:
         """Answer in place of the handler's response when the commit failed: a 503 when the store
         was unreachable, a 500 when the cookie would be too large or the store failed otherwise.
         """
+        failure: HTTPException
         if isinstance(exc, UNAVAILABLE):
-            self.outages.report(type(self.backend).__name__, exc)
-            unavailable = ServiceUnavailableException("Session store unavailable", headers=_UNAVAILABLE)
-            if not await _answer_with_app_handler(unavailable, scope, receive, send):
-                await _send_plain(send, 503, b"Service Unavailable: session store unreachable", _UNAVAILABLE_HEADERS)
+            failure = self.loader.unavailable(exc)
         elif isinstance(exc, CookieTooLargeError):
             logger.error("session not saved: %s", exc)
-            await _send_plain(send, 500, b"Internal Server Error: session cookie too large")
+            failure = InternalServerException("Session cookie too large")
         else:
             logger.exception("session not saved: the store failed (%s)", type(self.backend).__name__, exc_info=exc)
-            failed = InternalServerException("Session store error")
-            if not await _answer_with_app_handler(failed, scope, receive, send, cause=exc):
-                await _send_plain(send, 500, b"Internal Server Error: session store error")
+            failure = InternalServerException("Session store error")
+        await _answer_with_app_handler(failure, scope, receive, send, cause=exc)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Load the session at connect; save changes at the handshake (with its cookie) and then
@@ -309,17 +305,11 @@ class SessionMiddleware:
 
 
 async def _answer_with_app_handler(
-    exc: HTTPException,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    cause: BaseException | None = None,
-    *,
-    litestar_default: bool = False,
-) -> bool:
+    exc: HTTPException, scope: Scope, receive: Receive, send: Send, cause: BaseException | None = None
+) -> None:
     """Answer with the exception handler the app (or the route) has for ``exc``, as if the handler
-    had raised it, so that HTML error pages and Problem Details apply; ``False`` if it has none
-    (with ``litestar_default``: answer as Litestar does then, with its JSON error body).
+    had raised it, so that HTML error pages and Problem Details apply; without one, answer as
+    Litestar does then, with its JSON error body.
 
     The session is committed when the handler's response starts, past the point where Litestar's
     own exception middleware can still answer, and loaded before the route's own exception
@@ -328,19 +318,14 @@ async def _answer_with_app_handler(
     route_handler = scope.get("route_handler")
     handlers = route_handler.resolve_exception_handlers() if route_handler is not None else {}
     handler = handlers.get(exc.status_code) or next(
-        (handlers[kind] for kind in type(exc).__mro__ if kind in handlers), None
+        (handlers[kind] for kind in type(exc).__mro__ if kind in handlers), create_exception_response
     )
-    if handler is None:
-        if not litestar_default:
-            return False
-        handler = create_exception_response
     if cause is not None:
         exc.__cause__ = cause
     app = scope["litestar_app"]
     request = app.request_class(scope=scope, receive=receive, send=send)
     response = handler(request, exc)
     await response.to_asgi_response(app=None, request=request)(scope, receive, send)
-    return True
 
 
 def _uncacheable(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

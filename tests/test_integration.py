@@ -55,6 +55,14 @@ async def logout(request: Request[Any, Any, Any]) -> Redirect:
     return Redirect("/")
 
 
+@post("/logout-noted")
+async def logout_noted(request: Request[Any, Any, Any], session: Session) -> Redirect:
+    # Not request.clear_session(): it leaves request.session Empty, and Litestar's flash() fails on it.
+    session.delete_session()
+    flash(request, "Logged out", "info")
+    return Redirect("/")
+
+
 @get("/me")
 async def me(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return {"user": request.user, "session_email": request.session.get("email")}
@@ -91,7 +99,7 @@ def litestar_docs_app(tmp_path: Path, engine: str) -> tuple[Litestar, MemoryStor
     ]
     template_config = TemplateConfig(directory=tmp_path, engine=engine_class)
     app = Litestar(
-        [index, login, logout, me, admin, typed],
+        [index, login, logout, logout_noted, me, admin, typed],
         plugins=[plugin, FlashPlugin(FlashConfig(template_config))],
         template_config=template_config,
         on_app_init=[auth.on_app_init],
@@ -122,6 +130,12 @@ async def test_an_app_written_the_litestar_way_works_on_this_plugin(tmp_path: Pa
         await client.post("/logout")
         assert (await client.get("/me")).status_code == 401
         assert len([raw for raw, *_ in store._records.values() if b"bob" in raw]) == 0
+        await client.post("/login", json={"email": "cy@example.com"})
+        "".join((await client.get("/")).text.split())  # the login's flashes, shown
+        await client.post("/logout-noted")
+        assert "".join((await client.get("/")).text.split()) == "[info:Loggedout]", "Litestar's flash after a logout"
+        assert (await client.get("/me")).status_code == 401, "logged out all the same"
+        assert len([raw for raw, *_ in store._records.values() if b"cy@" in raw]) == 0
 
 
 def test_next_to_litestar_session_middleware_with_the_same_cookie_is_a_value_error() -> None:
