@@ -3,53 +3,44 @@ used) and its promise never to hold the event loop long, however many records it
 
 The store's calls never wait on anything (``delete_expired`` only on ``asyncio.sleep(0)``), so
 the tests drive their coroutines by hand: each ``send`` runs one synchronous stretch, which is
-what a request waiting in the event loop would wait for, and ``time.perf_counter`` times it.
+what a request waiting in the event loop would wait for, and the tests count the records each
+stretch touches (a count does not vary with the machine's load, as a time does).
 """
 
 from __future__ import annotations
 
-import gc
+import heapq
 import random
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import pytest
 
-from litestar_flash_sessions.stores import MemoryStore
+from litestar_flash_sessions.stores import MemoryStore, memory
 from tests.harness import FakeClock
 
 T = TypeVar("T")
 
-MAX_STRETCH = 0.005
-"""Longest synchronous stretch allowed in the tests (the design aims at a fraction of a
-millisecond; the margin is for slow CI machines)."""
 
-
-def stretches(coroutine: Coroutine[Any, Any, T]) -> tuple[T, list[float]]:
-    """Run ``coroutine`` to the end; return its result and how long each stretch between two
-    yields to the event loop held it, in seconds.
-
-    A stretch's length is its ``time.perf_counter`` time, unless the CPU time of this thread
-    (``time.thread_time``) is shorter: then the operating system ran other processes meanwhile,
-    which would have stalled any code, and only the CPU time was the store's.
-    """
-    times: list[float] = []
+def stretches(coroutine: Coroutine[Any, Any, T]) -> tuple[T, int]:
+    """Run ``coroutine`` to the end; return its result and the number of stretches it ran in
+    (one more than its yields to the event loop)."""
+    count = 1
     while True:
-        wall, cpu = time.perf_counter(), time.thread_time()
         try:
             yielded = coroutine.send(None)
         except StopIteration as stop:
-            times.append(min(time.perf_counter() - wall, time.thread_time() - cpu))
-            return stop.value, times
-        times.append(min(time.perf_counter() - wall, time.thread_time() - cpu))
+            return stop.value, count
+        count += 1
         assert yielded is None, "the store waited on something other than asyncio.sleep(0)"
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a store call that must complete without yielding once."""
-    result, times = stretches(coroutine)
-    assert len(times) == 1, "a memory store call yielded to the event loop"
+    result, count = stretches(coroutine)
+    assert count == 1, "a memory store call yielded to the event loop"
     return result
 
 
@@ -202,10 +193,10 @@ def test_delete_expired_drops_exactly_the_expired_records_in_slices() -> None:
     for index in range(5000):
         assert run(store.set(sid(index), b"x", 10 if index % 2 else None, None))
     clock.advance(11)
-    dropped, times = stretches(store.delete_expired())
+    dropped, count = stretches(store.delete_expired())
     assert dropped == 2500
     assert len(store) == 2500
-    assert len(times) >= 5000 // 256, "it yields to the event loop between slices"
+    assert count >= 5000 // 256, "it yields to the event loop between slices"
     assert all(run(store.get(sid(index), None)) == b"x" for index in range(0, 5000, 2))
 
 
@@ -242,11 +233,56 @@ def test_delete_expired_while_the_store_changes() -> None:
     assert all(run(store.get(sid(index), None)) == b"new" for index in survivors)
 
 
-def test_a_sweep_of_a_million_records_never_blocks() -> None:
+class Work:
+    """Counts the work a memory store does, in records touched: each record its sweeps and
+    ``delete_expired`` examine, each id a snapshot of a shard copies, each heap operation."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.units = 0
+        expire, shard_keys = memory._Records.expire, memory._Records.shard_keys
+
+        def counted_expire(records: Any, index: int, keys: list[str], start: int, stop: int, now: float) -> int:
+            self.units += stop - start
+            return expire(records, index, keys, start, stop, now)
+
+        def counted_shard_keys(records: Any, index: int) -> list[str]:
+            keys = shard_keys(records, index)
+            self.units += len(keys)
+            return keys
+
+        def counted(operation: Callable[..., Any]) -> Callable[..., Any]:
+            def call(*args: Any) -> Any:
+                self.units += 1
+                return operation(*args)
+
+            return call
+
+        monkeypatch.setattr(memory._Records, "expire", counted_expire)
+        monkeypatch.setattr(memory._Records, "shard_keys", counted_shard_keys)
+        heap = {name: counted(getattr(heapq, name)) for name in ("heappush", "heappop", "heapreplace")}
+        monkeypatch.setattr(memory, "heapq", SimpleNamespace(**heap))
+
+    def per_stretch(self, coroutine: Coroutine[Any, Any, T]) -> tuple[T, list[int]]:
+        """Run ``coroutine`` to the end; return its result and the work of each stretch between
+        two yields to the event loop."""
+        counts: list[int] = []
+        while True:
+            before = self.units
+            try:
+                yielded = coroutine.send(None)
+            except StopIteration as stop:
+                counts.append(self.units - before)
+                return stop.value, counts
+            counts.append(self.units - before)
+            assert yielded is None, "the store waited on something other than asyncio.sleep(0)"
+
+
+def test_a_full_store_of_a_million_records_does_bounded_work_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
     """A full store of a million records, a tenth of them expired: no call, nor any slice of
-    ``delete_expired``, holds the event loop for long. (The store this replaced swept every record
-    in one go every 1,024 writes, 104 ms to 170 ms for a million; and one dict of a million records
-    stalls about as long whenever it grows or reclaims the slots of deleted keys.)"""
+    ``delete_expired``, touches more than a few shards' worth of records, and no shard (a dict,
+    whose table is copied whole when it grows) holds more than twice ``_SHARD_SIZE``. Counted in
+    records touched, not timed: the store this replaced swept every record in one go every 1,024
+    writes, and one dict of a million records stalls whenever it grows."""
     clock = FakeClock()
     count = 1_000_000
     store = MemoryStore(count, clock=clock)
@@ -259,24 +295,25 @@ def test_a_sweep_of_a_million_records_never_blocks() -> None:
         records[sid(index)] = (record, now + (60 if index % 10 == 0 else 3600))
     assert len(store) == count
     clock.advance(120)
-    gc.collect()
-    stretches_of: dict[str, list[float]] = {}
+    work = Work(monkeypatch)
+    bound = 3 * max(len(shard) for shard in records._shards) + 256  # a few snapshots, a full store's sweep
+    work_of: dict[str, list[int]] = {}
 
-    def timed(name: str, coroutine: Coroutine[Any, Any, T]) -> T:
-        result, times = stretches(coroutine)
-        assert len(times) == 1
-        stretches_of.setdefault(name, []).extend(times)
+    def counted(name: str, coroutine: Coroutine[Any, Any, T]) -> T:
+        result, counts = work.per_stretch(coroutine)
+        assert len(counts) == 1, "a memory store call yielded to the event loop"
+        work_of.setdefault(name, []).extend(counts)
         return result
 
     # Full: new sessions make room, expired records first (found by the bounded sweep).
     for index in range(20_000):
-        assert timed("set (new, full, expired first)", store.set(sid(count + index), b"n", 3600, None))
-        assert timed("get", store.get(sid(10 * index + 1), 3600)) == record
-        assert timed("get (expired)", store.get(sid(10 * index), 3600)) is None
+        assert counted("set (new, full, expired first)", store.set(sid(count + index), b"n", 3600, None))
+        assert counted("get", store.get(sid(10 * index + 1), 3600)) == record
+        assert counted("get (expired)", store.get(sid(10 * index), 3600)) is None
         assert len(store) <= count
-    dropped, times = stretches(store.delete_expired())
-    stretches_of["delete_expired (one slice)"] = times
-    assert len(times) > 1000, "delete_expired yields to the event loop between slices"
+    dropped, counts = work.per_stretch(store.delete_expired())
+    work_of["delete_expired (one slice)"] = counts
+    assert len(counts) > 1000, "delete_expired yields to the event loop between slices"
     assert dropped > 0
     assert len(store) == count - count // 10 + 20_000, "exactly the expired records went, no live one"
     # Full of live sessions: every new session drops the least recently used one.
@@ -284,14 +321,12 @@ def test_a_sweep_of_a_million_records_never_blocks() -> None:
         records[sid(2 * count + index)] = (record, clock() + 3600)
     assert len(store) == count
     for index in range(20_000):
-        assert timed("set (new, full, least recently used)", store.set(sid(3 * count + index), b"n", 3600, None))
+        assert counted("set (new, full, least recently used)", store.set(sid(3 * count + index), b"n", 3600, None))
         assert len(store) == count
     assert run(store.get(sid(2), None)) is None, "the least recently used went"
     assert run(store.get(sid(1), None)) == record, "a record read since survived"
-    report = ", ".join(f"{name} {max(times) * 1000:.2f} ms" for name, times in stretches_of.items())
-    print(f"longest synchronous stretch with 1,000,000 records: {report}")
-    # Counted, not the one longest: a stretch the machine stalled (another process's load that
-    # the thread's CPU time still shows) is not the store's; a store that sweeps or grows in one
-    # go stalls again and again (the one this replaced: every 1,024 writes, 20 times here).
-    over = {name: sum(t >= MAX_STRETCH for t in times) for name, times in stretches_of.items()}
-    assert all(count <= 3 for count in over.values()), f"stretches of 5 ms or more: {over}; {report}"
+    largest = max(len(shard) for shard in records._shards)
+    assert largest <= 4096, f"a shard of {largest} records: its table is copied whole when it grows"
+    most = {name: max(counts) for name, counts in work_of.items()}
+    print(f"most records touched in one stretch, with 1,000,000 records: {most} (bound {bound})")
+    assert all(units <= bound for units in most.values()), f"most records touched in one stretch: {most}; bound {bound}"
