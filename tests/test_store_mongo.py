@@ -577,3 +577,17 @@ def test_a_client_made_before_the_app_serves_one_test_client_then_the_next_fails
                 portal.call(client.close)
             else:
                 client.close()
+
+
+@pytest.mark.parametrize("change", [{"$set": {"data": "text"}}, {"$set": {"data": 3}}, {"$unset": {"data": ""}}])
+async def test_a_document_whose_data_is_not_binary_is_a_corrupt_record(
+    store: MongoStore, database: AsyncDatabase[Document], session_log: RecordingHandler, change: dict[str, Any]
+) -> None:
+    # A collection enforces no schema: a document edited by hand can hold anything, or nothing.
+    async with app_client(store) as client:
+        await client.post("/set", json={"user": "ann"})
+        await database["sessions"].update_many({}, change)
+        response = await client.get("/read/user")
+        assert response.status_code == 200
+        assert response.json() == {"value": None, "id": None}
+        assert "WARNING corrupt session record in MongoStore" in session_log.text

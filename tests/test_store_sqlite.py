@@ -452,3 +452,18 @@ async def test_database_unopenable_at_start_up_then_openable_without_a_restart(
         with raw(db_path) as connection:
             assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     await asyncio.sleep(0.1)  # let the threads of the failed connections finish (see above)
+
+
+@pytest.mark.parametrize("value", ["text", -1, 3.5, 10**12], ids=["text", "negative", "real", "huge"])
+async def test_a_row_whose_data_is_not_a_blob_is_a_corrupt_record(
+    store: SQLiteStore, db_path: Path, session_log: RecordingHandler, value: object
+) -> None:
+    # SQLite does not enforce a column's type: a row edited by hand can hold anything there.
+    async with app_client(store) as client:
+        await client.post("/set", json={"user": "ann"})
+        with raw(db_path) as connection:
+            connection.execute("UPDATE sessions SET data = ?", (value,))
+        response = await client.get("/read/user")
+        assert response.status_code == 200
+        assert response.json() == {"value": None, "id": None}
+        assert "WARNING corrupt session record in SQLiteStore" in session_log.text

@@ -41,6 +41,7 @@ __all__ = (
     "StoreUnavailableError",
     "delete_in_batches",
     "guarded",
+    "stored_bytes",
     "validate_identifier",
     "validate_key_prefix",
 )
@@ -209,6 +210,16 @@ class SessionStore(SessionBackend):
 
     def _timed_out(self) -> StoreUnavailableError:
         return self.unavailable(f"the request's store calls took over {self.timeout} s in all")
+
+
+def stored_bytes(value: object) -> bytes:
+    """Return a record as its server handed it back, as ``bytes``.
+
+    A database whose column or field does not enforce a type (SQLite, MongoDB) can hand back
+    anything once someone edited it by hand: text, a number, nothing. Anything but bytes becomes
+    ``b""``, which no record decodes from: a corrupt record (logged), so a fresh session, never a 500.
+    """
+    return bytes(value) if isinstance(value, (bytes, bytearray, memoryview)) else b""
 
 
 def validate_identifier(name: str, what: str) -> str:

@@ -28,7 +28,7 @@ from pymongo.errors import (
 )
 
 from litestar_flash_sessions.stores._batch import BatchedReads, Read, by_expiry
-from litestar_flash_sessions.stores.base import SessionStore, guarded, validate_identifier
+from litestar_flash_sessions.stores.base import SessionStore, guarded, stored_bytes, validate_identifier
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -268,8 +268,8 @@ class MongoStore(BatchedReads, SessionStore):
                 return_document=ReturnDocument.BEFORE,
             )
         document = await self._guard(found)
-        # bytes(): a client with a custom codec may hand back bson.Binary (a bytes subclass).
-        return None if document is None else bytes(document["data"])
+        # stored_bytes(): a client with a custom codec may hand back bson.Binary (a bytes subclass).
+        return None if document is None else stored_bytes(document.get("data"))
 
     async def _read_many(self, reads: Sequence[Read]) -> list[bytes | None]:
         """Several reads, per expiry among them (one, normally): one ``update`` of every unexpired
@@ -290,7 +290,7 @@ class MongoStore(BatchedReads, SessionStore):
             if expires_in is not None:
                 await self._guard(sessions.update_many(query, {"$set": {"expires_at": _expiry(now, expires_in)}}))
             documents = await self._guard(sessions.find(query, projection=_ID_AND_DATA).to_list(None))
-            found.update(((document["_id"], expires_in), bytes(document["data"])) for document in documents)
+            found.update(((document["_id"], expires_in), stored_bytes(document.get("data"))) for document in documents)
         return [found.get(read) for read in reads]
 
     async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:

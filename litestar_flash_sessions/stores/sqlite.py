@@ -24,7 +24,13 @@ import aiosqlite
 
 from litestar_flash_sessions.stores._batch import BatchedReads, Read, by_expiry
 from litestar_flash_sessions.stores._sql import Dialect, Statements
-from litestar_flash_sessions.stores.base import SessionStore, delete_in_batches, guarded, validate_identifier
+from litestar_flash_sessions.stores.base import (
+    SessionStore,
+    delete_in_batches,
+    guarded,
+    stored_bytes,
+    validate_identifier,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -104,7 +110,7 @@ class SQLiteStore(BatchedReads, SessionStore):
         """One read alone: ``SELECT``, or ``UPDATE ... RETURNING`` to slide the expiry."""
         session_id, expires_in = read
         rows = await self._run(*self._sql.read(session_id, self._clock(), expires_in))
-        return bytes(rows[0][0]) if rows else None
+        return stored_bytes(rows[0][0]) if rows else None
 
     async def _read_many(self, reads: Sequence[Read]) -> list[bytes | None]:
         """Several reads, one statement per expiry among them (one, normally), each a single trip
@@ -118,7 +124,7 @@ class SQLiteStore(BatchedReads, SessionStore):
             sql = _batched_read(self._table, len(ids), slide=expires_in is not None)
             times = (now,) if expires_in is None else (now, now + expires_in)
             for row in await self._run(sql, (*times, *ids)):
-                found[(row[0], expires_in)] = bytes(row[1])
+                found[(row[0], expires_in)] = stored_bytes(row[1])
         return [found.get(read) for read in reads]
 
     async def set(self, session_id: str, record: bytes, expires_in: int | None, previous: bytes | None) -> bool:
