@@ -280,18 +280,21 @@ async def commit(store: SessionStore, loaded: Loaded, config: SessionConfig) -> 
             outcome = await _commit_existing(store, entry, loaded, config)
     finally:
         locks.release(key, entry)
-    if draft.delete and outcome.expire and draft.delete_from != draft.next_flash_id:
-        # A flash after delete_session() ("You have been logged out") lives on in a fresh session.
-        return await _create(store, draft, config)
+    if draft.delete and outcome.expire:
+        # What the request did after delete_session() ("You have been logged out", a login as
+        # someone else) lives on in a fresh session.
+        return await _create(store, draft, config, otherwise=outcome)
     return outcome
 
 
-async def _create(store: SessionStore, draft: Draft, config: SessionConfig) -> Outcome:
-    """Store a session that had no id under a new one (nobody else knows it: no conflict)."""
+async def _create(store: SessionStore, draft: Draft, config: SessionConfig, otherwise: Outcome = NOTHING) -> Outcome:
+    """Store a session that had no id under a new one (nobody else knows it: no conflict); with
+    nothing to store, return ``otherwise``.
+    """
     now = store.now()
     content = draft.survivors(now) if draft.delete else draft.content(now)
     if content is None or content.is_empty:
-        return NOTHING  # no record, no cookie: nothing per anonymous visitor
+        return otherwise  # no record, no cookie: nothing per anonymous visitor
     plan = Plan(encode(content), lifetime.store_ttl(content, config, now), NOTHING, False, content)
     for _ in range(3):  # a fresh id is taken only when a revocation tombstoned the key it listed
         session_id = new_session_id()

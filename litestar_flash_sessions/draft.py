@@ -121,13 +121,16 @@ class Draft(msgspec.Struct):
         )
 
     def survivors(self, now: float) -> Live | None:
-        """Return a fresh session holding the flashes added after ``delete_session()``, if any."""
+        """Return the fresh session of what the request changed after ``delete_session()`` (the
+        flashes it added, the values it set, the user it bound, the lifetime it gave), if anything.
+        """
         start = self.delete_from
         kept = [] if start is None else [flash for flash in self.flashes if flash.id >= start]
-        if not kept:
+        data = {key: value for key, value in self.written.items() if value is not DELETED}
+        if not (kept or data or self.user is not None):
             return None
         renumbered = [Flash(i, flash.key, flash.value, flash.category) for i, flash in enumerate(kept)]
-        return Live({}, renumbered, len(kept), now, now)
+        return Live(data, renumbered, len(kept), now, now, self.lifetime, self.user, self.handle, self.device)
 
 
 def replay(draft: Draft, current: Live, now: float) -> tuple[Live, bool]:

@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 from litestar.connection import ASGIConnection
@@ -26,11 +26,12 @@ from litestar.exceptions import (
     ServiceUnavailableException,
 )
 from litestar.exceptions.responses import create_exception_response
+from litestar.serialization import decode_json, encode_json
 from litestar.types import Empty
 
 from litestar_flash_sessions.backend import NOTHING, Loaded
 from litestar_flash_sessions.cookies import CookieJar, CookieTooLargeError
-from litestar_flash_sessions.session import MESSAGES_KEY
+from litestar_flash_sessions.session import MESSAGES_KEY, SessionTooLargeError, UnstorableValueError
 from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -209,7 +210,15 @@ class SessionMiddleware:
             if loaded is not None and message["type"] == "http.response.start":
                 start = message
                 draft = loaded.draft
-                if _committing(start, loaded, scope):
+                try:
+                    committing = _committing(start, loaded, scope)
+                except Exception as exc:  # values request.set_session() gave that the session cannot keep
+                    replaced = True
+                    if not isinstance(exc, (SessionTooLargeError, UnstorableValueError)):  # not the client's
+                        logger.exception("session not saved: request.set_session() failed: %s", exc, exc_info=exc)
+                    await _answer_with_app_handler(exc, scope, receive, send)
+                    return
+                if committing:
                     try:
                         # A binding goes through _commit, which keeps what device_info says of the device.
                         outcome = await (
@@ -305,11 +314,12 @@ class SessionMiddleware:
 
 
 async def _answer_with_app_handler(
-    exc: HTTPException, scope: Scope, receive: Receive, send: Send, cause: BaseException | None = None
+    exc: Exception, scope: Scope, receive: Receive, send: Send, cause: BaseException | None = None
 ) -> None:
     """Answer with the exception handler the app (or the route) has for ``exc``, as if the handler
-    had raised it, so that HTML error pages and Problem Details apply; without one, answer as
-    Litestar does then, with its JSON error body.
+    had raised it, so that HTML error pages and Problem Details apply (and the plugin's 413 and
+    400 for a session too large or a value not storable); without one, answer as Litestar does
+    then, with its JSON error body (a 500 for an exception that is not an ``HTTPException``).
 
     The session is committed when the handler's response starts, past the point where Litestar's
     own exception middleware can still answer, and loaded before the route's own exception
@@ -317,7 +327,7 @@ async def _answer_with_app_handler(
     """
     route_handler = scope.get("route_handler")
     handlers = route_handler.resolve_exception_handlers() if route_handler is not None else {}
-    handler = handlers.get(exc.status_code) or next(
+    handler = (handlers.get(exc.status_code) if isinstance(exc, HTTPException) else None) or next(
         (handlers[kind] for kind in type(exc).__mro__ if kind in handlers), create_exception_response
     )
     if cause is not None:
@@ -364,8 +374,11 @@ async def _send_retry(send: Send, scope: HTTPScope, headers: list[tuple[bytes, b
     """Answer instead of a response that would show a flash a concurrent request already showed.
 
     A GET or HEAD is sent back to the same URL (the session changes are saved; the reload shows
-    the page without the flash); other methods get ``409 Conflict``.
+    the page without the flash); other methods get ``409 Conflict``. Either carries the session
+    headers, and ``Cache-Control: no-store`` when they set or expire the cookie.
     """
+    if len(headers) > 1:
+        headers = _uncacheable(headers)
     if scope["method"] in ("GET", "HEAD"):
         await _send_plain(send, 303, b"", [(b"location", retry_location(scope)), *headers])
     else:
@@ -386,7 +399,9 @@ def retry_location(scope: HTTPScope) -> bytes:
     path and the query string, which is kept.
     """
     raw = scope.get("raw_path")
-    path = raw if raw else quote(scope.get("root_path", "") + scope["path"], safe="/%!$&'()*+,;=:@~-._").encode()
+    # surrogateescape: a path decoded from bytes that are not UTF-8 holds lone surrogates.
+    unraw = scope.get("root_path", "") + scope["path"]
+    path = raw if raw else quote(unraw, safe="/%!$&'()*+,;=:@~-._", errors="surrogateescape").encode()
     path = _LEADING_SLASHES.sub(b"/", path)
     if not path.startswith(b"/"):
         path = b"/" + path
@@ -453,14 +468,29 @@ def _apply_scope_session(loaded: Loaded, current: object) -> None:
         return
     if current is Empty or current is None:
         session.delete_session()
-    elif isinstance(current, Mapping):
+    else:
+        values = current if isinstance(current, Mapping) else _as_dict(current)
         session.clear()
-        for key, value in current.items():
+        for key, value in values.items():
             if key == MESSAGES_KEY and isinstance(value, list):
                 session.setdefault(MESSAGES_KEY, []).extend(value)  # Litestar's flash() after set_session()
             else:
                 session[key] = value
         session.rotate_key()
+
+
+def _as_dict(data: object) -> Mapping[str, Any]:
+    """Return the values of what ``request.set_session()`` was given that is not a mapping: a
+    dataclass, a ``msgspec.Struct``, a Pydantic or attrs model, as Litestar's own session
+    middleware stores them (its JSON form, read back).
+
+    Raises:
+        TypeError: ``data`` is not a mapping once encoded (``set_session(42)``).
+    """
+    values = decode_json(encode_json(data))
+    if not isinstance(values, dict):
+        raise TypeError(f"request.set_session() takes a mapping or a data model, got {type(data).__name__}")
+    return values
 
 
 def provide_session() -> FlashSession:

@@ -114,6 +114,8 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
         app_config.exception_handlers.setdefault(
             UnsupportedStoreError, _client_error(501, "not supported by the store")
         )
+        # A handler may return request.session, as with Litestar's dict: it is sent as its values.
+        app_config.type_encoders = {FlashSession: FlashSession.to_dict, **(app_config.type_encoders or {})}
         if _uses_flash_plugin(app_config):
             # Litestar's FlashPlugin looks for an app-wide session middleware when it starts.
             app_config.middleware.append(self.session_backend_config.middleware)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar, overload
 
 import msgspec
@@ -205,9 +205,11 @@ class FlashSession:
     def delete_session(self) -> None:
         """Delete the session when the request ends and expire its cookie.
 
-        The values stay readable for the rest of this request. A message flashed after this
-        call survives into a fresh session ("You have been logged out"), as after Laravel's
-        invalidate-then-flash.
+        The values stay readable for the rest of this request. What the request changes after
+        this call goes into a fresh session, under a new id: a message flashed ("You have been
+        logged out", as after Laravel's invalidate-then-flash), a value set or a user bound (as
+        after Django's ``flush()``), a lifetime given. The session is unbound at once:
+        :attr:`user_id` is ``None`` from here on.
 
         Raises:
             RuntimeError: The response has started: the change could not be saved.
@@ -215,7 +217,11 @@ class FlashSession:
         self._check_open("delete_session()")
         draft = self._draft
         draft.delete = True
-        draft.delete_from = draft.next_flash_id  # flashes from here on survive into a fresh session
+        # From here on the draft's change log is the fresh session's: the old one ends whole.
+        draft.delete_from = draft.next_flash_id
+        draft.written = {}
+        draft.user = draft.handle = draft.device = draft.lifetime = None
+        draft.user_set = draft.lifetime_set = False
 
     def rotate_key(self) -> None:
         """Give the session a new id when the request ends; the old id stops working.
@@ -362,6 +368,17 @@ class FlashSession:
     def __bool__(self) -> bool:
         """Return whether the session holds a value or a pending flash."""
         return bool(self._draft.data or self._draft.flashes)
+
+    def __eq__(self, other: object) -> bool:
+        """Compare the stored values with a mapping's, as a dict does (``request.session != {}``)."""
+        if isinstance(other, FlashSession):
+            return self._draft.data == other._draft.data
+        if isinstance(other, Mapping):
+            return self._draft.data == dict(other)
+        return NotImplemented
+
+    # Mutable, as a dict: equal sessions may change, so none has a hash.
+    __hash__ = None  # type: ignore[assignment]
 
     def keys(self) -> list[str]:
         """Return the stored keys."""
@@ -517,6 +534,11 @@ class _LitestarFlashes(list[dict[str, Any]]):
             self._session.flash(MESSAGES_KEY, item.get("message"), category=item.get("category"))
         else:
             self._session.flash(MESSAGES_KEY, item)
+
+
+# A mapping to code that checks (Litestar's own tools, ``isinstance(request.session, Mapping)``),
+# without Mapping's mixins: its methods are the session's own, which know about flashes.
+MutableMapping.register(FlashSession)
 
 
 Session: TypeAlias = NamedDependency[SkipValidation[FlashSession]]

@@ -180,6 +180,17 @@ async def logout(session: Session) -> dict[str, Any]:
     return {"still_readable": session.get("user")}
 
 
+@post("/switch-user", status_code=200)
+async def switch_user(session: Session, data: JSONBody[dict[str, str]]) -> dict[str, Any]:
+    """Log out and in as someone else in one request (Django's ``flush()``, then a login)."""
+    session.delete_session()
+    unbound = session.user_id
+    session.set("user", data["user"])
+    session.bind_user(data["user"])
+    session.flash("message", f"Welcome, {data['user']}")
+    return {"user_id_after_logout": unbound, "cart_still_readable": session.get("cart")}
+
+
 @post("/rotate", status_code=200)
 async def rotate(session: Session) -> None:
     session.rotate_key()
@@ -312,6 +323,7 @@ HANDLERS = [
     flash_redirect,
     set_unencodable,
     logout,
+    switch_user,
     rotate,
     rotate_state,
     rotate_guard,

@@ -239,6 +239,7 @@ def scope(path: str, raw_path: bytes | None = None, query: bytes = b"") -> Any:
         (scope("/a\r\nSet-Cookie: x=1", b"/a\r\nSet-Cookie: x=1", b"q=\r\n"), b"/a%0D%0ASet-Cookie:%20x=1?q=%0D%0A"),
         (scope("/caf\u00e9 x"), b"/caf%C3%A9%20x"),
         (scope("//evil.example/x"), b"/evil.example/x"),
+        (scope("/x\udcff"), b"/x%FF"),  # a path decoded from bytes that are not UTF-8
     ],
 )
 def test_the_retry_location_is_a_same_origin_path(request_scope: Any, location: bytes) -> None:

@@ -201,6 +201,32 @@ async def test_delete_session(make_client: ClientFactory, store: SessionBackend)
             assert (await client.get("/read/user")).json()["value"] is None, "the old id is dead on the server"
 
 
+async def test_what_follows_delete_session_lives_on_in_a_fresh_session(
+    make_client: ClientFactory, store: SessionBackend
+) -> None:
+    async with make_client() as client:
+        await client.post("/switch-user", json={"user": "ann"})
+        await client.post("/set", json={"cart": "apples"})
+        ann = (await client.get("/me")).json()
+        old_cookie = client.cookies[cookie_name(store)]
+        response = await client.post("/switch-user", json={"user": "bob"})
+        assert response.json() == {"user_id_after_logout": None, "cart_still_readable": "apples"}
+        [header] = set_cookies(response)
+        assert "Max-Age=0" not in header, "the fresh session's cookie, not an expiry"
+        bob = (await client.get("/me")).json()
+        assert bob["user"] == "bob"
+        assert bob["values"] == {"user": "bob"}, "only what was set after the logout"
+        assert bob["handle"] not in (None, ann["handle"])
+        assert bob["id"] not in (None, ann["id"])
+        assert (await client.get("/read/message")).json()["value"] == "Welcome, bob"
+        if isinstance(store, SessionStore):
+            listed = (await client.get("/my-sessions")).json()
+            assert [entry["handle"] for entry in listed] == [bob["handle"]], "listed under its user"
+            assert await stored(store, ann["id"]) is None
+            use_cookie(client, cookie_name(store), old_cookie)
+            assert (await client.get("/me")).json()["user"] is None, "the old id is dead on the server"
+
+
 @pytest.mark.parametrize("path", ["/rotate", "/rotate-state", "/rotate-guard", "/rotate-middleware"])
 async def test_rotation_gives_a_new_id_and_kills_the_old(
     make_client: ClientFactory, store: SessionBackend, path: str

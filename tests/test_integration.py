@@ -3,16 +3,19 @@ session middleware next to it (SPEC 10)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from litestar import Litestar, Request, WebSocket, get, post, websocket, websocket_listener
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware.session.server_side import ServerSideSessionConfig
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 from litestar.plugins.flash import FlashConfig, FlashPlugin, flash
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.plugins.mako import MakoTemplateEngine
@@ -23,7 +26,7 @@ from litestar.template import TemplateConfig
 
 from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
 from litestar_flash_sessions.stores import MemoryStore
-from tests.conftest import in_loop_client
+from tests.conftest import RecordingHandler, in_loop_client
 
 TEMPLATES = {
     "jinja": ("index.html", "{% for m in get_flashes() %}[{{ m.category }}:{{ m.message }}]{% endfor %}"),
@@ -301,3 +304,72 @@ async def test_a_guard_reads_the_session_the_handler_then_gets() -> None:
         response = await client.get("/guarded-by-session")
         assert response.status_code == 200
         assert response.json() == {"user": None}
+
+
+@get("/session-as-dict")
+async def session_as_dict(request: Request[Any, Any, Any], session: Session) -> dict[str, Any]:
+    return {"empty": request.session == {}, "non_empty": request.session != {}, "mapping": isinstance(session, Mapping)}
+
+
+@get("/return-session")
+async def return_session(request: Request[Any, Any, Any], session: Session) -> Any:
+    return request.session
+
+
+@dataclass
+class LoggedIn:
+    user_id: str
+    roles: list[str]
+
+
+class Cart(msgspec.Struct):
+    items: list[str]
+
+
+SET_SESSION_DATA: dict[str, Any] = {
+    "dataclass": LoggedIn("42", ["admin"]),
+    "struct": Cart(["apple"]),
+    "too-large": {"blob": "x" * 100_000},
+    "unstorable": {"when": object()},
+    "not-a-mapping": 42,
+}
+
+
+@post("/set-session/{kind:str}", status_code=200)
+async def set_session_of(request: Request[Any, Any, Any], session: Session, kind: FromPath[str]) -> str:
+    request.set_session(SET_SESSION_DATA[kind])
+    return "set"
+
+
+async def test_request_session_compares_and_serialises_as_litestar_s_dict() -> None:
+    app = Litestar([session_as_dict, return_session, set_user], plugins=[SessionPlugin()])
+    async with app.lifespan(), in_loop_client(app) as client:
+        assert (await client.get("/session-as-dict")).json() == {"empty": True, "non_empty": False, "mapping": True}
+        assert (await client.get("/return-session")).json() == {}
+        await client.post("/set-user")
+        assert (await client.get("/session-as-dict")).json() == {"empty": False, "non_empty": True, "mapping": True}
+        assert (await client.get("/return-session")).json() == {"user": "ann"}
+
+
+async def test_set_session_takes_data_models_and_answers_bad_values_as_session_set_does(
+    session_log: RecordingHandler,
+) -> None:
+    store = MemoryStore()
+    app = Litestar([set_session_of, set_user, mapping], plugins=[SessionPlugin(SessionConfig(store=store))])
+    async with app.lifespan(), in_loop_client(app) as client:
+        await client.post("/set-user")
+        first = client.cookies["session"]
+        assert (await client.post("/set-session/dataclass")).text == "set"
+        assert client.cookies["session"] != first, "replacing the session (a login) rotates the id"
+        assert (await client.get("/mapping")).json()["items"] == {"user_id": "42", "roles": ["admin"]}
+        await client.post("/set-session/struct")
+        assert (await client.get("/mapping")).json()["items"] == {"items": ["apple"]}
+        kept = client.cookies["session"]
+        for kind, status in [("too-large", 413), ("unstorable", 400), ("not-a-mapping", 500)]:
+            response = await client.post(f"/set-session/{kind}")
+            assert response.status_code == status, kind
+            assert response.json()["status_code"] == status, "an error body, not the handler's"
+            assert "set-cookie" not in response.headers
+            assert client.cookies["session"] == kept
+            assert (await client.get("/mapping")).json()["items"] == {"items": ["apple"]}, "nothing saved"
+        assert "request.set_session() takes a mapping or a data model, got int" in session_log.text

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from litestar_flash_sessions import SessionBackend, SessionConfig, commit, draft
+from litestar_flash_sessions import SessionBackend, SessionConfig, commit, draft, middleware
 from litestar_flash_sessions.backend import EXPIRE
 from litestar_flash_sessions.record import Ended, Live, Moved, decode, encode
 from litestar_flash_sessions.stores import MemoryStore, SessionStore
@@ -248,6 +248,23 @@ async def logout_against_a_write(store: SessionBackend, order: list[str]) -> Non
         assert not [h for r in responses.values() for h in set_cookies(r) if "Max-Age=0" not in h], "a cookie set"
 
 
+async def rotating_flash_read_against_a_flash_read(store: SessionBackend, order: list[str]) -> None:
+    """A reads the flash and rotates (a login page) while B reads it: shown once, the id rotated,
+    and the response that carries the new id, a retry perhaps, is one no cache may store."""
+    async with browser(store) as client:
+        old = await client.start({"user": "ann"}, flashes={"m": "hello"})
+        requests = {"a": ("POST", {"read": ["m"], "rotate": True}), "b": ("POST", {"read": ["m"]})}
+        responses = await race(client, requests, order)
+        shown = [r for r in responses.values() if r.status_code == 200 and r.json()["read"]["m"] == "hello"]
+        assert len(shown) == 1, f"the flash was shown {len(shown)} times"
+        new = cookie_of(responses["a"])
+        assert new is not None, "the rotation's response, retry or not, carries the new id"
+        assert await client.live_id(old) is None
+        assert await client.values(new, "user") == {"user": "ann"}
+        assert set_cookies(responses["b"]) == []
+        assert "no-store" in responses["a"].headers.get("cache-control", ""), "the new id may be cached"
+
+
 PAIRS: list[Callable[[SessionBackend, list[str]], Awaitable[None]]] = [
     emptying_against_a_write,
     newer_flash_of_the_same_key,
@@ -255,6 +272,7 @@ PAIRS: list[Callable[[SessionBackend, list[str]], Awaitable[None]]] = [
     rotation_against_a_logout,
     two_rotations,
     logout_against_a_write,
+    rotating_flash_read_against_a_flash_read,
 ]
 
 
@@ -374,6 +392,12 @@ def keeping_an_unpublished_rotation(monkeypatch: pytest.MonkeyPatch) -> SessionB
     return YieldingStore(clock=FakeClock())
 
 
+def without_uncacheable_cookies(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
+    """Responses that set the cookie keep the handler's caching headers (none)."""
+    monkeypatch.setattr(middleware, "_uncacheable", list)
+    return YieldingStore(clock=FakeClock())
+
+
 BROKEN_BY: dict[Callable[[pytest.MonkeyPatch], SessionBackend], list[Callable[..., Awaitable[None]]]] = {
     without_compare_and_set: [emptying_against_a_write, newer_flash_of_the_same_key, rotation_against_a_write],
     without_replay: [emptying_against_a_write, newer_flash_of_the_same_key, rotation_against_a_write],
@@ -382,6 +406,8 @@ BROKEN_BY: dict[Callable[[pytest.MonkeyPatch], SessionBackend], list[Callable[..
     rotating_again_after_following: [two_rotations],
     deleting_an_emptied_session: [emptying_against_a_write],
     keeping_an_unpublished_rotation: [rotation_against_a_logout],
+    without_redelivery_check: [rotating_flash_read_against_a_flash_read],
+    without_uncacheable_cookies: [rotating_flash_read_against_a_flash_read],
 }
 
 

@@ -178,9 +178,9 @@ class CookieStore(SessionBackend):
         if draft.delete:
             now = self.now()
             survivors = draft.survivors(now)
-            if survivors is not None:  # a flash after delete_session() lives on in a fresh session
+            if survivors is not None:  # what the request did after delete_session() lives on in a fresh session
                 token = self.seal(new_session_id(), encode(survivors), lifetime.store_ttl(survivors, config, now))
-                return Outcome(cookie=token)
+                return Outcome(cookie=token, max_age=lifetime.cookie_max_age(survivors, config))
             return NOTHING if session_id is None else EXPIRE
         # The sealed expiry slides with use, but at most every TOUCH_SECONDS: not a Set-Cookie per request.
         sliding = draft.stale and session_id is not None and (config.ttl is not None or draft.lifetime is not None)
