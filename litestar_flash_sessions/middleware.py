@@ -28,6 +28,7 @@ from litestar.exceptions import (
 from litestar.exceptions.responses import create_exception_response
 from litestar.serialization import decode_json, encode_json
 from litestar.types import Empty
+from litestar.utils.scope import get_serializer_from_scope
 
 from litestar_flash_sessions.backend import NOTHING, Loaded
 from litestar_flash_sessions.cookies import CookieJar, CookieTooLargeError
@@ -452,12 +453,12 @@ def _committing(message: HTTPResponseStartEvent, loaded: Loaded, scope: Scope) -
         loaded.session.rotate_key()
     current = scope.get("session")
     if current is not loaded.session:
-        _apply_scope_session(loaded, current)
+        _apply_scope_session(loaded, current, scope)
     draft.committed = True  # from here on a change could not be saved: it raises
     return True
 
 
-def _apply_scope_session(loaded: Loaded, current: object) -> None:
+def _apply_scope_session(loaded: Loaded, current: object, scope: Scope) -> None:
     """Apply what Litestar's own API did to ``scope["session"]``.
 
     ``request.clear_session()`` (``Empty``) deletes the session; ``request.set_session(data)``
@@ -469,7 +470,7 @@ def _apply_scope_session(loaded: Loaded, current: object) -> None:
     if current is Empty or current is None:
         session.delete_session()
     else:
-        values = current if isinstance(current, Mapping) else _as_dict(current)
+        values = current if isinstance(current, Mapping) else _as_dict(current, scope)
         session.clear()
         for key, value in values.items():
             if key == MESSAGES_KEY and isinstance(value, list):
@@ -479,15 +480,15 @@ def _apply_scope_session(loaded: Loaded, current: object) -> None:
         session.rotate_key()
 
 
-def _as_dict(data: object) -> Mapping[str, Any]:
+def _as_dict(data: object, scope: Scope) -> Mapping[str, Any]:
     """Return the values of what ``request.set_session()`` was given that is not a mapping: a
     dataclass, a ``msgspec.Struct``, a Pydantic or attrs model, as Litestar's own session
-    middleware stores them (its JSON form, read back).
+    middleware stores them (its JSON form, with the route's type encoders, read back).
 
     Raises:
         TypeError: ``data`` is not a mapping once encoded (``set_session(42)``).
     """
-    values = decode_json(encode_json(data))
+    values = decode_json(encode_json(data, get_serializer_from_scope(scope)))
     if not isinstance(values, dict):
         raise TypeError(f"request.set_session() takes a mapping or a data model, got {type(data).__name__}")
     return values
