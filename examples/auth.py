@@ -4,7 +4,8 @@ Run it with ``python examples/auth.py`` (http://127.0.0.1:8003). Choose the stor
 ``--store NAME`` or ``SESSION_STORE=NAME``: memory, cookie, sqlite (the default, in
 ``./auth-sessions.db``, or the file ``SESSION_SQLITE_PATH`` names, so sessions survive a restart),
 postgres, redis, mongo or webdis. The server stores read their URL from ``POSTGRES_URL``,
-``REDIS_URL``, ``MONGO_URL`` or ``WEBDIS_URL``.
+``REDIS_URL``, ``MONGO_URL`` or ``WEBDIS_URL``; the cookie store its secret from ``SESSION_SECRET``
+(without it, a random one per process, with a warning).
 
 - ``GET /``: the pending flash messages (``<ul id="flashes">``), who is logged in
   (``<span id="user">``) and the login or logout form.
@@ -22,7 +23,9 @@ postgres, redis, mongo or webdis. The server stores read their URL from ``POSTGR
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader
 from litestar import Litestar, MediaType, Request, WebSocket, get, post, websocket
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, URLEncodedBody
 from litestar.plugins.flash import FlashConfig, FlashPlugin, flash
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -42,8 +45,8 @@ from litestar_flash_sessions import Session, SessionConfig, SessionPlugin, UserS
 from litestar_flash_sessions.backend import SessionBackend
 from litestar_flash_sessions.session import MESSAGES_KEY
 
-DEV_SECRET = "demo-secret-change-me-in-production-0123456789"
 CORRECT_PASSWORD = "correct"
+MAX_EMAIL_LENGTH = 256
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_SQLITE_PATH = "auth-sessions.db"
 PUBLIC_PATHS = ["^/$", "^/login$", "^/logout$", "^/ws$", "^/schema"]
@@ -68,6 +71,8 @@ async def index(request: Request[Any, Any, Any]) -> Template:
 
 @post("/login")
 async def login(request: Request[Any, Any, Any], session: Session, data: URLEncodedBody[LoginForm]) -> Redirect:
+    if not 0 < len(data.email) <= MAX_EMAIL_LENGTH:  # a user id is 1 to 256 characters (bind_user)
+        raise ValidationException(detail=f"email must be 1 to {MAX_EMAIL_LENGTH} characters")
     if data.password == CORRECT_PASSWORD:
         session.set("email", data.email)
         session.bind_user(
@@ -137,6 +142,15 @@ async def hello(socket: WebSocket[Any, Any, Any]) -> None:
     await socket.close()
 
 
+def dev_secret() -> str:
+    """A random secret for this process, with a warning: a secret written in the source would let
+    anyone who reads it forge a session cookie (sessions end when the demo restarts)."""
+    logging.getLogger("litestar_flash_sessions").warning(
+        "SESSION_SECRET is not set: sealing cookies with a random secret of this process"
+    )
+    return secrets.token_urlsafe(32)
+
+
 def make_store(name: str) -> Any:
     """Build the named store; drivers are imported only for the store chosen."""
     if name == "memory":
@@ -146,7 +160,7 @@ def make_store(name: str) -> Any:
     if name == "cookie":
         from litestar_flash_sessions.stores import CookieStore
 
-        return CookieStore(os.environ.get("SESSION_SECRET", DEV_SECRET))
+        return CookieStore(os.environ.get("SESSION_SECRET") or dev_secret())
     if name == "sqlite":
         from litestar_flash_sessions.stores.sqlite import SQLiteStore
 

@@ -3,7 +3,9 @@
 Run it with ``python examples/login.py`` (http://127.0.0.1:8002). Choose the store with
 ``--store NAME`` or ``SESSION_STORE=NAME``: memory, cookie, sqlite (the default, in
 ``./sessions.db``, so sessions survive a restart), postgres, redis, mongo or webdis. The server
-stores read their URL from ``POSTGRES_URL``, ``REDIS_URL``, ``MONGO_URL`` or ``WEBDIS_URL``.
+stores read their URL from ``POSTGRES_URL``, ``REDIS_URL``, ``MONGO_URL`` or ``WEBDIS_URL``; the
+cookie store its secret from ``SESSION_SECRET`` (without it, a random one per process, with a
+warning: a secret written here would let anyone forge a cookie).
 
 A session expires after 30 minutes without a request (``SESSION_IDLE_TIMEOUT``, in seconds) and
 8 hours after it began however active (``SESSION_ABSOLUTE_TIMEOUT``). ``POST /login`` refuses an
@@ -14,7 +16,9 @@ as it was.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import secrets
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -27,7 +31,6 @@ from litestar.response import Redirect
 from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
 from litestar_flash_sessions.backend import SessionBackend
 
-DEV_SECRET = "demo-secret-change-me-in-production-0123456789"
 IDLE_TIMEOUT_SECONDS = 30 * 60
 """A session not used for 30 minutes expires (``SESSION_IDLE_TIMEOUT`` overrides it)."""
 ABSOLUTE_TIMEOUT_SECONDS = 8 * 60 * 60
@@ -128,6 +131,15 @@ def render_page(message: str, error: str, failed_login_attempts: int | None, ema
 </html>"""
 
 
+def dev_secret() -> str:
+    """A random secret for this process, with a warning: a secret written in the source would let
+    anyone who reads it forge a session cookie (sessions end when the demo restarts)."""
+    logging.getLogger("litestar_flash_sessions").warning(
+        "SESSION_SECRET is not set: sealing cookies with a random secret of this process"
+    )
+    return secrets.token_urlsafe(32)
+
+
 def make_store(name: str) -> Any:
     """Build the named store; drivers are imported only for the store chosen."""
     if name == "memory":
@@ -137,7 +149,7 @@ def make_store(name: str) -> Any:
     if name == "cookie":
         from litestar_flash_sessions.stores import CookieStore
 
-        return CookieStore(os.environ.get("SESSION_SECRET", DEV_SECRET))
+        return CookieStore(os.environ.get("SESSION_SECRET") or dev_secret())
     if name == "sqlite":
         from litestar_flash_sessions.stores.sqlite import SQLiteStore
 

@@ -19,10 +19,17 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
 
 from examples.auth import DEFAULT_SQLITE_PATH, create_app
+from tests.conftest import RecordingHandler
 from tests.test_demo import serve_demo
 
 ROOT = Path(__file__).parent.parent
-DEMO_SETTINGS = ("SESSION_STORE", "SESSION_SQLITE_PATH", "SESSION_IDLE_TIMEOUT", "SESSION_ABSOLUTE_TIMEOUT")
+DEMO_SETTINGS = (
+    "SESSION_STORE",
+    "SESSION_SQLITE_PATH",
+    "SESSION_IDLE_TIMEOUT",
+    "SESSION_ABSOLUTE_TIMEOUT",
+    "SESSION_SECRET",
+)
 """Settings of the caller's environment the demo must not see: the tests choose them."""
 EMAIL = "<b>x</b>@example.com"
 """What a user types, markup included: it must come back escaped."""
@@ -152,6 +159,26 @@ def test_a_refused_visit_to_admin_sends_no_user_and_keeps_the_form(sqlite_path: 
         page = client.get("/").text
     assert user(page) is None
     assert 'id="login-button"' in page
+
+
+@pytest.mark.parametrize("email", ["", "a" * 257], ids=["empty", "over-256"])
+def test_an_email_that_cannot_be_a_user_id_is_refused_with_400(sqlite_path: Path, email: str) -> None:
+    with TestClient(create_app("memory"), base_url="http://testserver.local") as client:
+        response = client.post("/login", data={"email": email, "password": "correct"})
+        assert response.status_code == 400
+        assert "email must be 1 to 256 characters" in response.text
+        assert user(client.get("/").text) is None
+
+
+def test_the_cookie_store_without_session_secret_seals_with_a_random_secret(
+    sqlite_path: Path, session_log: RecordingHandler
+) -> None:
+    with TestClient(create_app("cookie"), base_url="http://testserver.local") as client:
+        client.post("/login", data={"email": "ann@example.com", "password": "correct"})
+        assert client.get("/admin").text == "Admin ann@example.com"
+    assert "SESSION_SECRET is not set: sealing cookies with a random secret" in session_log.text
+    with TestClient(create_app("cookie"), base_url="http://testserver.local", cookies=client.cookies) as other:
+        assert other.get("/admin").status_code == 401, "another process's secret opens nothing"
 
 
 def old_ids_story(client: httpx.Client | TestClient[Any]) -> None:
