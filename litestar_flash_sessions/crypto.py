@@ -15,16 +15,17 @@ from __future__ import annotations
 import binascii
 import math
 import os
+import string
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ("MIN_SECRET_BITS", "MIN_SECRET_LENGTH", "Sealer", "check_secret")
+__all__ = ("MIN_SECRET_BITS", "MIN_SECRET_LENGTH", "Sealer", "check_secret", "estimated_bits")
 
 MIN_SECRET_LENGTH = 32
 MIN_SECRET_BITS = 128
-"""The least estimated entropy of a secret: its length times log2 of its number of distinct characters."""
+"""The least estimated entropy of a secret (see :func:`estimated_bits`)."""
 _HOW_TO_GENERATE = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 _VERSION = b"\x01"
 _HEADER = len(_VERSION) + 4 + 12
@@ -48,19 +49,51 @@ the last character beyond the data must be zero, so that exactly one string enco
 (base64 decoding ignores those bits)."""
 
 
+_ALPHABETS = tuple(
+    frozenset(characters)
+    for characters in (
+        string.digits,
+        string.digits + "abcdef",  # secrets.token_hex
+        string.digits + "ABCDEF",
+        string.ascii_lowercase,
+        string.ascii_lowercase + string.digits,
+        string.ascii_letters,
+        string.ascii_letters + string.digits,
+        string.ascii_letters + string.digits + "-_",  # secrets.token_urlsafe
+        string.ascii_letters + string.digits + "+/=",  # base64, openssl rand -base64
+        string.printable[:95],  # printable ASCII, space included
+    )
+)
+"""The alphabets secrets are drawn from, smallest first: a secret's is the first that holds it."""
+
+
+def estimated_bits(secret: str) -> float:
+    """Return the estimated entropy of ``secret``: its length times log2 of the size of the
+    smallest usual alphabet that holds it (hex digits, base64...), so that a generated secret
+    is judged by how it was generated (32 hex digits: 128 bits) rather than by the characters it
+    happens to show. A secret that repeats itself (fewer distinct characters than a third of its
+    alphabet or length: ``"password" * 4``), or one outside printable ASCII, is judged by its
+    distinct characters instead: length times log2 of their number.
+    """
+    distinct = set(secret)
+    alphabet = next((len(alphabet) for alphabet in _ALPHABETS if distinct <= alphabet), 0)
+    if 3 * len(distinct) < min(alphabet, len(secret)) or not alphabet:
+        return len(secret) * math.log2(len(distinct))
+    return len(secret) * math.log2(alphabet)
+
+
 def check_secret(secret: object, owner: str) -> str:
     """Return ``secret`` if it is a string strong enough to derive a key from.
 
     Raises:
         ValueError: It is not a string, is shorter than 32 characters, or its estimated entropy
-            (length times log2 of its number of distinct characters) is under 128 bits; the
-            message says how to generate a good one.
+            (:func:`estimated_bits`) is under 128 bits; the message says how to generate a good one.
     """
     if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
         raise ValueError(
             f"{owner} secrets must be strings of at least {MIN_SECRET_LENGTH} characters; {_HOW_TO_GENERATE}"
         )
-    bits = len(secret) * math.log2(len(set(secret)))
+    bits = estimated_bits(secret)
     if bits < MIN_SECRET_BITS:
         raise ValueError(
             f"{owner} secret is too guessable (about {bits:.0f} bits of entropy, {MIN_SECRET_BITS} needed); "

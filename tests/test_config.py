@@ -50,6 +50,22 @@ def test_cookie_store_rejects_weak_secrets(secret: Any) -> None:
         assert "secrets.token_urlsafe(32)" in str(raised.value), "the message says how to make a good one"
 
 
+def test_a_generated_secret_of_128_bits_is_always_accepted() -> None:
+    """32 hex digits are 128 bits whichever digits they happen to show (an estimate by distinct
+    characters refused most of them)."""
+    import base64
+    import os
+    import secrets
+
+    for _ in range(500):
+        CookieStore(secrets.token_hex(16))
+        CookieStore(secrets.token_hex(16).upper())
+        CookieStore(secrets.token_urlsafe(24))
+        CookieStore(base64.b64encode(os.urandom(24)).decode())
+    with pytest.raises(ValueError, match="about 106 bits"):
+        CookieStore("1234567890" * 3 + "12")  # 32 decimal digits: 106 bits
+
+
 def test_cookie_store_rejects_bad_cookie_name() -> None:
     with pytest.raises(ValueError, match="not a valid cookie name"):
         CookieStore(SECRET, cookie_name="bad name")
