@@ -114,8 +114,6 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
         app_config.exception_handlers.setdefault(
             UnsupportedStoreError, _client_error(501, "not supported by the store")
         )
-        # A handler may return request.session, as with Litestar's dict: it is sent as its values.
-        app_config.type_encoders = {FlashSession: FlashSession.to_dict, **(app_config.type_encoders or {})}
         if _uses_flash_plugin(app_config):
             # Litestar's FlashPlugin looks for an app-wide session middleware when it starts.
             app_config.middleware.append(self.session_backend_config.middleware)
@@ -160,6 +158,9 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
             present = handler.middleware or ()
             if self._takes_session(handler) and self._middleware not in present:
                 handler.middleware = [*present, self._middleware]
+                # It may return request.session, as with Litestar's dict: sent as its values. Only
+                # here: type encoders make Litestar encode every response of the route more slowly.
+                handler.type_encoders = {FlashSession: FlashSession.to_dict, **(handler.type_encoders or {})}
                 handler.operation_class = self._documented(handler.operation_class, handler.app.openapi_config)
 
     def _takes_session(self, handler: HTTPRouteHandler | WebsocketRouteHandler) -> bool:
