@@ -123,15 +123,17 @@ def decide(
         config: The lifetimes.
         now: The time of the commit (seconds since the epoch).
     """
-    if not isinstance(current, Live):
+    if not isinstance(current, Live) or (current is not AS_LOADED and lifetime.is_dead(current, config, now)):
         return _GONE  # logged out, revoked or expired: the logout wins, nothing comes back
-    if current is not AS_LOADED and lifetime.is_dead(current, config, now):
-        return _GONE
     if draft.delete:
         return Plan(encode(Ended()), _short(config.ttl), EXPIRE)
     content, redelivered = (draft.content(now), False) if current is AS_LOADED else replay(draft, current, now)
     ttl = lifetime.store_ttl(content, config, now)
-    if draft.rotate and not followed and not content.is_empty:
+    if draft.rotate and not followed:
+        if content.is_empty:
+            # A rotation of a session left empty (a logout to anonymous, an unbinding of a bare
+            # binding) ends it: its old id must stop working, and an empty session needs no new one.
+            return Plan(encode(Ended()), _short(config.ttl), Outcome(expire=True, retry_flash=redelivered))
         outcome = Outcome(retry_flash=redelivered, max_age=lifetime.cookie_max_age(content, config))
         return Plan(encode(content), ttl, outcome, True, content)
     record = encode(content)

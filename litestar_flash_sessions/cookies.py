@@ -145,8 +145,10 @@ class CookieJar:
         # Every chunk name up to MAX_COOKIES, whatever this jar's max_cookies: chunks left by a
         # configuration that allowed more are recognised (as extra) and expired.
         self._indexes = {chunk.encode("ascii"): index for index, chunk in enumerate(chunk_names)}
+        # A deletion carries the cookie's own flags: browsers refuse a SameSite=None cookie's
+        # deletion without them from a cross-site response, and the session would stay.
         self._expired = tuple(
-            tuple((chunk + expired + suffix).encode("latin-1") for chunk in chunk_names) for suffix in secure_suffixes
+            tuple((chunk + expired + tail).encode("latin-1") for chunk in chunk_names) for tail in self._tails
         )
 
     @property

@@ -226,7 +226,9 @@ class FlashSession:
     def rotate_key(self) -> None:
         """Give the session a new id when the request ends; the old id stops working.
 
-        Call it when a user logs in, so that an id planted before login is worthless.
+        Call it when a user logs in, so that an id planted before login is worthless. A session
+        the request leaves empty (``clear()`` then ``rotate_key()``: a logout to anonymous) ends
+        instead, as after :meth:`delete_session`: what is stored next gets a new id.
 
         Raises:
             RuntimeError: The response has started: the change could not be saved.

@@ -191,6 +191,13 @@ async def switch_user(session: Session, data: JSONBody[dict[str, str]]) -> dict[
     return {"user_id_after_logout": unbound, "cart_still_readable": session.get("cart")}
 
 
+@post("/to-anonymous", status_code=200)
+async def to_anonymous(session: Session) -> None:
+    """Drop every value and rotate: a logout that keeps the visitor (Django's ``flush()``)."""
+    session.clear()
+    session.rotate_key()
+
+
 @post("/rotate", status_code=200)
 async def rotate(session: Session) -> None:
     session.rotate_key()
@@ -324,6 +331,7 @@ HANDLERS = [
     set_unencodable,
     logout,
     switch_user,
+    to_anonymous,
     rotate,
     rotate_state,
     rotate_guard,

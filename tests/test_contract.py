@@ -227,6 +227,23 @@ async def test_what_follows_delete_session_lives_on_in_a_fresh_session(
             assert (await client.get("/me")).json()["user"] is None, "the old id is dead on the server"
 
 
+async def test_rotating_a_session_left_empty_ends_it(make_client: ClientFactory, store: SessionBackend) -> None:
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann"})
+        old_id = await current_id(client)
+        old_cookie = client.cookies[cookie_name(store)]
+        response = await client.post("/to-anonymous")
+        [header] = set_cookies(response)
+        assert "Max-Age=0" in header, "no id is worth keeping for an empty session"
+        await client.post("/set", json={"cart": "apples"})
+        new_id = await current_id(client)
+        assert new_id not in (None, old_id), "what comes after lands under a new id"
+        if isinstance(store, SessionStore):
+            assert await stored(store, old_id) is None
+            use_cookie(client, cookie_name(store), old_cookie)
+            assert (await client.get("/read/cart")).json() == {"value": None, "id": None}, "the old id is dead"
+
+
 @pytest.mark.parametrize("path", ["/rotate", "/rotate-state", "/rotate-guard", "/rotate-middleware"])
 async def test_rotation_gives_a_new_id_and_kills_the_old(
     make_client: ClientFactory, store: SessionBackend, path: str

@@ -134,7 +134,7 @@ async def test_logout_expires_every_chunk_the_request_carried() -> None:
         await client.post("/set", json={"user": "ann", "big": "x" * BIG})
         response = await client.post("/logout")
         assert expired(response) == [NAME, f"{NAME}.1", f"{NAME}.2"]
-        assert all(header.endswith("Max-Age=0; Path=/") for header in set_cookies(response))
+        assert all(header.endswith("Max-Age=0; Path=/; HttpOnly; SameSite=Lax") for header in set_cookies(response))
         assert list(client.cookies) == []
         assert (await client.get("/id")).json() == {"id": None}
 

@@ -99,7 +99,10 @@ async def test_logout_expires_the_cookie_with_its_path_and_domain(store: str) ->
         response = await client.post("/logout")
         [header] = response.headers.get_list("set-cookie")
         name = "session_data" if store == "cookie" else "session"
-        assert header == f"{name}=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/; Domain=testserver.local"
+        assert header == (
+            f"{name}=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/; Domain=testserver.local; "
+            "HttpOnly; SameSite=Lax"
+        ), "the deletion carries the cookie's own flags"
         assert response.headers["vary"] == "Cookie"
 
 
@@ -138,7 +141,19 @@ async def test_the_expiry_of_an_always_secure_cookie_is_secure_too(store: str) -
     # A browser ignores a Set-Cookie for a __Host- name without Secure, even one that deletes it.
     backend, config = named(store, "__Host-sid")
     [header] = await expiry_after_logout("http://testserver.local", backend, **config)
-    assert header == "__Host-sid=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/; Secure"
+    assert (
+        header
+        == "__Host-sid=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/; HttpOnly; SameSite=Lax; Secure"
+    )
+
+
+@pytest.mark.parametrize("store", sorted(STORES))
+async def test_the_expiry_of_a_samesite_none_cookie_says_samesite_none(store: str) -> None:
+    # Chrome treats a cookie without SameSite as Lax and refuses to set it from a cross-site
+    # response (an iframe, a cross-site fetch): there the deletion would not apply.
+    backend = STORES[store]()
+    [header] = await expiry_after_logout("https://embed.example", backend, cookie_samesite="none")
+    assert header.endswith("; Max-Age=0; Path=/; HttpOnly; SameSite=None; Secure")
 
 
 async def test_every_chunk_of_an_always_secure_cookie_is_secure() -> None:

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from litestar_flash_sessions import SessionBackend, SessionConfig, commit, draft, middleware
-from litestar_flash_sessions.backend import EXPIRE
+from litestar_flash_sessions.backend import EXPIRE, NOTHING
 from litestar_flash_sessions.record import Ended, Live, Moved, decode, encode
 from litestar_flash_sessions.stores import MemoryStore, SessionStore
 from tests.app import GATES, Gate, build_app
@@ -265,6 +265,19 @@ async def rotating_flash_read_against_a_flash_read(store: SessionBackend, order:
         assert "no-store" in responses["a"].headers.get("cache-control", ""), "the new id may be cached"
 
 
+async def emptying_rotation_against_a_write(store: SessionBackend, order: list[str]) -> None:
+    """A drops the session's only value and rotates (a logout to anonymous) while B sets a key:
+    the old id dies either way, and the dropped value never comes back."""
+    async with browser(store) as client:
+        old = await client.start({"user": "ann"})
+        requests = {"a": ("POST", {"set": {"user": None}, "rotate": True}), "b": ("POST", {"set": {"k": "b"}})}
+        responses = await race(client, requests, order)
+        assert await client.live_id(old) is None, "the old id outlived its rotation"
+        sent = {r for r in responses.values() if not expires_cookie(r)}
+        for session_id in {cookie_of(r) for r in sent} - {None}:
+            assert await client.values(session_id, "user") == {"user": None}, "the dropped value came back"
+
+
 PAIRS: list[Callable[[SessionBackend, list[str]], Awaitable[None]]] = [
     emptying_against_a_write,
     newer_flash_of_the_same_key,
@@ -273,6 +286,7 @@ PAIRS: list[Callable[[SessionBackend, list[str]], Awaitable[None]]] = [
     two_rotations,
     logout_against_a_write,
     rotating_flash_read_against_a_flash_read,
+    emptying_rotation_against_a_write,
 ]
 
 
@@ -392,6 +406,20 @@ def keeping_an_unpublished_rotation(monkeypatch: pytest.MonkeyPatch) -> SessionB
     return YieldingStore(clock=FakeClock())
 
 
+def keeping_the_id_of_an_emptied_rotation(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
+    """The old way: a rotation of a session left empty keeps its id, with the emptied record."""
+
+    def decide(real: Callable[..., commit.Plan], draft_: draft.Draft, *args: Any, **kwargs: Any) -> commit.Plan:
+        plan = real(draft_, *args, **kwargs)
+        if plan.outcome.expire and draft_.rotate and not draft_.delete:
+            content = draft_.content(kwargs["now"])
+            return commit.Plan(encode(content), 60, NOTHING, False, content)
+        return plan
+
+    patch_decide(monkeypatch, decide)
+    return YieldingStore(clock=FakeClock())
+
+
 def without_uncacheable_cookies(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
     """Responses that set the cookie keep the handler's caching headers (none)."""
     monkeypatch.setattr(middleware, "_uncacheable", list)
@@ -408,6 +436,7 @@ BROKEN_BY: dict[Callable[[pytest.MonkeyPatch], SessionBackend], list[Callable[..
     keeping_an_unpublished_rotation: [rotation_against_a_logout],
     without_redelivery_check: [rotating_flash_read_against_a_flash_read],
     without_uncacheable_cookies: [rotating_flash_read_against_a_flash_read],
+    keeping_the_id_of_an_emptied_rotation: [emptying_rotation_against_a_write],
 }
 
 

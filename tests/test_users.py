@@ -203,9 +203,8 @@ async def test_logout_and_unbind_leave_the_index(server_store: SessionStore) -> 
     async with site(server_store) as s:
         leaving, unbinding, staying = [await s.login("ann") for _ in range(3)]
         assert expires_cookie(await leaving.request("POST", "/logout"))
-        unbinding.cookie = cookie_of(
-            await unbinding.request("POST", f"/act/{await s._open_gate()}/solo", {"unbind": True})
-        )
+        unbound = await unbinding.request("POST", f"/act/{await s._open_gate()}/solo", {"unbind": True})
+        assert expires_cookie(unbound), "a session that held nothing but its binding ends, as a logout"
         assert (await s.me(unbinding))["user"] is None
         assert await s.assert_exact("ann", leaving, unbinding, staying) == {
             ((await s.me(staying))["handle"], store_key(staying.cookie or ""))

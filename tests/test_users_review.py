@@ -16,7 +16,7 @@ import pytest
 
 from litestar_flash_sessions import users
 from litestar_flash_sessions.commit import store_key
-from litestar_flash_sessions.record import Live
+from litestar_flash_sessions.record import Ended, Live
 from litestar_flash_sessions.stores import SessionStore
 from tests.app import GATES, Gate
 from tests.harness import FakeClock, Harness
@@ -169,20 +169,25 @@ async def test_concurrent_logins_over_the_cap_do_not_revoke_each_other(
         assert len(await s.assert_exact("ann", first, second)) == 1
 
 
-async def test_an_unbind_in_place_cannot_unlist_a_relogin_that_follows(server_store: SessionStore) -> None:
+def ended(config: Any, at: str) -> Callable[..., bool]:
+    def when(key: str, record: bytes, *_: Any) -> bool:
+        return key == at and isinstance(users._decoded(config, key, record), Ended)
+
+    return when
+
+
+async def test_an_unbind_that_ends_the_session_cannot_unlist_a_relogin_that_follows(server_store: SessionStore) -> None:
     """ann's session (nothing but the binding) at K0. (a) logs in as ann again (keeps the handle)
-    and waits; (b) rotates K0 to K1; (c) on K1 unbinds: the session is empty, so it is written in
-    place at K1, then K1 is unlisted. Between the two, (a) commits: it follows to K1, lists it
-    (already listed: nothing to do) and writes ann's session there; (c)'s unlisting then removes
-    the listing (a)'s record needs. ann is logged in at K1 and no index lists it."""
+    and waits; (b) rotates K0 to K1; (c) on K1 unbinds: the session is left empty, so it ends (an
+    Ended tombstone at K1), then K1 is unlisted. Between the two, (a) commits: it follows to K1
+    and must find the end there, as a logout, rather than write ann's session at a key (c) is
+    about to unlist (once, when the unbinding wrote the empty session in place, it did: ann was
+    then logged in at K1 and no index listed it)."""
     async with site(server_store) as s:
         browser = await s.login("ann")
         gate, relogin = await held(s, browser, {"bind": "ann"})
         browser.cookie = cookie_of(await browser.request("POST", "/rotate"))
-        rotated = store_key(browser.cookie or "")
-        pause = Pause(
-            s.store, "set", lambda key, record, *_: key == rotated and bound_to(s.config, None)(key, record), after=True
-        )
+        pause = Pause(s.store, "set", ended(s.config, store_key(browser.cookie or "")), after=True)
         try:
             unbind = asyncio.create_task(browser.request("POST", f"/act/{await s._open_gate()}/solo", {"unbind": True}))
             await asyncio.wait_for(pause.paused.wait(), 10)
@@ -192,7 +197,7 @@ async def test_an_unbind_in_place_cannot_unlist_a_relogin_that_follows(server_st
             assert (await unbind).status_code == 200
         finally:
             pause.undo()
-        assert (await s.me(browser))["user"] == "ann"  # the later commit (the login) won
+        assert (await s.me(browser))["user"] is None, "the unbinding ended the session: as a logout, it wins"
         live = await s.live_of("ann", browser)
         assert live <= await s.index_of("ann"), "a live session of ann is missing from her index"
         await s.sessions.revoke_all("ann")
