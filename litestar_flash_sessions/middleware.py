@@ -236,7 +236,7 @@ class SessionMiddleware:
                         return
                     if len(headers) > 1:  # the response sets or expires the session cookie
                         start["headers"] = _uncacheable(start["headers"])
-                    start["headers"] = [*start["headers"], *headers]
+                    start["headers"] = _with_session_headers(start["headers"], headers)
             await send(message)
 
         token = _CURRENT_SESSION.set(scope["session"])  # type: ignore[arg-type]
@@ -337,6 +337,29 @@ async def _answer_with_app_handler(
     request = app.request_class(scope=scope, receive=receive, send=send)
     response = handler(request, exc)
     await response.to_asgi_response(app=None, request=request)(scope, receive, send)
+
+
+def _with_session_headers(
+    existing: Iterable[tuple[bytes, bytes]], session: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """Return the response's headers followed by the session's (which end with ``Vary: Cookie``);
+    ``Cookie`` joins a ``Vary`` the response already has instead, so that it says it once.
+    """
+    existing = existing if isinstance(existing, list) else list(existing)  # read twice below
+    for name, _ in existing:
+        if name == b"vary":
+            break
+    else:
+        return [*existing, *session]  # the usual response: no Vary of its own
+    merged = [*existing, *session[:-1]]
+    if not any(name == b"vary" and _TOKEN_COOKIE_OR_ANY.search(value) for name, value in merged):
+        first = next(index for index, (name, _) in enumerate(merged) if name == b"vary")
+        merged[first] = (b"vary", merged[first][1] + b", Cookie")
+    return merged
+
+
+_TOKEN_COOKIE_OR_ANY = re.compile(rb"(?:^|,)\s*(?:cookie|\*)\s*(?:,|$)", re.IGNORECASE)
+"""A ``Vary`` value that already names ``Cookie``, or ``*`` (which varies on everything)."""
 
 
 def _uncacheable(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -447,7 +470,7 @@ def _committing(message: HTTPResponseStartEvent, loaded: Loaded, scope: Scope) -
     draft = loaded.draft
     if message["status"] >= 500:
         draft.committed = True
-        message["headers"] = [*message["headers"], _VARY]
+        message["headers"] = _with_session_headers(message["headers"], _VARY_ONLY)
         return False
     if scope["state"].get(ROTATE_STATE_KEY):
         loaded.session.rotate_key()

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from litestar import Litestar, Response, get
+from litestar.params import FromPath
 
-from litestar_flash_sessions import SessionConfig
+from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
 from litestar_flash_sessions.cookies import CookieJar
 from litestar_flash_sessions.stores import CookieStore, MemoryStore, SessionBackend
 from tests.app import build_app
@@ -213,3 +215,26 @@ def test_every_chunk_carries_the_per_response_max_age() -> None:
 def test_a_per_response_max_age_must_be_a_positive_whole_number(bad: Any) -> None:
     with pytest.raises(ValueError, match="max_age must be a positive whole number"):
         jar_of().render("v", HTTP, max_age=bad)
+
+
+@get("/varies/{on:str}")
+async def varies(session: Session, on: FromPath[str]) -> Response[str]:
+    session["seen"] = True
+    return Response("ok", headers={"Vary": on})
+
+
+@pytest.mark.parametrize(
+    ("handler_vary", "sent"),
+    [
+        ("Accept-Encoding", "Accept-Encoding, Cookie"),
+        ("Accept-Encoding, Cookie", "Accept-Encoding, Cookie"),
+        ("cookie", "cookie"),
+        ("*", "*"),
+    ],
+)
+async def test_cookie_joins_the_vary_of_the_handler_once(handler_vary: str, sent: str) -> None:
+    app = Litestar([varies], plugins=[SessionPlugin()])
+    async with app.lifespan(), in_loop_client(app) as client:
+        for _ in range(2):  # the first response sets the cookie, the second does not
+            response = await client.get(f"/varies/{handler_vary}")
+            assert response.headers.get_list("vary") == [sent]
