@@ -52,6 +52,9 @@ class Draft(msgspec.Struct):
     """An upper bound of the encoded session's size: grows with every ``set`` and ``flash``."""
     written: dict[str, Any] = msgspec.field(default_factory=dict)
     """Keys this request set (their value) or deleted (:data:`DELETED`)."""
+    rewritten: bool = False
+    """Whether a set gave a key a value other than the one it held (a set of the same value is
+    still in :attr:`written`, so that it wins a conflict, but changes nothing to seal anew)."""
     consumed: dict[int, bool] = msgspec.field(default_factory=dict)
     """Loaded flashes this request removed: ``True`` if it delivered them, ``False`` if withdrawn."""
     delete: bool = False
@@ -101,6 +104,13 @@ class Draft(msgspec.Struct):
         """Whether the request changed a value, a flash or the session's lifetime."""
         return bool(
             self.written or self.consumed or self.next_flash_id != self.own_from or self.lifetime_set or self.user_set
+        )
+
+    @property
+    def changed(self) -> bool:
+        """As :attr:`modified`, but a set of the value a key already held counts for nothing."""
+        return bool(
+            self.rewritten or self.consumed or self.next_flash_id != self.own_from or self.lifetime_set or self.user_set
         )
 
     def content(self, now: float) -> Live:

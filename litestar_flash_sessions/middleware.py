@@ -456,7 +456,7 @@ def _after_websocket_commit(loaded: Loaded, *, keep_open: bool) -> None:
         return
     draft.written, draft.consumed, draft.shown = {}, {}, []
     draft.own_from = draft.next_flash_id
-    draft.delete = draft.rotate = draft.lifetime_set = draft.touch = False
+    draft.delete = draft.rotate = draft.lifetime_set = draft.touch = draft.rewritten = False
     loaded.base = loaded.plain = None  # the next compare-and-set reads what is stored now
 
 

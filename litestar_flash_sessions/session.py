@@ -132,9 +132,9 @@ class FlashSession:
             if key in draft.data:
                 del draft.data[key]
                 draft.written[key] = DELETED
+                draft.rewritten = True
         else:
-            draft.data[key] = value
-            draft.written[key] = value
+            self._store(key, value)
 
     def flash(self, key: str, value: Any, *, category: str | None = None, now: bool = False) -> None:
         """Add a message under ``key``, readable once by :meth:`get` or :meth:`flashes`, in this or a
@@ -341,9 +341,7 @@ class FlashSession:
     def __setitem__(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key`` (``None`` too, as a dict would); raises as :meth:`set`."""
         self._check_change(key, value, False)
-        draft = self._draft
-        draft.data[key] = value
-        draft.written[key] = value
+        self._store(key, value)
 
     def __delitem__(self, key: str) -> None:
         """Delete ``key``.
@@ -438,6 +436,16 @@ class FlashSession:
         for key in list(self._draft.data):
             self.set(key, None)
         self._take(lambda flash: True, delivered=False)
+
+    def _store(self, key: str, value: Any) -> None:
+        draft = self._draft
+        data = draft.data
+        if not draft.rewritten:
+            held = data.get(key, _MISSING)
+            # The same object may have been changed in place: only an equal other one is the same value.
+            draft.rewritten = held is value or type(held) is not type(value) or held != value
+        data[key] = value
+        draft.written[key] = value
 
     def _check_open(self, change: str) -> None:
         if self._draft.committed:

@@ -198,6 +198,14 @@ async def to_anonymous(session: Session) -> None:
     session.rotate_key()
 
 
+@post("/append/{key:str}", status_code=200)
+async def append(session: Session, key: FromPath[str], data: JSONBody[Any]) -> None:
+    """Change a stored list in place, then set it again (the way the docs ask for)."""
+    items = session.get(key)
+    items.append(data)
+    session.set(key, items)
+
+
 @post("/rotate", status_code=200)
 async def rotate(session: Session) -> None:
     session.rotate_key()
@@ -332,6 +340,7 @@ HANDLERS = [
     logout,
     switch_user,
     to_anonymous,
+    append,
     rotate,
     rotate_state,
     rotate_guard,

@@ -484,3 +484,20 @@ async def test_other_cookies_are_left_alone(make_client: ClientFactory, store: S
         header = f"theme=dark; x{cookie_name(store)}=nope; {cookie_name(store)}={value}; other=1"
         response = await client.get("/read/user", headers={"cookie": header})
         assert response.json()["value"] == "ann"
+
+
+async def test_setting_the_value_a_key_holds_sends_no_new_cookie(
+    make_client: ClientFactory, store: SessionBackend
+) -> None:
+    # express-session's "rolling: false": a handler that stores what is already there (the user
+    # on every page) does not make the cookie store re-seal and send its cookie each time.
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann", "cart": ["apple"]})
+        response = await client.post("/set", json={"user": "ann", "cart": ["apple"]})
+        assert set_cookies(response) == []
+        response = await client.post("/set", json={"user": "ann", "cart": ["apple", "pear"]})
+        if not isinstance(store, SessionStore):
+            assert len(set_cookies(response)) == 1, "a changed value is sealed anew"
+        assert (await client.get("/read/cart")).json()["value"] == ["apple", "pear"]
+        await client.post("/append/cart", json="plum")  # the same list, changed in place, set again
+        assert (await client.get("/read/cart")).json()["value"] == ["apple", "pear", "plum"]

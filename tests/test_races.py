@@ -355,14 +355,11 @@ def without_redelivery_check(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
 
 
 def without_logout_winning(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
-    """A commit that finds the session gone writes it again, as if it were new and empty."""
+    """A commit that finds the session gone writes it again, as the request saw it."""
     patch_decide(
         monkeypatch,
         lambda real, draft_, current, *args, **kwargs: real(
-            draft_,
-            current if isinstance(current, Live) else Live({}, [], 0, kwargs["now"], kwargs["now"]),
-            *args,
-            **kwargs,
+            draft_, current if isinstance(current, Live) else draft_.content(kwargs["now"]), *args, **kwargs
         ),
     )
     return YieldingStore(clock=FakeClock())

@@ -184,8 +184,8 @@ class CookieStore(SessionBackend):
             return NOTHING if session_id is None else EXPIRE
         # The sealed expiry slides with use, but at most every TOUCH_SECONDS: not a Set-Cookie per request.
         sliding = draft.stale and session_id is not None and (config.ttl is not None or draft.lifetime is not None)
-        if not (draft.modified or draft.rotate or sliding):
-            return NOTHING
+        if not (draft.changed or draft.rotate or sliding):
+            return NOTHING  # a set of the value a key held seals nothing anew: no new cookie
         now = self.now()
         content = draft.content(now)
         if content.is_empty:
