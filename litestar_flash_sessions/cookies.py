@@ -186,7 +186,8 @@ class CookieJar:
                     for pair in value.split(b";"):
                         pair = pair.strip()  # noqa: PLW2901 (the stripped pair is the pair)
                         if pair.startswith(prefix):
-                            return pair[len(prefix) :].decode("latin-1")
+                            found = pair[len(prefix) :]
+                            return (_unquoted(found) if found[:1] == _QUOTE else found).decode("latin-1")
             return None
         # The usual request: one cookie header, where the name occurs once, at the start of a pair
         # and with its "=" at once, and the value holds no chunk count: then that value is what
@@ -204,6 +205,8 @@ class CookieJar:
         if start >= 0 and cookie.count(prefix[:-1]) == 1 and (start == 0 or cookie[:start].rstrip()[-1:] == b";"):
             end = cookie.find(b";", start)
             first = cookie[start + len(prefix) : None if end < 0 else end].strip()
+            if first[:1] == _QUOTE:
+                first = _unquoted(first)
             if b"." not in first:
                 return first.decode("latin-1")
         return self._read_chunks(scope)
@@ -304,7 +307,7 @@ class CookieJar:
                     if index is not None:
                         if index in chunks:
                             return None
-                        chunks[index] = content.strip()
+                        chunks[index] = _unquoted(content.strip())
         return chunks
 
     def _read_chunks(self, scope: Scope) -> str | None:
@@ -340,3 +343,15 @@ class CookieJar:
             return []
         expired = self._expired[https]
         return [(SET_COOKIE, expired[index]) for index in sorted(carried)]
+
+
+_QUOTE = b'"'
+
+
+def _unquoted(value: bytes) -> bytes:
+    """Return a cookie's value without the double quotes RFC 6265 lets it come in (some clients
+    and proxies add them); the values this jar sets have none.
+    """
+    if value[:1] == _QUOTE and value[-1:] == _QUOTE and len(value) >= 2:
+        return value[1:-1]
+    return value

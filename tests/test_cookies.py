@@ -238,3 +238,17 @@ async def test_cookie_joins_the_vary_of_the_handler_once(handler_vary: str, sent
         for _ in range(2):  # the first response sets the cookie, the second does not
             response = await client.get(f"/varies/{handler_vary}")
             assert response.headers.get_list("vary") == [sent]
+
+
+@pytest.mark.parametrize("store", sorted(STORES))
+async def test_a_quoted_cookie_value_opens_its_session(store: str) -> None:
+    # RFC 6265 lets a cookie's value come in double quotes; some clients and proxies add them.
+    app = build_app(SessionConfig(store=STORES[store]()))
+    async with app.lifespan(), in_loop_client(app) as client:
+        [cookie] = (await client.post("/set", json={"user": "ann"})).headers.get_list("set-cookie")
+        name, value = cookie.split(";", 1)[0].split("=", 1)
+        client.cookies.clear()
+        for header in (f'{name}="{value}"', f'theme=dark; {name}="{value}"; other=1'):
+            response = await client.get("/read/user", headers={"cookie": header})
+            assert response.json()["value"] == "ann", header
+        assert (await client.get("/read/user", headers={"cookie": f'{name}="'})).json()["value"] is None
