@@ -59,6 +59,10 @@ class SessionConfig:
     """``SameSite``; ``"none"`` requires a secure cookie."""
     cookie_max_age: int | None = None
     """``Max-Age`` in seconds; ``None`` makes a browser-session cookie."""
+    cookie_partitioned: bool = False
+    """``Partitioned`` (CHIPS): the browser keeps the cookie apart for each top-level site, as an
+    app embedded in other sites' frames needs once third-party cookies are blocked. Requires a
+    secure cookie (it is always sent ``Secure``); usually with ``cookie_samesite="none"``."""
     max_size_bytes: int = 65_536
     """The largest encoded session: a ``set`` or ``flash`` that would make it larger raises
     :class:`~litestar_flash_sessions.SessionTooLargeError`."""
@@ -106,6 +110,8 @@ class SessionConfig:
             raise ValueError("cleanup_interval_seconds must be a positive number of seconds, or None for off")
         if self.cookie_samesite == "none" and self.cookie_secure is False:
             raise ValueError("cookie_samesite='none' needs a secure cookie: browsers reject it otherwise")
+        if self.cookie_partitioned and self.cookie_secure is False:
+            raise ValueError("cookie_partitioned=True needs a secure cookie: browsers reject it otherwise")
         self._check_prefix()
         self._check_users()
         self.record_sealer: Any = None
@@ -143,11 +149,12 @@ class SessionConfig:
     @property
     def always_secure(self) -> bool:
         """Whether the cookie is sent ``Secure`` even on plain HTTP: a ``__Host-``/``__Secure-``
-        name, ``SameSite=None`` or ``cookie_secure=True`` require it.
+        name, ``SameSite=None``, ``Partitioned`` or ``cookie_secure=True`` require it.
         """
         return (
             bool(self.cookie_secure)
             or self.cookie_samesite == "none"
+            or self.cookie_partitioned
             or (self.session_cookie_name.startswith(("__Host-", "__Secure-")))
         )
 

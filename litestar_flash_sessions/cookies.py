@@ -123,6 +123,8 @@ class CookieJar:
         max_age = f"; Max-Age={config.cookie_max_age}" if config.cookie_max_age else ""
         tail = "; HttpOnly" if config.cookie_httponly else ""
         tail += f"; SameSite={config.cookie_samesite.capitalize()}"
+        if config.cookie_partitioned:
+            tail += "; Partitioned"
         # Indexed by whether the request came over https, which ``cookie_secure=None`` follows;
         # browsers reject a prefixed or SameSite=None cookie without Secure, even over http (and
         # a deletion of one too), so those are Secure on both.

@@ -150,6 +150,22 @@ async def test_the_expiry_of_an_always_secure_cookie_is_secure_too(store: str) -
 
 
 @pytest.mark.parametrize("store", sorted(STORES))
+@pytest.mark.parametrize("base_url", ["http://testserver.local", "https://testserver.local"])
+async def test_a_partitioned_cookie_is_secure_and_its_expiry_partitioned_too(store: str, base_url: str) -> None:
+    # CHIPS: a deletion reaches the partitioned cookie only if it is partitioned itself.
+    config = {"cookie_samesite": "none", "cookie_partitioned": True}
+    [header] = await set_cookie_after_login(base_url, store, **config)
+    assert attributes(header) == ["Path=/", "HttpOnly", "SameSite=None", "Partitioned", "Secure"]
+    [expiry] = await expiry_after_logout(base_url, STORES[store](), **config)
+    assert expiry.endswith("; Max-Age=0; Path=/; HttpOnly; SameSite=None; Partitioned; Secure")
+
+
+def test_a_partitioned_cookie_that_is_not_secure_is_refused() -> None:
+    with pytest.raises(ValueError, match="cookie_partitioned=True needs a secure cookie"):
+        SessionConfig(cookie_partitioned=True, cookie_secure=False)
+
+
+@pytest.mark.parametrize("store", sorted(STORES))
 async def test_the_expiry_of_a_samesite_none_cookie_says_samesite_none(store: str) -> None:
     # Chrome treats a cookie without SameSite as Lax and refuses to set it from a cross-site
     # response (an iframe, a cross-site fetch): there the deletion would not apply.
