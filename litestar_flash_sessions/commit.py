@@ -96,7 +96,10 @@ def _short(ttl: int | None) -> int:
     return TOMBSTONE_SECONDS if ttl is None else min(ttl, TOMBSTONE_SECONDS)
 
 
-_GONE: Final = Plan(None, None, EXPIRE)
+_ENDED_ELSEWHERE: Final = Outcome(expire=True)
+"""The outcome of a commit that found the session ended already (logged out, revoked, expired):
+the cookie is expired. Not :data:`EXPIRE` itself, so that a logout tells it from its own end."""
+_GONE: Final = Plan(None, None, _ENDED_ELSEWHERE)
 
 
 def decide(
@@ -284,17 +287,26 @@ async def commit(store: SessionStore, loaded: Loaded, config: SessionConfig) -> 
         locks.release(key, entry)
     if draft.delete and outcome.expire:
         # What the request did after delete_session() ("You have been logged out", a login as
-        # someone else) lives on in a fresh session.
-        return await _create(store, draft, config, otherwise=outcome)
+        # someone else) lives on in a fresh session; only its flashes when the session had ended
+        # already (revoked, logged out elsewhere): what a revoked session did must not come back.
+        return await _create(store, draft, config, otherwise=outcome, flashes_only=outcome is _ENDED_ELSEWHERE)
     return outcome
 
 
-async def _create(store: SessionStore, draft: Draft, config: SessionConfig, otherwise: Outcome = NOTHING) -> Outcome:
+async def _create(
+    store: SessionStore,
+    draft: Draft,
+    config: SessionConfig,
+    otherwise: Outcome = NOTHING,
+    *,
+    flashes_only: bool = False,
+) -> Outcome:
     """Store a session that had no id under a new one (nobody else knows it: no conflict); with
-    nothing to store, return ``otherwise``.
+    nothing to store, return ``otherwise``. After ``delete_session()``, what the request did
+    after it is stored (``flashes_only``: its flashes alone).
     """
     now = store.now()
-    content = draft.survivors(now) if draft.delete else draft.content(now)
+    content = draft.survivors(now, flashes_only=flashes_only) if draft.delete else draft.content(now)
     if content is None or content.is_empty:
         return otherwise  # no record, no cookie: nothing per anonymous visitor
     plan = Plan(encode(content), lifetime.store_ttl(content, config, now), NOTHING, False, content)
@@ -400,8 +412,8 @@ def _resend_cookie(outcome: Outcome, loaded: Loaded, config: SessionConfig, *, f
     its ``Max-Age`` must slide (about once a minute) or changed (``set_expiry``).
     """
     draft = loaded.draft
-    if followed or not (draft.lifetime_set or draft.stale):
-        return outcome
+    if followed or outcome.expire or not (draft.lifetime_set or draft.stale):
+        return outcome  # an expiry stays one: the id it would send again is dead
     max_age = draft.lifetime or config.cookie_max_age
     if max_age is None and not draft.lifetime_set:
         return outcome

@@ -68,18 +68,26 @@ _ALPHABETS = tuple(
 
 
 def estimated_bits(secret: str) -> float:
-    """Return the estimated entropy of ``secret``: its length times log2 of the size of the
-    smallest usual alphabet that holds it (hex digits, base64...), so that a generated secret
-    is judged by how it was generated (32 hex digits: 128 bits) rather than by the characters it
-    happens to show. A secret that repeats itself (fewer distinct characters than a third of its
-    alphabet or length: ``"password" * 4``), or one outside printable ASCII, is judged by its
-    distinct characters instead: length times log2 of their number.
+    """Return the estimated entropy of ``secret``: the length of its pattern (the secret, or the
+    part it repeats: ``"abc123" * 6`` is 6 characters of pattern) times log2 of the size of the
+    smallest usual alphabet that holds it (hex digits, base64...). So a generated secret is
+    judged by how it was generated (32 hex digits: 128 bits) rather than by the characters it
+    happens to show. One with few distinct characters (under a third of its alphabet or
+    length: ``"ab" * 20``), or outside printable ASCII, is judged by their number instead.
     """
     distinct = set(secret)
     alphabet = next((len(alphabet) for alphabet in _ALPHABETS if distinct <= alphabet), 0)
+    length = _period(secret)
     if 3 * len(distinct) < min(alphabet, len(secret)) or not alphabet:
-        return len(secret) * math.log2(len(distinct))
-    return len(secret) * math.log2(alphabet)
+        return length * math.log2(len(distinct))
+    return length * math.log2(alphabet)
+
+
+def _period(text: str) -> int:
+    """Return the length of the shortest part that ``text`` repeats at least twice over (all of it
+    if none): a random secret whose end happens to match its start repeats nothing.
+    """
+    return next((period for period in range(1, len(text) // 2 + 1) if text[period:] == text[:-period]), len(text))
 
 
 def check_secret(secret: object, owner: str) -> str:

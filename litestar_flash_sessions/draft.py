@@ -53,8 +53,9 @@ class Draft(msgspec.Struct):
     written: dict[str, Any] = msgspec.field(default_factory=dict)
     """Keys this request set (their value) or deleted (:data:`DELETED`)."""
     rewritten: bool = False
-    """Whether a set gave a key a value other than the one it held (a set of the same value is
-    still in :attr:`written`, so that it wins a conflict, but changes nothing to seal anew)."""
+    """Whether a set may have given a key a value other than the one it held (a set of the same
+    string, number or flag is still in :attr:`written`, so that it wins a conflict, but changes
+    nothing to seal anew)."""
     consumed: dict[int, bool] = msgspec.field(default_factory=dict)
     """Loaded flashes this request removed: ``True`` if it delivered them, ``False`` if withdrawn."""
     delete: bool = False
@@ -130,16 +131,19 @@ class Draft(msgspec.Struct):
             self.device,
         )
 
-    def survivors(self, now: float) -> Live | None:
+    def survivors(self, now: float, *, flashes_only: bool = False) -> Live | None:
         """Return the fresh session of what the request changed after ``delete_session()`` (the
-        flashes it added, the values it set, the user it bound, the lifetime it gave), if anything.
+        flashes it added, the values it set, the user it bound, the lifetime it gave; with
+        ``flashes_only``, the flashes alone), if anything.
         """
         start = self.delete_from
         kept = [] if start is None else [flash for flash in self.flashes if flash.id >= start]
+        renumbered = [Flash(i, flash.key, flash.value, flash.category) for i, flash in enumerate(kept)]
+        if flashes_only:
+            return Live({}, renumbered, len(kept), now, now) if kept else None
         data = {key: value for key, value in self.written.items() if value is not DELETED}
         if not (kept or data or self.user is not None):
             return None
-        renumbered = [Flash(i, flash.key, flash.value, flash.category) for i, flash in enumerate(kept)]
         return Live(data, renumbered, len(kept), now, now, self.lifetime, self.user, self.handle, self.device)
 
 

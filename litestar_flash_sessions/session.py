@@ -35,6 +35,8 @@ T = TypeVar("T")
 D = TypeVar("D")
 
 _MISSING: Final = object()
+_SCALARS: Final = frozenset({str, int, bool, bytes})
+"""The types whose equal values encode alike (not float: -0.0 == 0.0)."""
 _MAX_USER_ID: Final = 256
 _encode = msgspec.msgpack.Encoder().encode
 _ENTRY_OVERHEAD: Final = 16
@@ -441,9 +443,11 @@ class FlashSession:
         draft = self._draft
         data = draft.data
         if not draft.rewritten:
+            # Only a string, a whole number or a flag equal to the one held, of the same type, is
+            # the same value: a container may have been changed in place (and held is then the
+            # changed object), and equal values of other types encode differently (0 and False).
             held = data.get(key, _MISSING)
-            # The same object may have been changed in place: only an equal other one is the same value.
-            draft.rewritten = held is value or type(held) is not type(value) or held != value
+            draft.rewritten = type(value) not in _SCALARS or type(held) is not type(value) or held != value
         data[key] = value
         draft.written[key] = value
 

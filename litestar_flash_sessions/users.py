@@ -98,8 +98,14 @@ def _index_ttl(config: SessionConfig) -> int | None:
     return None if absolute is None else absolute + TOMBSTONE_SECONDS
 
 
-async def _read_index(store: SessionStore, config: SessionConfig, key: str) -> tuple[bytes | None, UserIndex]:
-    """Return the index's stored bytes (the compare-and-set base) and the index (empty if none)."""
+async def _read_index(
+    store: SessionStore, config: SessionConfig, key: str, *, repair: bool = False
+) -> tuple[bytes | None, UserIndex]:
+    """Return the index's stored bytes (the compare-and-set base) and the index (empty if none).
+
+    With ``repair``, a corrupt index is deleted and its base is ``None``: what a database holds
+    that is not bytes (a row edited by hand) can never be the base of a compare-and-set.
+    """
     raw = await store.get(key, None)
     if raw is None:
         return None, UserIndex([])
@@ -110,6 +116,9 @@ async def _read_index(store: SessionStore, config: SessionConfig, key: str) -> t
         return raw, decode_index(plain)
     except msgspec.DecodeError:
         logger.warning("corrupt user index in %s; starting it anew", type(store).__name__)
+        if repair:
+            await store.delete(key)
+            return None, UserIndex([])
         return raw, UserIndex([])
 
 
@@ -126,7 +135,7 @@ async def update_index(
     lock = await locks.acquire(key)
     try:
         for attempt in range(MAX_ATTEMPTS):
-            raw, index = await _read_index(store, config, key)
+            raw, index = await _read_index(store, config, key, repair=True)
             changed = change(index)
             if changed == index and raw is not None:
                 return index

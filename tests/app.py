@@ -75,7 +75,8 @@ GATES: dict[str, Gate] = {}
 
 
 def act_on(session: FlashSession, actions: dict[str, Any]) -> dict[str, Any]:
-    """Do what a race's request asks, in a fixed order: read, set, flash, bind, unbind, rotate, log out."""
+    """Do what a race's request asks, in a fixed order: read, set, flash, bind, unbind, rotate, log
+    out, and log in again (a logout, then a login as the same user in a fresh session)."""
     read = {key: session.get(key) for key in actions.get("read", [])}
     for key, value in actions.get("set", {}).items():
         session.set(key, value)
@@ -89,6 +90,12 @@ def act_on(session: FlashSession, actions: dict[str, Any]) -> dict[str, Any]:
         session.rotate_key()
     if actions.get("logout"):
         session.delete_session()
+    if actions.get("relogin"):
+        user = session.user_id
+        session.delete_session()
+        if user is not None:
+            session.set("user", user)
+            session.bind_user(user)
     return {"read": read, "id": session.id}
 
 

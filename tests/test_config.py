@@ -41,7 +41,20 @@ def test_zero_idle_timeout_means_never() -> None:
 
 
 @pytest.mark.parametrize(
-    "secret", ["short", "x" * 31, [SECRET, "y" * 31], [], [b"x" * 32], "a" * 32, "password" * 4, "ab" * 40]
+    "secret",
+    [
+        "short",
+        "x" * 31,
+        [SECRET, "y" * 31],
+        [],
+        [b"x" * 32],
+        "a" * 32,
+        "password" * 4,
+        "ab" * 40,
+        "abc123" * 6,
+        "asdfghjkl" * 4,
+        "123456" * 7,
+    ],
 )
 def test_cookie_store_rejects_weak_secrets(secret: Any) -> None:
     with pytest.raises(ValueError, match="secret") as raised:
@@ -63,7 +76,7 @@ def test_a_generated_secret_of_128_bits_is_always_accepted() -> None:
         CookieStore(secrets.token_urlsafe(24))
         CookieStore(base64.b64encode(os.urandom(24)).decode())
     with pytest.raises(ValueError, match="about 106 bits"):
-        CookieStore("1234567890" * 3 + "12")  # 32 decimal digits: 106 bits
+        CookieStore("31415926535897932384626433832795")  # 32 decimal digits: 106 bits
 
 
 def test_cookie_store_rejects_bad_cookie_name() -> None:

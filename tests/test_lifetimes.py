@@ -104,6 +104,22 @@ async def test_a_persistent_cookie_slides_at_most_once_a_minute(clock: FakeClock
         assert again.split(";")[0] == set_cookies(first)[0].split(";")[0], "the same id, slid"
 
 
+@pytest.mark.parametrize("ending", ["/logout", "/to-anonymous"])
+async def test_ending_a_stale_session_with_a_persistent_cookie_expires_the_cookie(
+    make_client: ClientFactory, harness: Harness, clock: FakeClock, ending: str
+) -> None:
+    # A minute after its last write a persistent cookie's Max-Age is due to slide: an ending
+    # then must still expire the cookie, not send the dead id again.
+    if not harness.injects_clock:
+        pytest.skip("the server keeps time itself")
+    async with make_client(cookie_max_age=86_400) as client:
+        await client.post("/set", json={"user": "ann"})
+        clock.advance(120)
+        (header,) = set_cookies(await client.post(ending))
+        assert "Max-Age=0" in header
+        assert (await client.get("/read/user")).json() == {"value": None, "id": None}
+
+
 async def test_a_cookie_sealed_without_expiry_dies_under_a_config_with_one(clock: FakeClock) -> None:
     store = CookieStore(SECRET, clock=clock)
     async with app_client(store, expire_after_seconds=None) as client:

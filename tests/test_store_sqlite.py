@@ -15,6 +15,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
+from litestar_flash_sessions import users
 from litestar_flash_sessions.commit import new_session_id, store_key
 from litestar_flash_sessions.record import Ended, Moved, decode
 from litestar_flash_sessions.stores import StoreUnavailableError
@@ -467,3 +468,19 @@ async def test_a_row_whose_data_is_not_a_blob_is_a_corrupt_record(
         assert response.status_code == 200
         assert response.json() == {"value": None, "id": None}
         assert "WARNING corrupt session record in SQLiteStore" in session_log.text
+
+
+async def test_a_user_index_edited_by_hand_is_rebuilt_at_the_next_login(
+    store: SQLiteStore, db_path: Path, session_log: RecordingHandler
+) -> None:
+    # A row that holds text can never be the base of a compare-and-set: the index is deleted
+    # and written anew, instead of every login of the user failing with 503.
+    async with app_client(store) as client:
+        assert (await client.post("/switch-user", json={"user": "ann"})).status_code == 200
+        with raw(db_path) as connection:
+            connection.execute("UPDATE sessions SET data = ? WHERE id = ?", ("hand edited", users.index_key("ann")))
+        assert (await client.post("/switch-user", json={"user": "ann"})).status_code == 200
+        listed = (await client.get("/my-sessions")).json()
+        assert len(listed) == 1
+        assert listed[0]["current"] is True
+        assert "WARNING corrupt user index in SQLiteStore" in session_log.text

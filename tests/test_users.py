@@ -287,7 +287,9 @@ async def test_ordinary_requests_make_no_extra_round_trip(server_store: SessionS
 
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize(
-    "actions", [{"set": {"x": 1}}, {"rotate": True}, {"logout": True}, {"unbind": True}], ids=lambda a: next(iter(a))
+    "actions",
+    [{"set": {"x": 1}}, {"rotate": True}, {"logout": True}, {"unbind": True}, {"relogin": True}],
+    ids=lambda a: next(iter(a)),
 )
 async def test_a_request_in_flight_cannot_bring_a_revoked_session_back(
     server_store: SessionStore, order: str, actions: dict[str, Any]
