@@ -24,7 +24,7 @@ import msgspec
 from litestar_flash_sessions import lifetime, users
 from litestar_flash_sessions.backend import EXPIRE, NOTHING, Outcome
 from litestar_flash_sessions.conflicts import MAX_ATTEMPTS, back_off
-from litestar_flash_sessions.draft import replay
+from litestar_flash_sessions.draft import redelivered, replay, shown
 from litestar_flash_sessions.record import TOMBSTONE_SECONDS, Ended, Live, Moved, decode, encode, seal, unseal
 
 if TYPE_CHECKING:
@@ -99,7 +99,32 @@ def _short(ttl: int | None) -> int:
 _ENDED_ELSEWHERE: Final = Outcome(expire=True)
 """The outcome of a commit that found the session ended already (logged out, revoked, expired):
 the cookie is expired. Not :data:`EXPIRE` itself, so that a logout tells it from its own end."""
+_SHOWN_AND_ENDED_ELSEWHERE: Final = Outcome(expire=True, retry_flash=True)
+"""As :data:`_ENDED_ELSEWHERE`, when the request that ended it showed a flash this one would show."""
 _GONE: Final = Plan(None, None, _ENDED_ELSEWHERE)
+_GONE_SHOWN: Final = Plan(None, None, _SHOWN_AND_ENDED_ELSEWHERE)
+
+
+def _ended_elsewhere(outcome: Outcome) -> bool:
+    return outcome is _ENDED_ELSEWHERE or outcome is _SHOWN_AND_ENDED_ELSEWHERE
+
+
+def _gone(draft: Draft, current: Record | None) -> Plan:
+    """Return the plan of a commit that finds the session ended: nothing comes back, and a flash
+    the ending request showed is not shown again.
+    """
+    if isinstance(current, Ended) and any(draft.consumed.get(flash_id) for flash_id in current.shown):
+        return _GONE_SHOWN
+    return _GONE
+
+
+def _ending(draft: Draft, config: SessionConfig, *, shown_elsewhere: bool) -> Plan:
+    """Return the plan of a commit that ends the session: an ``Ended`` tombstone naming the
+    flashes this request showed, and the cookie expired (with the retry when another request
+    showed one first).
+    """
+    outcome = _SHOWN_AND_ENDED_ELSEWHERE if shown_elsewhere else EXPIRE
+    return Plan(encode(Ended(shown(draft))), _short(config.ttl), outcome)
 
 
 def decide(
@@ -127,20 +152,20 @@ def decide(
         now: The time of the commit (seconds since the epoch).
     """
     if not isinstance(current, Live) or (current is not AS_LOADED and lifetime.is_dead(current, config, now)):
-        return _GONE  # logged out, revoked or expired: the logout wins, nothing comes back
+        return _gone(draft, current)  # logged out, revoked or expired: the logout wins, nothing comes back
     if draft.delete:
-        return Plan(encode(Ended()), _short(config.ttl), EXPIRE)
-    content, redelivered = (draft.content(now), False) if current is AS_LOADED else replay(draft, current, now)
+        return _ending(draft, config, shown_elsewhere=current is not AS_LOADED and redelivered(draft, current))
+    content, shown_elsewhere = (draft.content(now), False) if current is AS_LOADED else replay(draft, current, now)
     ttl = lifetime.store_ttl(content, config, now)
     if draft.rotate and not followed:
         if content.is_empty:
             # A rotation of a session left empty (a logout to anonymous, an unbinding of a bare
             # binding) ends it: its old id must stop working, and an empty session needs no new one.
-            return Plan(encode(Ended()), _short(config.ttl), Outcome(expire=True, retry_flash=redelivered))
-        outcome = Outcome(retry_flash=redelivered, max_age=lifetime.cookie_max_age(content, config))
+            return _ending(draft, config, shown_elsewhere=shown_elsewhere)
+        outcome = Outcome(retry_flash=shown_elsewhere, max_age=lifetime.cookie_max_age(content, config))
         return Plan(encode(content), ttl, outcome, True, content)
     record = encode(content)
-    outcome = Outcome(retry_flash=True) if redelivered else NOTHING
+    outcome = Outcome(retry_flash=True) if shown_elsewhere else NOTHING
     if record == plain:
         return Plan(None, None, outcome)  # the store already holds exactly this
     # An emptied session keeps its record (briefly) rather than being deleted: a concurrent write
@@ -289,7 +314,8 @@ async def commit(store: SessionStore, loaded: Loaded, config: SessionConfig) -> 
         # What the request did after delete_session() ("You have been logged out", a login as
         # someone else) lives on in a fresh session; only its flashes when the session had ended
         # already (revoked, logged out elsewhere): what a revoked session did must not come back.
-        return await _create(store, draft, config, otherwise=outcome, flashes_only=outcome is _ENDED_ELSEWHERE)
+        created = await _create(store, draft, config, otherwise=outcome, flashes_only=_ended_elsewhere(outcome))
+        return created._replace(retry_flash=True) if outcome.retry_flash else created
     return outcome
 
 

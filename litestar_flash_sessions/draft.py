@@ -16,7 +16,7 @@ import msgspec
 
 from litestar_flash_sessions.record import Flash, Live
 
-__all__ = ("DELETED", "Draft", "new_handle", "replay")
+__all__ = ("DELETED", "Draft", "new_handle", "redelivered", "replay", "shown")
 
 DELETED: Final = object()
 """Marks a key the request deleted, in :attr:`Draft.written`."""
@@ -168,14 +168,9 @@ def replay(draft: Draft, current: Live, now: float) -> tuple[Live, bool]:
         else:
             data[key] = value
     consumed = draft.consumed
-    redelivered = False
     flashes = current.flashes
-    if consumed:
-        present = {flash.id for flash in flashes}
-        redelivered = any(delivered and flash_id not in present for flash_id, delivered in consumed.items())
-        flashes = [flash for flash in flashes if flash.id not in consumed]
-    else:
-        flashes = list(flashes)
+    shown_elsewhere = redelivered(draft, current)
+    flashes = [flash for flash in flashes if flash.id not in consumed] if consumed else list(flashes)
     next_id = current.next_flash_id
     for flash in draft.flashes:
         if flash.id >= draft.own_from:
@@ -192,4 +187,19 @@ def replay(draft: Draft, current: Live, now: float) -> tuple[Live, bool]:
         handle = new_handle()
     created_at = current.created_at or now
     merged = Live(data, flashes, next_id, created_at, now, lifetime, bound.user, handle, bound.device)
-    return merged, redelivered
+    return merged, shown_elsewhere
+
+
+def redelivered(draft: Draft, current: Live) -> bool:
+    """Return whether a flash the draft delivered is gone from ``current``: another request,
+    which committed first, showed it.
+    """
+    if not draft.consumed:
+        return False
+    present = {flash.id for flash in current.flashes}
+    return any(delivered and flash_id not in present for flash_id, delivered in draft.consumed.items())
+
+
+def shown(draft: Draft) -> list[int]:
+    """Return the ids of the loaded flashes the draft delivered (what an ending records)."""
+    return [flash_id for flash_id, delivered in draft.consumed.items() if delivered]

@@ -56,6 +56,7 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
     """
 
     __slots__ = (
+        "_app_wide",
         "_config",
         "_jar",
         "_loader",
@@ -74,6 +75,7 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
         self._middleware = DefineMiddleware(SessionMiddleware, loader=self._loader)
         self._operation_classes: dict[tuple[type[Operation], int], type[Operation]] = {}
         self._user_sessions = UserSessionManager(self._config)
+        self._app_wide = False  # whether every route may get request.session (SessionAuth, FlashPlugin)
 
     @property
     def config(self) -> SessionConfig:
@@ -93,6 +95,7 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
         then loads this plugin's session before authenticating, so ``request.user``, its
         ``exclude`` and guards on the user work as Litestar documents them.
         """
+        self._app_wide = True
         return SessionBackendConfig.for_loader(self._loader)
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
@@ -117,6 +120,10 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
         if _uses_flash_plugin(app_config):
             # Litestar's FlashPlugin looks for an app-wide session middleware when it starts.
             app_config.middleware.append(self.session_backend_config.middleware)
+        if self._app_wide:
+            # Every route may return request.session then (as Litestar's dict), not only those
+            # that take the session: sent as its values.
+            app_config.type_encoders = {FlashSession: FlashSession.to_dict, **(app_config.type_encoders or {})}
         if app_config.openapi_config is not None:
             app_config.openapi_config = documented_config(app_config.openapi_config, self._jar.name)
         return app_config

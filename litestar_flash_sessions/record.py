@@ -102,6 +102,10 @@ class Moved(msgspec.Struct, array_like=True, tag=1):
 class Ended(msgspec.Struct, array_like=True, tag=2):
     """The session was deleted; requests still in flight on it must not bring it back."""
 
+    shown: list[int] = []
+    """The ids of the flashes the ending request showed: a request in flight that would show one
+    of them again answers with the flash retry instead."""
+
 
 class IndexEntry(msgspec.Struct, array_like=True):
     """One session of a user: its handle, the store keys it may live under, and when it was bound.

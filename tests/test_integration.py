@@ -373,3 +373,17 @@ async def test_set_session_takes_data_models_and_answers_bad_values_as_session_s
             assert client.cookies["session"] == kept
             assert (await client.get("/mapping")).json()["items"] == {"items": ["apple"]}, "nothing saved"
         assert "request.set_session() takes a mapping or a data model, got int" in session_log.text
+
+
+async def test_under_session_auth_any_route_may_return_request_session(tmp_path: Path) -> None:
+    @get("/whole-session")
+    async def whole_session(request: Request[Any, Any, Any]) -> Any:
+        return request.session  # a route that does not take the session: SessionAuth loads it
+
+    app, _ = litestar_docs_app(tmp_path, "jinja")
+    app.register(whole_session)
+    async with app.lifespan(), in_loop_client(app) as client:
+        await client.post("/login", json={"email": "ann@admin.example"})
+        response = await client.get("/whole-session")
+        assert response.status_code == 200
+        assert response.json()["email"] == "ann@admin.example"

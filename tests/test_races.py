@@ -278,6 +278,19 @@ async def emptying_rotation_against_a_write(store: SessionBackend, order: list[s
             assert await client.values(session_id, "user") == {"user": None}, "the dropped value came back"
 
 
+async def flash_read_by_a_logout_against_a_flash_read(store: SessionBackend, order: list[str]) -> None:
+    """A shows the flash and logs out while B shows it: shown once, the other answered with the
+    retry, and the logout stands."""
+    async with browser(store) as client:
+        old = await client.start({"user": "ann"}, flashes={"m": "hello"})
+        requests = {"a": ("POST", {"read": ["m"], "logout": True}), "b": ("POST", {"read": ["m"]})}
+        responses = await race(client, requests, order)
+        shown = [r for r in responses.values() if r.status_code == 200 and r.json()["read"]["m"] == "hello"]
+        assert len(shown) == 1, f"the flash was shown {len(shown)} times"
+        assert sorted(r.status_code for r in responses.values()) == [200, 409]
+        assert await client.live_id(old) is None, "the logout was lost"
+
+
 PAIRS: list[Callable[[SessionBackend, list[str]], Awaitable[None]]] = [
     emptying_against_a_write,
     newer_flash_of_the_same_key,
@@ -287,6 +300,7 @@ PAIRS: list[Callable[[SessionBackend, list[str]], Awaitable[None]]] = [
     logout_against_a_write,
     rotating_flash_read_against_a_flash_read,
     emptying_rotation_against_a_write,
+    flash_read_by_a_logout_against_a_flash_read,
 ]
 
 
@@ -417,6 +431,13 @@ def keeping_the_id_of_an_emptied_rotation(monkeypatch: pytest.MonkeyPatch) -> Se
     return YieldingStore(clock=FakeClock())
 
 
+def without_the_flashes_an_ending_showed(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
+    """An ending neither records the flashes it showed nor checks for one shown before it."""
+    monkeypatch.setattr(commit, "shown", lambda draft_: [])
+    monkeypatch.setattr(commit, "redelivered", lambda draft_, current: False)
+    return YieldingStore(clock=FakeClock())
+
+
 def without_uncacheable_cookies(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
     """Responses that set the cookie keep the handler's caching headers (none)."""
     monkeypatch.setattr(middleware, "_uncacheable", list)
@@ -434,6 +455,7 @@ BROKEN_BY: dict[Callable[[pytest.MonkeyPatch], SessionBackend], list[Callable[..
     without_redelivery_check: [rotating_flash_read_against_a_flash_read],
     without_uncacheable_cookies: [rotating_flash_read_against_a_flash_read],
     keeping_the_id_of_an_emptied_rotation: [emptying_rotation_against_a_write],
+    without_the_flashes_an_ending_showed: [flash_read_by_a_logout_against_a_flash_read],
 }
 
 
