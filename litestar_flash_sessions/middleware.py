@@ -31,6 +31,7 @@ from litestar.types import Empty
 from litestar.utils.scope import get_serializer_from_scope
 
 from litestar_flash_sessions.backend import NOTHING, Loaded
+from litestar_flash_sessions.commit import store_key
 from litestar_flash_sessions.cookies import CookieJar, CookieTooLargeError
 from litestar_flash_sessions.session import MESSAGES_KEY, SessionTooLargeError, UnstorableValueError
 from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError
@@ -276,7 +277,12 @@ class SessionMiddleware:
             async def send_committing(message: Message) -> None:
                 kind = message["type"]
                 if kind == "websocket.accept":
-                    cookie = self._headers(await self._commit(loaded, scope), scope)[:-1]
+                    outcome = await self._commit(loaded, scope)
+                    if server_side and loaded.draft.delete and outcome.cookie is not None:
+                        # What the handler did after delete_session() lives on in a fresh session:
+                        # its later changes go there, not to the session it ended.
+                        loaded.key = store_key(outcome.cookie)
+                    cookie = self._headers(outcome, scope)[:-1]
                     accept = cast("WebSocketAcceptEvent", message)
                     accept["headers"] = [*(accept.get("headers") or ()), *cookie]
                     _after_websocket_commit(loaded, keep_open=server_side)

@@ -387,3 +387,28 @@ async def test_under_session_auth_any_route_may_return_request_session(tmp_path:
         response = await client.get("/whole-session")
         assert response.status_code == 200
         assert response.json()["email"] == "ann@admin.example"
+
+
+@websocket("/ws-switch")
+async def ws_switch(socket: WebSocket[Any, Any, Any], session: Session) -> None:
+    session.delete_session()
+    session.set("before", 1)  # at the handshake: into the fresh session
+    await socket.accept()
+    session.set("after", 2)  # after it: saved when the handler sends, into that session too
+    await socket.send_text("switched")
+    await socket.close()
+
+
+def test_a_websocket_s_changes_after_delete_session_go_to_the_fresh_session() -> None:
+    from litestar.testing import TestClient
+
+    from litestar_flash_sessions.record import Live, decode
+
+    store = MemoryStore()
+    app = Litestar([ws_switch, set_user], plugins=[SessionPlugin(SessionConfig(store=store))])
+    with TestClient(app) as client:
+        client.post("/set-user")
+        with client.websocket_connect("/ws-switch") as ws:
+            assert ws.receive_text() == "switched"
+    live = [record.data for record in (decode(raw) for raw, *_ in store._records.values()) if isinstance(record, Live)]
+    assert live == [{"before": 1, "after": 2}], "the ended session came back, or a change was lost"
