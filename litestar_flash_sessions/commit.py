@@ -123,7 +123,8 @@ def _ending(draft: Draft, config: SessionConfig, *, shown_elsewhere: bool) -> Pl
     flashes this request showed, and the cookie expired (with the retry when another request
     showed one first).
     """
-    outcome = _SHOWN_AND_ENDED_ELSEWHERE if shown_elsewhere else EXPIRE
+    # Not _SHOWN_AND_ENDED_ELSEWHERE: this request ended the session, what it did after lives on.
+    outcome = Outcome(expire=True, retry_flash=True) if shown_elsewhere else EXPIRE
     return Plan(encode(Ended(shown(draft))), _short(config.ttl), outcome)
 
 

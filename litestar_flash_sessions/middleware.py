@@ -31,7 +31,6 @@ from litestar.types import Empty
 from litestar.utils.scope import get_serializer_from_scope
 
 from litestar_flash_sessions.backend import NOTHING, Loaded
-from litestar_flash_sessions.commit import store_key
 from litestar_flash_sessions.cookies import CookieJar, CookieTooLargeError
 from litestar_flash_sessions.session import MESSAGES_KEY, SessionTooLargeError, UnstorableValueError
 from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError
@@ -279,9 +278,7 @@ class SessionMiddleware:
                 if kind == "websocket.accept":
                     outcome = await self._commit(loaded, scope)
                     if server_side and loaded.draft.delete and outcome.cookie is not None:
-                        # What the handler did after delete_session() lives on in a fresh session:
-                        # its later changes go there, not to the session it ended.
-                        loaded.key = store_key(outcome.cookie)
+                        await self._carry_on_in(loaded, outcome.cookie)
                     cookie = self._headers(outcome, scope)[:-1]
                     accept = cast("WebSocketAcceptEvent", message)
                     accept["headers"] = [*(accept.get("headers") or ()), *cookie]
@@ -296,6 +293,16 @@ class SessionMiddleware:
                 await self._commit(loaded, scope)
         finally:
             _CURRENT_SESSION.reset(token)
+
+    async def _carry_on_in(self, loaded: Loaded, session_id: str) -> None:
+        """Make the fresh session ``session_id`` (what a WebSocket handler did after
+        ``delete_session()``, stored at the handshake) the one its later changes go to, as stored:
+        its record, its flashes' ids and its user, not those of the session it ended.
+        """
+        fresh = await self.backend.load(session_id, self.config)
+        fresh.draft.max_size = loaded.draft.max_size
+        loaded.draft, loaded.key, loaded.base, loaded.plain = fresh.draft, fresh.key, fresh.base, fresh.plain
+        loaded.session._carry_on_in(fresh.session)
 
     async def _commit(self, loaded: Loaded, scope: Scope) -> Outcome:
         """Commit the session, keeping what ``SessionConfig.device_info`` says of a device it binds."""

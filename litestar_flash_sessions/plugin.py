@@ -166,8 +166,9 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
             if self._takes_session(handler) and self._middleware not in present:
                 handler.middleware = [*present, self._middleware]
                 # It may return request.session, as with Litestar's dict: sent as its values. Only
-                # here: type encoders make Litestar encode every response of the route more slowly.
-                handler.type_encoders = {FlashSession: FlashSession.to_dict, **(handler.type_encoders or {})}
+                # where it could: type encoders make Litestar render every response more slowly.
+                if handler.parsed_fn_signature.return_type.annotation not in _CANNOT_HOLD_A_SESSION:
+                    handler.type_encoders = {FlashSession: FlashSession.to_dict, **(handler.type_encoders or {})}
                 handler.operation_class = self._documented(handler.operation_class, handler.app.openapi_config)
 
     def _takes_session(self, handler: HTTPRouteHandler | WebsocketRouteHandler) -> bool:
@@ -193,6 +194,10 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
         if key not in self._operation_classes:
             self._operation_classes[key] = session_operation(base, self._jar.name, openapi_config=openapi_config)
         return self._operation_classes[key]
+
+
+_CANNOT_HOLD_A_SESSION = (str, bytes, None, type(None))
+"""Return annotations of handlers whose response cannot carry ``request.session``."""
 
 
 def _uses_flash_plugin(app_config: AppConfig) -> bool:

@@ -78,6 +78,13 @@ class FlashSession:
         self._draft = draft
         self._id = session_id
 
+    def _carry_on_in(self, other: FlashSession) -> None:
+        """Become ``other``, a session just loaded: read and change its content under its id.
+
+        For the middleware: a WebSocket that deleted its session goes on in the fresh one.
+        """
+        self._draft, self._id = other._draft, other._id
+
     @property
     def id(self) -> str | None:
         """The id the session is stored under, or ``None`` if it has never been stored."""

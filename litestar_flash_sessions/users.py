@@ -103,8 +103,10 @@ async def _read_index(
 ) -> tuple[bytes | None, UserIndex]:
     """Return the index's stored bytes (the compare-and-set base) and the index (empty if none).
 
-    With ``repair``, a corrupt index is deleted and its base is ``None``: what a database holds
-    that is not bytes (a row edited by hand) can never be the base of a compare-and-set.
+    With ``repair``, an index the database holds as something other than bytes (a row edited
+    by hand: ``stores.base.stored_bytes`` reads it as ``b""``) is deleted and its base is
+    ``None``: it can never be the base of a compare-and-set. (Corrupt bytes stay the base: the
+    compare-and-set on them lets concurrent repairs take turns, which a delete would not.)
     """
     raw = await store.get(key, None)
     if raw is None:
@@ -116,7 +118,7 @@ async def _read_index(
         return raw, decode_index(plain)
     except msgspec.DecodeError:
         logger.warning("corrupt user index in %s; starting it anew", type(store).__name__)
-        if repair:
+        if repair and raw == b"":
             await store.delete(key)
             return None, UserIndex([])
         return raw, UserIndex([])

@@ -91,7 +91,7 @@ def act_on(session: FlashSession, actions: dict[str, Any]) -> dict[str, Any]:
     if actions.get("logout"):
         session.delete_session()
     if actions.get("relogin"):
-        user = session.user_id
+        user = session.user_id or session.get("user")
         session.delete_session()
         if user is not None:
             session.set("user", user)

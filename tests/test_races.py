@@ -291,6 +291,21 @@ async def flash_read_by_a_logout_against_a_flash_read(store: SessionBackend, ord
         assert await client.live_id(old) is None, "the logout was lost"
 
 
+async def flash_read_by_a_relogin_against_a_flash_read(store: SessionBackend, order: list[str]) -> None:
+    """A shows the flash, logs out and in again (a fresh session) while B shows it: shown once,
+    and A's login lives on in its fresh session, retry or not."""
+    async with browser(store) as client:
+        old = await client.start({"user": "ann"}, flashes={"m": "hello"})
+        requests = {"a": ("POST", {"read": ["m"], "relogin": True}), "b": ("POST", {"read": ["m"]})}
+        responses = await race(client, requests, order)
+        shown = [r for r in responses.values() if r.status_code == 200 and r.json()["read"]["m"] == "hello"]
+        assert len(shown) == 1, f"the flash was shown {len(shown)} times"
+        fresh = cookie_of(responses["a"])
+        assert fresh is not None, "the login was lost"
+        assert await client.values(fresh, "user") == {"user": "ann"}
+        assert await client.live_id(old) is None, "the logout was lost"
+
+
 PAIRS: list[Callable[[SessionBackend, list[str]], Awaitable[None]]] = [
     emptying_against_a_write,
     newer_flash_of_the_same_key,
@@ -301,6 +316,7 @@ PAIRS: list[Callable[[SessionBackend, list[str]], Awaitable[None]]] = [
     rotating_flash_read_against_a_flash_read,
     emptying_rotation_against_a_write,
     flash_read_by_a_logout_against_a_flash_read,
+    flash_read_by_a_relogin_against_a_flash_read,
 ]
 
 
@@ -455,7 +471,10 @@ BROKEN_BY: dict[Callable[[pytest.MonkeyPatch], SessionBackend], list[Callable[..
     without_redelivery_check: [rotating_flash_read_against_a_flash_read],
     without_uncacheable_cookies: [rotating_flash_read_against_a_flash_read],
     keeping_the_id_of_an_emptied_rotation: [emptying_rotation_against_a_write],
-    without_the_flashes_an_ending_showed: [flash_read_by_a_logout_against_a_flash_read],
+    without_the_flashes_an_ending_showed: [
+        flash_read_by_a_logout_against_a_flash_read,
+        flash_read_by_a_relogin_against_a_flash_read,
+    ],
 }
 
 
