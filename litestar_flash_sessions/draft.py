@@ -79,6 +79,9 @@ class Draft(msgspec.Struct):
     for a backend with a smaller limit)."""
     committed: bool = False
     """Set once the response started: a change after that could not be saved."""
+    id_fixed: bool = False
+    """Set after a WebSocket's handshake: the id can no longer change (no cookie can reach the
+    browser), so a rotation, a binding or a logout raises."""
 
     @classmethod
     def of(cls, loaded: Live, size: int = 0) -> Draft:

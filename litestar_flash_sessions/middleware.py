@@ -277,12 +277,15 @@ class SessionMiddleware:
                 kind = message["type"]
                 if kind == "websocket.accept":
                     outcome = await self._commit(loaded, scope)
-                    if server_side and loaded.draft.delete and outcome.cookie is not None:
-                        await self._carry_on_in(loaded, outcome.cookie)
+                    keep_open = server_side
+                    if server_side and outcome.cookie is not None and outcome.cookie != loaded.session.id:
+                        # Stored under a new id (a new session, a rotation, what followed
+                        # delete_session()): later changes go there, to the session the cookie names.
+                        keep_open = await self._carry_on_in(loaded, outcome.cookie)
                     cookie = self._headers(outcome, scope)[:-1]
                     accept = cast("WebSocketAcceptEvent", message)
                     accept["headers"] = [*(accept.get("headers") or ()), *cookie]
-                    _after_websocket_commit(loaded, keep_open=server_side)
+                    _after_websocket_commit(loaded, keep_open=keep_open)
                 elif server_side and kind in ("websocket.send", "websocket.close") and loaded.draft.modified:
                     await self._commit(loaded, scope)
                     _after_websocket_commit(loaded, keep_open=True)
@@ -294,15 +297,22 @@ class SessionMiddleware:
         finally:
             _CURRENT_SESSION.reset(token)
 
-    async def _carry_on_in(self, loaded: Loaded, session_id: str) -> None:
-        """Make the fresh session ``session_id`` (what a WebSocket handler did after
-        ``delete_session()``, stored at the handshake) the one its later changes go to, as stored:
-        its record, its flashes' ids and its user, not those of the session it ended.
+    async def _carry_on_in(self, loaded: Loaded, session_id: str) -> bool:
+        """Make the session the handshake stored under ``session_id`` the one a WebSocket's later
+        changes go to, as stored (its record, its flashes' ids, its user); return whether it could
+        (else later changes raise: they would land where no cookie leads).
         """
-        fresh = await self.backend.load(session_id, self.config)
+        try:
+            fresh = await self.backend.load(session_id, self.config)
+        except UNAVAILABLE as exc:
+            self.outages.report(type(self.backend).__name__, exc)
+            return False
+        if fresh.key is None:
+            return False  # gone already (revoked in between)
         fresh.draft.max_size = loaded.draft.max_size
         loaded.draft, loaded.key, loaded.base, loaded.plain = fresh.draft, fresh.key, fresh.base, fresh.plain
         loaded.session._carry_on_in(fresh.session)
+        return True
 
     async def _commit(self, loaded: Loaded, scope: Scope) -> Outcome:
         """Commit the session, keeping what ``SessionConfig.device_info`` says of a device it binds."""
@@ -467,6 +477,7 @@ def _after_websocket_commit(loaded: Loaded, *, keep_open: bool) -> None:
     if not keep_open:
         draft.committed = True
         return
+    draft.id_fixed = True  # no later cookie can reach the browser: the id must stay
     draft.written, draft.consumed, draft.shown = {}, {}, []
     draft.own_from = draft.next_flash_id
     draft.delete = draft.rotate = draft.lifetime_set = draft.touch = draft.rewritten = False

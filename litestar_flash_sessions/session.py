@@ -114,6 +114,8 @@ class FlashSession:
 
         Raises:
             msgspec.ValidationError: The value does not convert to ``type``.
+            RuntimeError: A flash would be consumed after the response started (unsaved, it
+                would show again).
         """
         draft = self._draft
         if key in draft.data:
@@ -176,6 +178,10 @@ class FlashSession:
     def flashes(self, key: str | None = None, *, category: str | None = None) -> list[FlashMessage]:
         """Return the pending messages (of ``key`` and ``category`` when given), in order, and
         consume them: no later request sees them.
+
+        Raises:
+            RuntimeError: A message would be consumed after the response started (unsaved, it
+                would show again).
         """
         return [_message(flash) for flash in self._take(_matching(key, category), delivered=True)]
 
@@ -221,9 +227,10 @@ class FlashSession:
         :attr:`user_id` is ``None`` from here on.
 
         Raises:
-            RuntimeError: The response has started: the change could not be saved.
+            RuntimeError: The response has started, or a WebSocket's handshake: the browser
+                could not learn of the change.
         """
-        self._check_open("delete_session()")
+        self._check_id_change("delete_session()")
         draft = self._draft
         draft.delete = True
         # From here on the draft's change log is the fresh session's: the old one ends whole.
@@ -240,9 +247,10 @@ class FlashSession:
         instead, as after :meth:`delete_session`: what is stored next gets a new id.
 
         Raises:
-            RuntimeError: The response has started: the change could not be saved.
+            RuntimeError: The response has started, or a WebSocket's handshake: the browser
+                could not learn of the change.
         """
-        self._check_open("rotate_key()")
+        self._check_id_change("rotate_key()")
         self._draft.rotate = True
 
     @property
@@ -270,11 +278,12 @@ class FlashSession:
 
         Raises:
             ValueError: ``user_id`` is not a non-empty string of at most 256 characters.
-            RuntimeError: The response has started: the change could not be saved.
+            RuntimeError: The response has started, or a WebSocket's handshake: the browser
+                could not learn of the change.
         """
         if not isinstance(user_id, str) or not 0 < len(user_id) <= _MAX_USER_ID:
             raise ValueError(f"user_id must be a non-empty string of at most {_MAX_USER_ID} characters")
-        self._check_open("bind_user()")
+        self._check_id_change("bind_user()")
         draft = self._draft
         if draft.user != user_id or draft.handle is None:
             draft.handle = new_handle()
@@ -288,9 +297,10 @@ class FlashSession:
         session itself (its values) stays. :meth:`delete_session` unbinds too.
 
         Raises:
-            RuntimeError: The response has started: the change could not be saved.
+            RuntimeError: The response has started, or a WebSocket's handshake: the browser
+                could not learn of the change.
         """
-        self._check_open("unbind_user()")
+        self._check_id_change("unbind_user()")
         draft = self._draft
         draft.user = draft.handle = draft.device = None
         draft.user_set = True
@@ -327,6 +337,8 @@ class FlashSession:
         for flash in draft.flashes:
             (taken if matches(flash) else kept).append(flash)
         if taken:
+            if draft.committed:  # consuming a flash is a change: unsaved, it would show again
+                self._check_open("read of a flash")
             draft.flashes[:] = kept
             for flash in taken:
                 if 0 <= flash.id < draft.own_from:  # loaded from the store, not this request's own
@@ -457,6 +469,14 @@ class FlashSession:
             draft.rewritten = type(value) not in _SCALARS or type(held) is not type(value) or held != value
         data[key] = value
         draft.written[key] = value
+
+    def _check_id_change(self, change: str) -> None:
+        self._check_open(change)
+        if self._draft.id_fixed:
+            raise RuntimeError(
+                f"session {change} after the WebSocket handshake: the browser could not learn of it "
+                "(no cookie can reach it any more); end, rotate or bind the session over HTTP"
+            )
 
     def _check_open(self, change: str) -> None:
         if self._draft.committed:

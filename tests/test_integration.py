@@ -426,3 +426,94 @@ async def test_a_websocket_s_changes_after_delete_session_go_to_the_fresh_sessio
     assert live[0].flashes == [], "the flash shown on the socket is pending still"
     listed = await UserSessionManager(config).list_sessions("bob")
     assert [info.handle for info in listed] == [live[0].handle], "bob's session is missing from his index"
+
+
+@websocket("/ws-new")
+async def ws_new(socket: WebSocket[Any, Any, Any], session: Session) -> None:
+    session.set("before", 1)  # a visitor without a session: created at the handshake
+    await socket.accept()
+    for step in (2, 3):
+        session.set(f"after{step}", step)  # saved at each send, into the session the cookie names
+        await socket.send_text("saved")
+    await socket.close()
+
+
+@websocket("/ws-late-id-change")
+async def ws_late_id_change(socket: WebSocket[Any, Any, Any], session: Session) -> None:
+    await socket.accept()
+    refused = []
+    for change in (session.rotate_key, lambda: session.bind_user("bob"), session.unbind_user, session.delete_session):
+        try:
+            change()
+        except RuntimeError:
+            refused.append("refused")
+    await socket.send_text(" ".join(refused))
+    await socket.close()
+
+
+@websocket("/ws-late-flash")
+async def ws_late_flash(socket: WebSocket[Any, Any, Any], session: Session) -> None:
+    await socket.accept()
+    try:
+        shown = [message.value for message in session.flashes()]
+    except RuntimeError:
+        shown = ["read-only"]
+    await socket.send_text(" ".join(shown))
+    await socket.close()
+
+
+@post("/flash-hello")
+async def flash_hello(session: Session) -> None:
+    session.flash("m", "hello")
+
+
+def live_data(store: MemoryStore) -> list[dict[str, Any]]:
+    from litestar_flash_sessions.record import Live, decode
+
+    found = []
+    for raw, *_ in store._records.values():
+        try:
+            record = decode(raw)
+        except msgspec.ValidationError:
+            continue  # a user's index
+        if isinstance(record, Live):
+            found.append(record.data)
+    return found
+
+
+def test_a_websocket_s_session_made_at_the_handshake_takes_the_later_changes() -> None:
+    from litestar.testing import TestClient
+
+    store = MemoryStore()
+    app = Litestar([ws_new], plugins=[SessionPlugin(SessionConfig(store=store))])
+    with TestClient(app) as client, client.websocket_connect("/ws-new") as ws:
+        assert [ws.receive_text(), ws.receive_text()] == ["saved", "saved"]
+    assert live_data(store) == [{"before": 1, "after2": 2, "after3": 3}], "later changes went where no cookie leads"
+
+
+@pytest.mark.parametrize("store_kind", ["memory", "cookie"])
+def test_after_a_websocket_s_handshake_the_id_cannot_change_nor_a_cookie_flash_be_read(store_kind: str) -> None:
+    from litestar.testing import TestClient
+
+    from litestar_flash_sessions.stores import CookieStore
+    from tests.harness import SECRET
+
+    store = MemoryStore() if store_kind == "memory" else CookieStore(SECRET)
+    app = Litestar(
+        [ws_late_id_change, ws_late_flash, set_user, flash_hello, mapping],
+        plugins=[SessionPlugin(SessionConfig(store=store))],
+    )
+    with TestClient(app) as client:
+        client.post("/set-user")
+        with client.websocket_connect("/ws-late-id-change") as ws:
+            assert ws.receive_text() == "refused refused refused refused"
+        assert client.get("/mapping").json()["items"] == {"user": "ann"}, "the session is as it was"
+        client.post("/flash-hello")
+        with client.websocket_connect("/ws-late-flash") as ws:
+            shown = ws.receive_text()
+        if store_kind == "cookie":  # after the handshake no cookie can save that it was read
+            assert shown == "read-only"
+        else:
+            assert shown == "hello"
+            with client.websocket_connect("/ws-late-flash") as ws:
+                assert ws.receive_text() == "", "shown once"
