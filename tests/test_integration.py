@@ -25,6 +25,7 @@ from litestar.security.session_auth import SessionAuth
 from litestar.template import TemplateConfig
 
 from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
+from litestar_flash_sessions.record import Live, decode
 from litestar_flash_sessions.stores import MemoryStore
 from tests.conftest import RecordingHandler, in_loop_client
 
@@ -389,6 +390,19 @@ async def test_under_session_auth_any_route_may_return_request_session(tmp_path:
         assert response.json()["email"] == "ann@admin.example"
 
 
+def live_records(store: MemoryStore) -> list[Live]:
+    """The live sessions a memory store holds (not tombstones, not users' indexes)."""
+    found = []
+    for raw, *_ in store._records.values():
+        try:
+            record = decode(raw)
+        except msgspec.ValidationError:
+            continue  # a user's index
+        if isinstance(record, Live):
+            found.append(record)
+    return found
+
+
 @websocket("/ws-switch")
 async def ws_switch(socket: WebSocket[Any, Any, Any], session: Session) -> None:
     session.delete_session()
@@ -405,7 +419,6 @@ async def test_a_websocket_s_changes_after_delete_session_go_to_the_fresh_sessio
     from litestar.testing import TestClient
 
     from litestar_flash_sessions import UserSessionManager
-    from litestar_flash_sessions.record import Live, decode
 
     store = MemoryStore()
     config = SessionConfig(store=store)
@@ -414,14 +427,7 @@ async def test_a_websocket_s_changes_after_delete_session_go_to_the_fresh_sessio
         client.post("/set-user")
         with client.websocket_connect("/ws-switch") as ws:
             assert ws.receive_text() == "switched"
-    live = []
-    for raw, *_ in store._records.values():
-        try:
-            record = decode(raw)
-        except msgspec.ValidationError:
-            continue  # a user's index
-        if isinstance(record, Live):
-            live.append(record)
+    live = live_records(store)
     assert [record.data for record in live] == [{"before": 1, "after": 2}], "a change was lost, or went elsewhere"
     assert live[0].flashes == [], "the flash shown on the socket is pending still"
     listed = await UserSessionManager(config).list_sessions("bob")
@@ -467,20 +473,6 @@ async def flash_hello(session: Session) -> None:
     session.flash("m", "hello")
 
 
-def live_data(store: MemoryStore) -> list[dict[str, Any]]:
-    from litestar_flash_sessions.record import Live, decode
-
-    found = []
-    for raw, *_ in store._records.values():
-        try:
-            record = decode(raw)
-        except msgspec.ValidationError:
-            continue  # a user's index
-        if isinstance(record, Live):
-            found.append(record.data)
-    return found
-
-
 def test_a_websocket_s_session_made_at_the_handshake_takes_the_later_changes() -> None:
     from litestar.testing import TestClient
 
@@ -488,7 +480,9 @@ def test_a_websocket_s_session_made_at_the_handshake_takes_the_later_changes() -
     app = Litestar([ws_new], plugins=[SessionPlugin(SessionConfig(store=store))])
     with TestClient(app) as client, client.websocket_connect("/ws-new") as ws:
         assert [ws.receive_text(), ws.receive_text()] == ["saved", "saved"]
-    assert live_data(store) == [{"before": 1, "after2": 2, "after3": 3}], "later changes went where no cookie leads"
+    assert [record.data for record in live_records(store)] == [{"before": 1, "after2": 2, "after3": 3}], (
+        "later changes went where no cookie leads"
+    )
 
 
 @pytest.mark.parametrize("store_kind", ["memory", "cookie"])
