@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = (
     "COOKIE_NAME",
     "MAX_COOKIES",
+    "MAX_OTHER_COOKIES",
     "MAX_SET_COOKIE_BYTES",
     "CookieJar",
     "CookieTooLargeError",
@@ -48,6 +49,9 @@ MAX_COOKIES = 20
 """The most cookies one value may be split across: browsers keep at least 50 cookies per
 domain (RFC 6265 section 6.1), and the session must leave room for the application's own."""
 
+MAX_OTHER_COOKIES = 2
+"""The most further cookies of the session's name a load tries when the first opens nothing:
+each try is a store read, and a browser holds at most a few stale ones."""
 SET_COOKIE = b"set-cookie"
 _COUNT_SEPARATOR = "."
 """Ends the chunk count at the start of a chunked first cookie: not in the URL-safe base64 of
@@ -212,6 +216,24 @@ class CookieJar:
             if b"." not in first:
                 return first.decode("latin-1")
         return self._read_chunks(scope)
+
+    def others(self, scope: Scope) -> list[str]:
+        """Return the values of the cookies of this name after the first, at most
+        ``MAX_OTHER_COOKIES`` of them: a browser sends a stale one of another ``Path`` or
+        ``Domain`` (left by an older configuration) before the current one.
+
+        Only a cookie that is never split has others: a chunked set of two first chunks is broken.
+        """
+        if self._max_cookies != 1:
+            return []
+        prefix, found = self._prefix, []
+        for header, value in scope["headers"]:
+            if header == b"cookie":
+                for pair in value.split(b";"):
+                    pair = pair.strip()  # noqa: PLW2901 (the stripped pair is the pair)
+                    if pair.startswith(prefix):
+                        found.append(_unquoted(pair[len(prefix) :]).decode("latin-1"))
+        return found[1 : 1 + MAX_OTHER_COOKIES]
 
     def render(self, value: str, scope: Scope, max_age: int | None = None) -> list[tuple[bytes, bytes]]:
         """Return the ``Set-Cookie`` headers that set the cookie to ``value``: one, or one per

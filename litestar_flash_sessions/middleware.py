@@ -151,13 +151,27 @@ class Loader:
         if not self.every_path and not in_cookie_path(scope["path"], self.cookie_path):
             scope["session"] = Loaded.new().session
             return None
+        token = self.jar.read(scope)
         try:
-            loaded = await self.backend.load(self.jar.read(scope), self.config)
+            loaded = await self.backend.load(token, self.config)
+            if token is not None and loaded.session.id is None:
+                loaded = await self._load_another(scope, loaded)
         except UNAVAILABLE as exc:
             raise self.unavailable(exc) from exc
         loaded.draft.max_size = self.max_size
         scope["session"] = loaded.session
         return loaded
+
+    async def _load_another(self, scope: Scope, fresh: Loaded) -> Loaded:
+        """Return the session of the first further cookie of the name that opens one, else
+        ``fresh``: a stale cookie of another ``Path`` or ``Domain``, which the browser sends
+        first, must not hide the current one (the user could never stay logged in there).
+        """
+        for token in self.jar.others(scope):
+            loaded = await self.backend.load(token, self.config)
+            if loaded.session.id is not None:
+                return loaded
+        return fresh
 
     def unavailable(self, exc: BaseException) -> ServiceUnavailableException:
         """Log that the store was unreachable and return the 503 to raise."""
