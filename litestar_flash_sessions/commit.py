@@ -24,7 +24,7 @@ import msgspec
 from litestar_flash_sessions import lifetime, users
 from litestar_flash_sessions.backend import EXPIRE, NOTHING, Outcome
 from litestar_flash_sessions.conflicts import MAX_ATTEMPTS, back_off
-from litestar_flash_sessions.draft import redelivered, replay, shown
+from litestar_flash_sessions.draft import delivered_ids, redelivered, replay
 from litestar_flash_sessions.record import TOMBSTONE_SECONDS, Ended, Live, Moved, decode, encode, seal, unseal
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def _ending(draft: Draft, config: SessionConfig, *, shown_elsewhere: bool) -> Pl
     """
     # Not _SHOWN_AND_ENDED_ELSEWHERE: this request ended the session, what it did after lives on.
     outcome = Outcome(expire=True, retry_flash=True) if shown_elsewhere else EXPIRE
-    return Plan(encode(Ended(shown(draft))), _short(config.ttl), outcome)
+    return Plan(encode(Ended(delivered_ids(draft))), _short(config.ttl), outcome)
 
 
 def decide(

@@ -186,15 +186,8 @@ class CookieJar:
         chunks, a set that is not exactly the chunks the first one counts, each once, is ``None``.
         """
         if self._max_cookies == 1:
-            prefix = self._prefix
-            for header, value in scope["headers"]:
-                if header == b"cookie":
-                    for pair in value.split(b";"):
-                        pair = pair.strip()  # noqa: PLW2901 (the stripped pair is the pair)
-                        if pair.startswith(prefix):
-                            found = pair[len(prefix) :]
-                            return (_unquoted(found) if found[:1] == _QUOTE else found).decode("latin-1")
-            return None
+            values = self._values(scope, 1)
+            return values[0] if values else None
         # The usual request: one cookie header, where the name occurs once, at the start of a pair
         # and with its "=" at once, and the value holds no chunk count: then that value is what
         # _read_chunks finds, and there is no chunk to join (every chunk's name holds the name).
@@ -211,7 +204,7 @@ class CookieJar:
         if start >= 0 and cookie.count(prefix[:-1]) == 1 and (start == 0 or cookie[:start].rstrip()[-1:] == b";"):
             end = cookie.find(b";", start)
             first = cookie[start + len(prefix) : None if end < 0 else end].strip()
-            if first[:1] == _QUOTE:
+            if first[:1] == _QUOTE:  # checked here: the usual, unquoted value makes no call
                 first = _unquoted(first)
             if b"." not in first:
                 return first.decode("latin-1")
@@ -226,6 +219,10 @@ class CookieJar:
         """
         if self._max_cookies != 1:
             return []
+        return self._values(scope, 1 + MAX_OTHER_COOKIES)[1:]
+
+    def _values(self, scope: Scope, most: int) -> list[str]:
+        """Return the values of the first ``most`` cookies of this name, in the request's order."""
         prefix, found = self._prefix, []
         for header, value in scope["headers"]:
             if header == b"cookie":
@@ -233,7 +230,9 @@ class CookieJar:
                     pair = pair.strip()  # noqa: PLW2901 (the stripped pair is the pair)
                     if pair.startswith(prefix):
                         found.append(_unquoted(pair[len(prefix) :]).decode("latin-1"))
-        return found[1 : 1 + MAX_OTHER_COOKIES]
+                        if len(found) == most:
+                            return found
+        return found
 
     def render(self, value: str, scope: Scope, max_age: int | None = None) -> list[tuple[bytes, bytes]]:
         """Return the ``Set-Cookie`` headers that set the cookie to ``value``: one, or one per

@@ -16,7 +16,7 @@ import msgspec
 
 from litestar_flash_sessions.record import Flash, Live
 
-__all__ = ("DELETED", "Draft", "new_handle", "redelivered", "replay", "shown")
+__all__ = ("DELETED", "Draft", "delivered_ids", "new_handle", "redelivered", "replay")
 
 DELETED: Final = object()
 """Marks a key the request deleted, in :attr:`Draft.written`."""
@@ -106,16 +106,16 @@ class Draft(msgspec.Struct):
     @property
     def modified(self) -> bool:
         """Whether the request changed a value, a flash or the session's lifetime."""
-        return bool(
-            self.written or self.consumed or self.next_flash_id != self.own_from or self.lifetime_set or self.user_set
-        )
+        return bool(self.written) or self._changed_besides_values
 
     @property
     def changed(self) -> bool:
         """As :attr:`modified`, but a set of the value a key already held counts for nothing."""
-        return bool(
-            self.rewritten or self.consumed or self.next_flash_id != self.own_from or self.lifetime_set or self.user_set
-        )
+        return self.rewritten or self._changed_besides_values
+
+    @property
+    def _changed_besides_values(self) -> bool:
+        return bool(self.consumed or self.next_flash_id != self.own_from or self.lifetime_set or self.user_set)
 
     def content(self, now: float) -> Live:
         """Return the session's content as this request leaves it at ``now`` (what it would store
@@ -203,6 +203,6 @@ def redelivered(draft: Draft, current: Live) -> bool:
     return any(delivered and flash_id not in present for flash_id, delivered in draft.consumed.items())
 
 
-def shown(draft: Draft) -> list[int]:
+def delivered_ids(draft: Draft) -> list[int]:
     """Return the ids of the loaded flashes the draft delivered (what an ending records)."""
     return [flash_id for flash_id, delivered in draft.consumed.items() if delivered]

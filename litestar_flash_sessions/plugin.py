@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from litestar.handlers import HTTPRouteHandler, WebsocketRouteHandler
     from litestar.openapi import OpenAPIConfig
     from litestar.routes import BaseRoute
+    from litestar.types import TypeEncodersMap
 
 __all__ = ("SessionPlugin",)
 
@@ -123,7 +124,7 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
         if self._app_wide:
             # Every route may return request.session then (as Litestar's dict), not only those
             # that take the session: sent as its values.
-            app_config.type_encoders = {FlashSession: FlashSession.to_dict, **(app_config.type_encoders or {})}
+            app_config.type_encoders = _encoding_sessions(app_config.type_encoders)
         if app_config.openapi_config is not None:
             app_config.openapi_config = documented_config(app_config.openapi_config, self._jar.name)
         return app_config
@@ -168,7 +169,7 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
                 # It may return request.session, as with Litestar's dict: sent as its values. Only
                 # where it could: type encoders make Litestar render every response more slowly.
                 if handler.parsed_fn_signature.return_type.annotation not in _CANNOT_HOLD_A_SESSION:
-                    handler.type_encoders = {FlashSession: FlashSession.to_dict, **(handler.type_encoders or {})}
+                    handler.type_encoders = _encoding_sessions(handler.type_encoders)
                 handler.operation_class = self._documented(handler.operation_class, handler.app.openapi_config)
 
     def _takes_session(self, handler: HTTPRouteHandler | WebsocketRouteHandler) -> bool:
@@ -194,6 +195,11 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
         if key not in self._operation_classes:
             self._operation_classes[key] = session_operation(base, self._jar.name, openapi_config=openapi_config)
         return self._operation_classes[key]
+
+
+def _encoding_sessions(encoders: TypeEncodersMap | None) -> TypeEncodersMap:
+    """Return ``encoders`` with one that sends a ``FlashSession`` as its values (theirs win)."""
+    return {FlashSession: FlashSession.to_dict, **(encoders or {})}
 
 
 _CANNOT_HOLD_A_SESSION = (str, bytes, None, type(None))

@@ -449,7 +449,7 @@ def keeping_the_id_of_an_emptied_rotation(monkeypatch: pytest.MonkeyPatch) -> Se
 
 def without_the_flashes_an_ending_showed(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
     """An ending neither records the flashes it showed nor checks for one shown before it."""
-    monkeypatch.setattr(commit, "shown", lambda draft_: [])
+    monkeypatch.setattr(commit, "delivered_ids", lambda draft_: [])
     monkeypatch.setattr(commit, "redelivered", lambda draft_, current: False)
     return YieldingStore(clock=FakeClock())
 
