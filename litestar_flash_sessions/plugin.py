@@ -202,8 +202,9 @@ def _encoding_sessions(encoders: TypeEncodersMap | None) -> TypeEncodersMap:
     return {FlashSession: FlashSession.to_dict, **(encoders or {})}
 
 
-_CANNOT_HOLD_A_SESSION = (str, bytes, None, type(None))
-"""Return annotations of handlers whose response cannot carry ``request.session``."""
+_CANNOT_HOLD_A_SESSION = (str, bytes)
+"""Return annotations of handlers whose response cannot carry ``request.session`` (not ``None``:
+Litestar sends what a ``-> None`` handler returns all the same)."""
 
 
 def _uses_flash_plugin(app_config: AppConfig) -> bool:

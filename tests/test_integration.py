@@ -317,6 +317,11 @@ async def return_session(request: Request[Any, Any, Any], session: Session) -> A
     return request.session
 
 
+@get("/return-session-from-none")
+async def return_session_from_none(request: Request[Any, Any, Any], session: Session) -> None:
+    return request.session  # type: ignore[return-value]  # Litestar sends it all the same
+
+
 @dataclass
 class LoggedIn:
     user_id: str
@@ -343,13 +348,14 @@ async def set_session_of(request: Request[Any, Any, Any], session: Session, kind
 
 
 async def test_request_session_compares_and_serialises_as_litestar_s_dict() -> None:
-    app = Litestar([session_as_dict, return_session, set_user], plugins=[SessionPlugin()])
+    app = Litestar([session_as_dict, return_session, return_session_from_none, set_user], plugins=[SessionPlugin()])
     async with app.lifespan(), in_loop_client(app) as client:
         assert (await client.get("/session-as-dict")).json() == {"empty": True, "non_empty": False, "mapping": True}
         assert (await client.get("/return-session")).json() == {}
         await client.post("/set-user")
         assert (await client.get("/session-as-dict")).json() == {"empty": False, "non_empty": True, "mapping": True}
         assert (await client.get("/return-session")).json() == {"user": "ann"}
+        assert (await client.get("/return-session-from-none")).json() == {"user": "ann"}
 
 
 async def test_set_session_takes_data_models_and_answers_bad_values_as_session_set_does(
