@@ -14,7 +14,9 @@ naming scheme, for a cookie named ``NAME`` split into ``n`` chunks (2 <= n <= 20
 
 The value is the pieces joined in number order. A request whose set of chunks is not exactly
 ``NAME`` and ``NAME.1`` ... ``NAME.<n-1>``, each once (a gap, a duplicate, a chunk beyond the
-count, chunks without the first one, a count over ``max_cookies``) has no cookie. Because the
+count, chunks without the first one, a count over ``max_cookies``) has no cookie; only several
+whole values of ``NAME`` and no chunk (a stale cookie of an older ``Path`` or ``Domain``, and the
+current one) are each a value, tried in turn (:meth:`CookieJar.others`). Because the
 pieces are parts of one authenticated token, pieces swapped between names or taken from two
 different tokens fail to open in the backend and give a fresh session too.
 """
@@ -215,11 +217,21 @@ class CookieJar:
         ``MAX_OTHER_COOKIES`` of them: a browser sends a stale one of another ``Path`` or
         ``Domain`` (left by an older configuration) before the current one.
 
-        Only a cookie that is never split has others: a chunked set of two first chunks is broken.
+        With chunks, only a request that carries no chunk of the name has others: whole values,
+        each of which stands on its own (a set of two first chunks is broken).
         """
         if self._max_cookies != 1:
-            return []
+            return self._whole_values(scope)[1:]
         return self._values(scope, 1 + MAX_OTHER_COOKIES)[1:]
+
+    def _whole_values(self, scope: Scope) -> list[str]:
+        """Return the first values of this name, as :meth:`_values`, when the request carries no
+        chunk of it, without those that hold a chunk count; else none (a set to join, or broken).
+        """
+        chunk_prefix = self._chunk_prefix
+        if any(header == b"cookie" and chunk_prefix in value for header, value in scope["headers"]):
+            return []
+        return [value for value in self._values(scope, 1 + MAX_OTHER_COOKIES) if _COUNT_SEPARATOR not in value]
 
     def _values(self, scope: Scope, most: int) -> list[str]:
         """Return the values of the first ``most`` cookies of this name, in the request's order."""
@@ -336,8 +348,9 @@ class CookieJar:
     def _read_chunks(self, scope: Scope) -> str | None:
         """Return the request's value joined from its chunks, or ``None`` for a broken set."""
         chunks = self._chunks(scope)
-        if chunks is None:
-            return None
+        if chunks is None:  # a name twice: whole values (a stale one first) are read one by one
+            whole = self._whole_values(scope)
+            return whole[0] if whole else None
         first = chunks.get(0)
         if first is None:
             return None
