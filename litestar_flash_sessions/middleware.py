@@ -290,43 +290,50 @@ class SessionMiddleware:
             async def send_committing(message: Message) -> None:
                 kind = message["type"]
                 if kind == "websocket.accept":
+                    _apply_websocket_scope_session(loaded, scope)
                     outcome = await self._commit(loaded, scope)
-                    keep_open = server_side
-                    if server_side and outcome.cookie is not None and outcome.cookie != loaded.session.id:
-                        # Stored under a new id (a new session, a rotation, what followed
-                        # delete_session()): later changes go there, to the session the cookie names.
-                        keep_open = await self._carry_on_in(loaded, outcome.cookie)
                     cookie = self._headers(outcome, scope)[:-1]
                     accept = cast("WebSocketAcceptEvent", message)
                     accept["headers"] = [*(accept.get("headers") or ()), *cookie]
-                    _after_websocket_commit(loaded, keep_open=keep_open)
-                elif server_side and kind in ("websocket.send", "websocket.close") and loaded.draft.modified:
-                    await self._commit(loaded, scope)
-                    _after_websocket_commit(loaded, keep_open=True)
+                    await self._after_websocket_commit(loaded, outcome)
+                elif kind in ("websocket.send", "websocket.close"):
+                    _apply_websocket_scope_session(loaded, scope)
+                    if server_side and loaded.draft.modified:
+                        await self._after_websocket_commit(loaded, await self._commit(loaded, scope))
                 await send(message)
 
             await self.app(scope, receive, send_committing)
+            _apply_websocket_scope_session(loaded, scope)
             if server_side and loaded.draft.modified and not loaded.draft.committed:
                 await self._commit(loaded, scope)
         finally:
             _CURRENT_SESSION.reset(token)
 
-    async def _carry_on_in(self, loaded: Loaded, session_id: str) -> bool:
-        """Make the session the handshake stored under ``session_id`` the one a WebSocket's later
-        changes go to, as stored (its record, its flashes' ids, its user); return whether it could
-        (else later changes raise: they would land where no cookie leads).
+    async def _after_websocket_commit(self, loaded: Loaded, outcome: Outcome) -> None:
+        """Go on, after a WebSocket's commit, in the session as stored under the id its cookie names
+        (the same, a new session's, a rotation's, what followed ``delete_session()``): its record,
+        its flashes' ids, its user, so that the next commit compares with what is stored. Where
+        there is none (a cookie store, a session ended, never stored, or the store down), later
+        changes raise: they would land where no cookie leads, or bring an ended session back.
         """
+        draft = loaded.draft
+        session_id = None if outcome.expire else outcome.cookie or loaded.session.id
+        if session_id is None or not isinstance(self.backend, SessionStore):
+            draft.committed = True
+            return
         try:
             fresh = await self.backend.load(session_id, self.config)
         except UNAVAILABLE as exc:
             self.outages.report(type(self.backend).__name__, exc)
-            return False
+            draft.committed = True
+            return
         if fresh.key is None:
-            return False  # gone already (revoked in between)
-        fresh.draft.max_size = loaded.draft.max_size
+            draft.committed = True  # gone already (revoked, logged out in between)
+            return
+        fresh.draft.max_size = draft.max_size
+        fresh.draft.id_fixed = True  # no later cookie can reach the browser: the id must stay
         loaded.draft, loaded.key, loaded.base, loaded.plain = fresh.draft, fresh.key, fresh.base, fresh.plain
         loaded.session._carry_on_in(fresh.session)
-        return True
 
     async def _commit(self, loaded: Loaded, scope: Scope) -> Outcome:
         """Commit the session, keeping what ``SessionConfig.device_info`` says of a device it binds."""
@@ -483,19 +490,15 @@ def in_cookie_path(path: str, cookie_path: str) -> bool:
     return path.startswith(cookie_path) and (cookie_path.endswith("/") or path[len(cookie_path)] == "/")
 
 
-def _after_websocket_commit(loaded: Loaded, *, keep_open: bool) -> None:
-    """Start a new change log after a WebSocket commit, so the next commit replays only what
-    changed since; with ``keep_open`` false (a cookie store), later changes raise instead.
+def _apply_websocket_scope_session(loaded: Loaded, scope: Scope) -> None:
+    """Apply what Litestar's API did to a WebSocket's ``scope["session"]`` (``set_session()``,
+    ``clear_session()``) once, when the socket next sends; after the handshake the id is fixed,
+    so that raises there as ``rotate_key()`` does.
     """
-    draft = loaded.draft
-    if not keep_open:
-        draft.committed = True
-        return
-    draft.id_fixed = True  # no later cookie can reach the browser: the id must stay
-    draft.written, draft.consumed, draft.shown = {}, {}, []
-    draft.own_from = draft.next_flash_id
-    draft.delete = draft.rotate = draft.lifetime_set = draft.touch = draft.rewritten = False
-    loaded.base = loaded.plain = None  # the next compare-and-set reads what is stored now
+    current = scope.get("session")
+    if current is not loaded.session:
+        scope["session"] = loaded.session  # applied once, even if it raises
+        _apply_scope_session(loaded, current, scope)
 
 
 def _committing(message: HTTPResponseStartEvent, loaded: Loaded, scope: Scope) -> bool:
@@ -532,13 +535,13 @@ def _apply_scope_session(loaded: Loaded, current: object, scope: Scope) -> None:
         session.delete_session()
     else:
         values = current if isinstance(current, Mapping) else _as_dict(current, scope)
+        session.rotate_key()  # first: where the id cannot change (a WebSocket's, later), nothing does
         session.clear()
         for key, value in values.items():
             if key == MESSAGES_KEY and isinstance(value, list):
                 session.setdefault(MESSAGES_KEY, []).extend(value)  # Litestar's flash() after set_session()
             else:
                 session[key] = value
-        session.rotate_key()
 
 
 def _as_dict(data: object, scope: Scope) -> Mapping[str, Any]:

@@ -491,6 +491,42 @@ def test_a_websocket_s_session_made_at_the_handshake_takes_the_later_changes() -
     )
 
 
+@websocket("/ws-litestar-api/{action:str}")
+async def ws_litestar_api(socket: WebSocket[Any, Any, Any], session: Session, action: FromPath[str]) -> None:
+    if action == "clear":
+        socket.clear_session()  # Litestar's own API, at the handshake: a logout
+    elif action == "set":
+        socket.set_session({"user": "bob"})
+    await socket.accept()
+    if action == "clear-late":
+        socket.clear_session()  # after the handshake the id cannot change: the socket's next send raises
+    elif action == "set-late":
+        socket.set_session({"user": "bob"})
+    try:
+        await socket.send_text("sent")
+    except RuntimeError:
+        await socket.send_text("refused")
+    await socket.close()
+
+
+def test_a_websocket_s_set_session_and_clear_session_are_applied() -> None:
+    from litestar.testing import TestClient
+
+    for action, sent, left in [
+        ("set", "sent", [{"user": "bob"}]),
+        ("clear-late", "refused", [{"user": "ann"}]),
+        ("set-late", "refused", [{"user": "ann"}]),
+        ("clear", "sent", []),
+    ]:
+        store = MemoryStore()
+        app = Litestar([ws_litestar_api, set_user], plugins=[SessionPlugin(SessionConfig(store=store))])
+        with TestClient(app) as client:
+            client.post("/set-user")
+            with client.websocket_connect(f"/ws-litestar-api/{action}") as ws:
+                assert ws.receive_text() == sent, action
+        assert [record.data for record in live_records(store)] == left, action
+
+
 @pytest.mark.parametrize("store_kind", ["memory", "cookie"])
 def test_after_a_websocket_s_handshake_the_id_cannot_change_nor_a_cookie_flash_be_read(store_kind: str) -> None:
     from litestar.testing import TestClient

@@ -64,6 +64,9 @@ class Socket:
     async def next(self) -> dict[str, Any]:
         return await asyncio.wait_for(self.outbox.get(), 10)
 
+    async def say(self, text: str) -> None:
+        await self.inbox.put({"type": "websocket.receive", "text": text})
+
     async def finish(self) -> None:
         await self.inbox.put({"type": "websocket.disconnect", "code": 1000})
         await asyncio.wait_for(self.task, 10)
@@ -144,3 +147,45 @@ def _decoded(raw: bytes) -> object:
     from litestar_flash_sessions.record import decode
 
     return decode(raw)
+
+
+@websocket("/ws-steps")
+async def ws_steps(socket: WebSocket[Any, Any, Any], session: Session) -> None:
+    await socket.accept()
+    while (key := await socket.receive_text()) != "end":
+        try:
+            session.set(key, 1)
+        except RuntimeError:
+            await socket.send_text("refused")
+        else:
+            await socket.send_text("saved")  # commits the set first
+    await socket.close()
+
+
+@pytest.mark.parametrize("ending", ["/logout", "/rotate"])
+async def test_a_socket_left_open_cannot_bring_back_a_session_ended_meanwhile(
+    server_store: SessionStore, ending: str
+) -> None:
+    # The session ends (a logout, or a rotation: its old id must stop working) while a socket
+    # of it is open, after the socket's first commit; then the tombstone left at the old key
+    # goes (it expires, or a full MemoryStore evicts it). The socket's next commit must not
+    # write the session back under the old id: that cookie would work again.
+    app = Litestar([*HANDLERS, ws_steps], plugins=[SessionPlugin(SessionConfig(store=server_store))])
+    async with app.lifespan(), in_loop_client(app) as client:
+        browser = Browser(client)
+        old = await browser.start({"user": "ann"})
+        socket = Socket(app, "/ws-steps", old)
+        assert (await socket.next())["type"] == "websocket.accept"
+        await socket.say("first")
+        assert sent_text(await socket.next()) == "saved"
+        assert (await browser.request("POST", ending)).status_code == 200
+        await server_store.delete(store_key(old))  # the tombstone expires
+        await socket.say("second")
+        assert sent_text(await socket.next()) == "saved"  # (to the session that followed, if any)
+        await socket.say("third")
+        assert sent_text(await socket.next()) == "refused", "later changes have nowhere to go"
+        await socket.say("end")
+        assert (await socket.next())["type"] == "websocket.close"
+        await socket.finish()
+        assert await browser.live_id(old) is None, "the old cookie works again"
+        assert await server_store.get(store_key(old), None) is None
