@@ -211,6 +211,9 @@ class SessionMiddleware:
         except ServiceUnavailableException as exc:
             # Answered here, through ``send``: raised, the 503 would pass the app's own middleware
             # as an exception, and its response would leave without them (security headers, logs).
+            # Its error page may read request.session (a base template's user, its flashes): an
+            # empty one, never saved.
+            scope["session"] = Loaded.new().session
             await _answer_with_app_handler(exc, scope, receive, send)
             return
         replaced = False
@@ -242,6 +245,8 @@ class SessionMiddleware:
                         headers = _VARY_ONLY if outcome is NOTHING else self._headers(outcome, scope)
                     except Exception as exc:
                         replaced = True
+                        # Its error page may read the session, flashes included: nothing is saved.
+                        draft.committed = False
                         await self._answer_failure(exc, scope, receive, send)
                         return
                     if outcome.retry_flash:

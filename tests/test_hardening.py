@@ -171,3 +171,44 @@ async def test_a_store_failing_at_commit_answers_through_the_apps_exception_hand
         assert response.headers["content-type"].startswith("text/html")
         assert response.headers["retry-after"] == "5"
         assert "set-cookie" not in response.headers
+
+
+@pytest.mark.parametrize("down_at", ["load", "commit"])
+async def test_an_error_page_of_an_outage_may_read_the_session(down_at: str) -> None:
+    # A base template shows the user and the flashes on every page, error pages included.
+    from litestar import Litestar, MediaType, Request, Response
+    from litestar.exceptions import HTTPException
+
+    from litestar_flash_sessions import SessionPlugin
+    from tests.app import HANDLERS
+    from tests.conftest import in_loop_client
+
+    def page(request: Request[Any, Any, Any], exc: HTTPException) -> Response[str]:
+        user, messages = request.session.get("user"), request.session.pop("_messages", [])
+        body = f"{exc.status_code} user={user} messages={len(messages)}"
+        return Response(body, status_code=exc.status_code, media_type=MediaType.TEXT, headers=exc.headers)
+
+    store = CountingStore()
+    app = Litestar(
+        HANDLERS, plugins=[SessionPlugin(SessionConfig(store=store))], exception_handlers={HTTPException: page}
+    )
+    async with app.lifespan(), in_loop_client(app) as client:
+        await client.post("/set", json={"user": "ann"})
+        await client.post("/flash", json={"_messages": "hi"})  # as Litestar's flash() keeps them
+        real = store.get
+
+        async def failing_get(*args: Any) -> Any:
+            if down_at == "load":
+                store.down = True
+            loaded = await real(*args)
+            store.down = True  # (at the commit)
+            return loaded
+
+        store.get = failing_get  # type: ignore[method-assign]
+        response = await client.post("/set", json={"user": "bob"})
+        assert response.status_code == 503
+        assert response.text == ("503 user=None messages=0" if down_at == "load" else "503 user=bob messages=1")
+        assert response.headers["retry-after"] == "5"
+        store.down, store.get = False, real  # type: ignore[method-assign]
+        assert (await client.get("/read/user")).json()["value"] == "ann", "nothing was saved"
+        assert (await client.get("/read/_messages")).json()["value"] == "hi", "the flash is still pending"
