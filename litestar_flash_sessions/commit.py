@@ -26,6 +26,7 @@ from litestar_flash_sessions.backend import EXPIRE, NOTHING, Outcome
 from litestar_flash_sessions.conflicts import MAX_ATTEMPTS, back_off
 from litestar_flash_sessions.draft import delivered_ids, redelivered, replay
 from litestar_flash_sessions.record import TOMBSTONE_SECONDS, Ended, Live, Moved, decode, encode, seal, unseal
+from litestar_flash_sessions.session import SessionTooLargeError
 
 if TYPE_CHECKING:
     from litestar_flash_sessions.backend import Loaded
@@ -105,6 +106,23 @@ _GONE: Final = Plan(None, None, _ENDED_ELSEWHERE)
 _GONE_SHOWN: Final = Plan(None, None, _SHOWN_AND_ENDED_ELSEWHERE)
 
 
+def encode_within_limit(draft: Draft, content: Live) -> bytes:
+    """Return ``content``, the session the request leaves, encoded to be stored.
+
+    Raises:
+        SessionTooLargeError: It is over the draft's ``max_size``: a value grew in place (``set``
+            checks what it is given, not what is done to it afterwards), or concurrent requests'
+            changes together outgrew the limit. Nothing is written.
+    """
+    record = encode(content)
+    if len(record) > draft.max_size:
+        raise SessionTooLargeError(
+            f"the session would be {len(record)} bytes, over its limit of {draft.max_size} "
+            "(SessionConfig.max_size_bytes or the store's): a value grew in place past it"
+        )
+    return record
+
+
 def _ended_elsewhere(outcome: Outcome) -> bool:
     return outcome is _ENDED_ELSEWHERE or outcome is _SHOWN_AND_ENDED_ELSEWHERE
 
@@ -164,8 +182,8 @@ def decide(
             # binding) ends it: its old id must stop working, and an empty session needs no new one.
             return _ending(draft, config, shown_elsewhere=shown_elsewhere)
         outcome = Outcome(retry_flash=shown_elsewhere, max_age=lifetime.cookie_max_age(content, config))
-        return Plan(encode(content), ttl, outcome, True, content)
-    record = encode(content)
+        return Plan(encode_within_limit(draft, content), ttl, outcome, True, content)
+    record = encode_within_limit(draft, content)
     outcome = Outcome(retry_flash=True) if shown_elsewhere else NOTHING
     if record == plain:
         return Plan(None, None, outcome)  # the store already holds exactly this
@@ -336,7 +354,7 @@ async def _create(
     content = draft.survivors(now, flashes_only=flashes_only) if draft.delete else draft.content(now)
     if content is None or content.is_empty:
         return otherwise  # no record, no cookie: nothing per anonymous visitor
-    plan = Plan(encode(content), lifetime.store_ttl(content, config, now), NOTHING, False, content)
+    plan = Plan(encode_within_limit(draft, content), lifetime.store_ttl(content, config, now), NOTHING, False, content)
     for _ in range(3):  # a fresh id is taken only when a revocation tombstoned the key it listed
         session_id = new_session_id()
         if await _write(store, config, store_key(session_id), plan, None, before=None, after=content.owner) is not None:

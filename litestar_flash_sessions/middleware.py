@@ -266,10 +266,13 @@ class SessionMiddleware:
 
     async def _answer_failure(self, exc: Exception, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer in place of the handler's response when the commit failed: a 503 when the store
-        was unreachable, a 500 when the cookie would be too large or the store failed otherwise.
+        was unreachable, a 413 when the session grew past its limit in place, a 500 when the
+        cookie would be too large or the store failed otherwise.
         """
-        failure: HTTPException
-        if isinstance(exc, UNAVAILABLE):
+        failure: Exception
+        if isinstance(exc, SessionTooLargeError):
+            failure = exc  # grown in place past the limit: the 413 a set() over it gets
+        elif isinstance(exc, UNAVAILABLE):
             failure = self.loader.unavailable(exc)
         elif isinstance(exc, CookieTooLargeError):
             logger.error("session not saved: %s", exc)
@@ -277,7 +280,7 @@ class SessionMiddleware:
         else:
             logger.exception("session not saved: the store failed (%s)", type(self.backend).__name__, exc_info=exc)
             failure = InternalServerException("Session store error")
-        await _answer_with_app_handler(failure, scope, receive, send, cause=exc)
+        await _answer_with_app_handler(failure, scope, receive, send, cause=None if failure is exc else exc)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Load the session at connect; save changes at the handshake (with its cookie) and then

@@ -213,6 +213,12 @@ async def append(session: Session, key: FromPath[str], data: JSONBody[Any]) -> N
     session.set(key, items)
 
 
+@post("/grow/{key:str}", status_code=200)
+async def grow(session: Session, key: FromPath[str], data: JSONBody[list[Any]]) -> None:
+    """Grow a list in place past what ``set`` saw (the dict idiom ``setdefault(...).extend``)."""
+    session.setdefault(key, []).extend(data)
+
+
 @post("/rotate", status_code=200)
 async def rotate(session: Session) -> None:
     session.rotate_key()
@@ -348,6 +354,7 @@ HANDLERS = [
     switch_user,
     to_anonymous,
     append,
+    grow,
     rotate,
     rotate_state,
     rotate_guard,

@@ -143,6 +143,21 @@ async def test_a_set_over_the_size_limit_raises_at_the_call(make_client: ClientF
         assert fits == {"error": "", "has": True}
 
 
+async def test_a_value_grown_in_place_past_the_size_limit_is_refused_at_the_commit(
+    make_client: ClientFactory,
+) -> None:
+    async with make_client(max_size_bytes=1000) as client:
+        await client.post("/set", json={"user": "ann"})
+        cookies = dict(client.cookies)
+        response = await client.post("/grow/cart", json=["x" * 100] * 20)
+        assert response.status_code == 413, "as a set() over the limit"
+        assert "set-cookie" not in response.headers
+        assert dict(client.cookies) == cookies
+        assert (await client.get("/read/cart")).json()["value"] is None, "nothing was saved"
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+        assert (await client.post("/grow/cart", json=["x" * 100])).status_code == 200
+
+
 async def test_the_size_limit_counts_a_key_in_bytes_not_characters(make_client: ClientFactory) -> None:
     """A key of 600 "é" is 1,200 bytes encoded: over a 1,000-byte limit, though its 600
     characters and a 100-byte value are not."""

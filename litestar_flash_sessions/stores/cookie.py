@@ -11,12 +11,12 @@ import msgspec
 
 from litestar_flash_sessions import lifetime
 from litestar_flash_sessions.backend import EXPIRE, NOTHING, Loaded, Outcome, SessionBackend
-from litestar_flash_sessions.commit import new_session_id
+from litestar_flash_sessions.commit import encode_within_limit, new_session_id
 from litestar_flash_sessions.cookies import COOKIE_NAME, MAX_SET_COOKIE_BYTES, check_max_cookies
 from litestar_flash_sessions.crypto import _HEADER as _SEALER_HEADER
 from litestar_flash_sessions.crypto import _TAG as _SEALER_TAG
 from litestar_flash_sessions.crypto import Sealer
-from litestar_flash_sessions.record import Live, decode, encode
+from litestar_flash_sessions.record import Live, decode
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -179,7 +179,8 @@ class CookieStore(SessionBackend):
             now = self.now()
             survivors = draft.survivors(now)
             if survivors is not None:  # what the request did after delete_session() lives on in a fresh session
-                token = self.seal(new_session_id(), encode(survivors), lifetime.store_ttl(survivors, config, now))
+                record = encode_within_limit(draft, survivors)
+                token = self.seal(new_session_id(), record, lifetime.store_ttl(survivors, config, now))
                 return Outcome(cookie=token, max_age=lifetime.cookie_max_age(survivors, config))
             return NOTHING if session_id is None else EXPIRE
         # The sealed expiry slides with use, but at most every TOUCH_SECONDS: not a Set-Cookie per request.
@@ -195,5 +196,7 @@ class CookieStore(SessionBackend):
         ttl = lifetime.store_ttl(content, config, now)
         # Sealed to expire a little after the idle timeout: the next re-seal may lag by TOUCH_SECONDS.
         slack = lifetime.touch_interval(content, config)
-        token = self.seal(session_id, encode(content), None if ttl is None else ttl + math.ceil(slack))
+        token = self.seal(
+            session_id, encode_within_limit(draft, content), None if ttl is None else ttl + math.ceil(slack)
+        )
         return Outcome(token, False, content.lifetime or config.cookie_max_age)  # lifetime.cookie_max_age, inline
