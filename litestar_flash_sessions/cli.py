@@ -11,6 +11,7 @@ the app's own store and configuration::
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING, TypeVar
 
 import click
@@ -41,9 +42,12 @@ def add_sessions_commands(cli: click.Group) -> None:
     @click.argument("user")
     def list_sessions(app: Litestar, user: str) -> None:
         """List USER's live sessions, oldest first: handle, created, last seen, device."""
+        _check_user(user)
         found = _run(app, lambda config: UserSessionManager(config).list_sessions(user))
         for info in found:
-            device = " ".join(f"{name}={value}" for name, value in sorted(info.device.items()))
+            # What device_info kept comes from the client (a User-Agent): shown escaped, so that
+            # it can neither send the terminal control sequences nor forge a column.
+            device = " ".join(f"{_printable(name)}={_printable(value)}" for name, value in sorted(info.device.items()))
             click.echo(f"{info.handle}\t{info.created_at.isoformat()}\t{info.last_seen.isoformat()}\t{device}".rstrip())
         if not found:
             click.echo(f"no live sessions for {user}", err=True)
@@ -53,6 +57,7 @@ def add_sessions_commands(cli: click.Group) -> None:
     @click.option("--keep", metavar="HANDLE", default=None, help="Keep the session of this handle.")
     def revoke(app: Litestar, user: str, keep: str | None) -> None:
         """Revoke every session of USER (but the one named by --keep)."""
+        _check_user(user)
         count = _run(app, lambda config: UserSessionManager(config).revoke_others(user, keep))
         click.echo(f"revoked {count} session{'s' * (count != 1)} of {user}")
 
@@ -61,6 +66,22 @@ def add_sessions_commands(cli: click.Group) -> None:
         """Delete expired sessions now (stores that expire them by themselves report 0)."""
         count = _run(app, lambda config: config.store.delete_expired())
         click.echo(f"deleted {count} expired session{'s' * (count != 1)}")
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
+
+
+def _printable(text: str) -> str:
+    """Return ``text`` with control characters (tabs and newlines too) and backslashes escaped."""
+    return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _check_user(user: str) -> None:
+    """Refuse a user id that is not text (bytes that are not UTF-8 reach ``argv`` as surrogates)."""
+    try:
+        user.encode()
+    except UnicodeEncodeError:
+        raise click.BadParameter("not valid UTF-8", param_hint="USER") from None
 
 
 def _run(app: Litestar, action: Callable[[SessionConfig], Awaitable[T]]) -> T:

@@ -78,3 +78,15 @@ def test_the_cookie_store_says_it_cannot(database: Path) -> None:
     refused = litestar(database, "sessions", "list", EMAIL, store="cookie")
     assert refused.returncode == 1
     assert "keeps each session in its browser" in refused.stderr
+
+
+def test_a_listing_escapes_what_the_client_sent_and_a_user_that_is_not_text_is_refused(database: Path) -> None:
+    log_in(database, ["Evil\tforged column\x1b[2J\x7f"])
+    listed = litestar(database, "sessions", "list", EMAIL)
+    assert listed.returncode == 0, listed.stderr
+    [line] = listed.stdout.splitlines()
+    assert line.split("\t")[-1] == "user_agent=Evil\\tforged column\\x1b[2J\\x7f"
+    refused = litestar(database, "sessions", "list", "\udcff")  # the byte 0xff in argv
+    assert refused.returncode == 2
+    assert "not valid UTF-8" in refused.stderr
+    assert "Traceback" not in refused.stderr
