@@ -158,10 +158,13 @@ class FlashSession:
             now: Show the message in this request only (as Rails' ``flash.now``): never stored.
 
         Raises:
-            TypeError: ``key`` is not a string, or msgspec cannot encode ``value``.
+            TypeError: ``key`` is not a string, msgspec cannot encode ``value``, or ``category``
+                is neither a string nor ``None`` (``UnstorableValueError``: a 400 if uncaught).
             SessionTooLargeError: The session would grow past its size limit (nothing changes).
             RuntimeError: The response has started: the change could not be saved.
         """
+        if category is not None and not isinstance(category, str):  # stored, it would not load again
+            raise UnstorableValueError(f"a flash's category must be a string or None, got {type(category).__name__}")
         draft = self._draft
         if now:
             _check_encodable(key, value)

@@ -166,6 +166,12 @@ async def flash(session: Session, data: JSONBody[dict[str, Any]]) -> None:
         session.flash(key, value)
 
 
+@post("/flash-category", status_code=200)
+async def flash_category(session: Session, data: JSONBody[dict[str, Any]]) -> None:
+    """Flash with a category from the client, unchecked (as an app might pass a form's level)."""
+    session.flash("m", "hello", category=data["category"])
+
+
 @post("/flash-redirect")
 async def flash_redirect(session: Session) -> Redirect:
     session.flash("message", "saved")
@@ -355,6 +361,7 @@ HANDLERS = [
     to_anonymous,
     append,
     grow,
+    flash_category,
     rotate,
     rotate_state,
     rotate_guard,

@@ -212,3 +212,18 @@ async def test_an_error_page_of_an_outage_may_read_the_session(down_at: str) -> 
         store.down, store.get = False, real  # type: ignore[method-assign]
         assert (await client.get("/read/user")).json()["value"] == "ann", "nothing was saved"
         assert (await client.get("/read/_messages")).json()["value"] == "hi", "the flash is still pending"
+
+
+@pytest.mark.parametrize("kind", ["memory", "cookie"])
+async def test_a_flash_category_that_is_not_text_is_refused_and_the_session_kept(kind: str) -> None:
+    # Stored, it would not decode again: the next load would start a fresh session (a logout).
+    from litestar_flash_sessions.stores import CookieStore
+
+    async with app_client(MemoryStore() if kind == "memory" else CookieStore(SECRET)) as client:
+        await client.post("/set", json={"user": "ann"})
+        response = await client.post("/flash-category", json={"category": 7})
+        assert response.status_code == 400
+        assert "category must be a string" in response.text
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+        assert (await client.post("/flash-category", json={"category": "info"})).status_code == 200
+        assert (await client.get("/read/m")).json()["value"] == "hello"
