@@ -160,6 +160,33 @@ def test_a_batcher_left_busy_by_a_closed_event_loop_serves_the_next_loop(reads: 
     assert asyncio.run(read()) == "v2"
 
 
+def test_a_loop_that_stops_mid_read_and_runs_again_gets_its_queued_reads_answered() -> None:
+    """A loop stopped (not closed) with a read out and one queued, another loop reading
+    meanwhile, then the first running again (a reused test loop): no read of it is dropped."""
+
+    async def one(key: int) -> str:
+        await asyncio.sleep(0.01)
+        return f"v{key}"
+
+    async def many(keys: Sequence[int]) -> list[str]:
+        await asyncio.sleep(0.01)
+        return [f"v{key}" for key in keys]
+
+    batcher = ReadBatcher(one, many)
+    first = asyncio.new_event_loop()
+    try:
+        leader, waiter = first.create_task(batcher.get(1)), first.create_task(batcher.get(2))
+        first.run_until_complete(asyncio.sleep(0.001))  # the leader's read is out, the waiter queued
+        assert asyncio.run(asyncio.wait_for(batcher.get(3), 2)) == "v3"
+
+        async def resumed() -> list[str]:
+            return [await leader, await asyncio.wait_for(waiter, 2)]
+
+        assert first.run_until_complete(resumed()) == ["v1", "v2"]
+    finally:
+        first.close()
+
+
 # --- RedisStore: round trips on the server ---------------------------------------------------
 
 

@@ -77,9 +77,9 @@ class ReadBatcher(Generic[K, V]):
             self._queue.append((key, future))
             return await future
         if self._busy is not None:
-            if self._busy.is_running():  # another thread's event loop reads: go alone, untracked
-                return await self._read_one(key)
-            self._queue.clear()  # left busy by a loop that stopped (an app stopped mid-read)
+            if not self._busy.is_closed():  # another loop reads (another thread's, or one that
+                return await self._read_one(key)  # stopped and may run again): go alone, untracked
+            self._queue.clear()  # left busy by a loop that closed (an app stopped mid-read)
         self._busy = loop
         try:
             return await self._read_one(key)
