@@ -203,7 +203,9 @@ class RedisStore(BatchedReads, SessionStore):
             service_name: The master's name in the sentinels' configuration (``mymaster``).
             prefix: As for the constructor.
             timeout: As for the constructor.
-            wait_replicas: As for the constructor: ``1`` makes every write wait for one replica.
+            wait_replicas: As for the constructor: the number of replicas, for an acknowledged
+                write to survive a failover (with fewer, the replica that acknowledged may not
+                be the one promoted; see docs/stores/redis.md).
             wait_timeout: As for the constructor.
             sentinel_options: Keyword arguments for the connections to the sentinels themselves
                 (redis-py's ``sentinel_kwargs``: ``password``, ``socket_timeout``...).
