@@ -24,7 +24,7 @@ import re
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
 from litestar_flash_sessions.stores._batch import BatchedReads, Read
@@ -138,6 +138,7 @@ class RedisStore(BatchedReads, SessionStore):
                 f"wait_timeout must be more than 0 seconds and less than timeout ({timeout}), not {wait_timeout!r}"
             )
         self._client = client
+        self._slots = _slots_for(client)
         self._owns_client = False
         self._sentinel: Sentinel | None = None
         self._prefix = validate_key_prefix(prefix)
@@ -239,15 +240,24 @@ class RedisStore(BatchedReads, SessionStore):
         return self._prefix + session_id
 
     async def startup(self) -> None:
-        """Check that a client the store was given holds no connection of another event loop.
+        """Check that a client the store was given holds no connection of another event loop;
+        learn a cluster's layout before the first requests.
 
         Raises:
+            StoreUnavailableError: The cluster could not be reached (the app starts anyway).
             RuntimeError: The client has idle connections opened on another event loop, which
                 redis-py cannot use on the app's: the message says to create the client on the
                 app's loop or to use :meth:`from_url`.
         """
         if not self._owns_client:
             _check_loop(self._client)
+        self._slots = _slots_for(self._client)  # a semaphore binds to the loop that first waits on it
+        if isinstance(self._client, RedisCluster):
+            # redis-py's cluster client, learning the layout on its first commands, can fail some
+            # of a burst of them with an AttributeError (a connection without its stream yet):
+            # it learns it here first. (A cluster down now: the app starts with a warning, and
+            # the client learns the layout at the first command that reaches it.)
+            await guarded(self._client.initialize(), self._timeout, "RedisStore", _UNREACHABLE)
 
     async def shutdown(self) -> None:
         """Close the client if the store created it (:meth:`from_url`); a client it was given stays
@@ -361,7 +371,7 @@ class RedisStore(BatchedReads, SessionStore):
                 misconfiguration); any arguments Redis echoed in its message are cut off.
         """
         try:
-            return await guarded(cast("Awaitable[object]", reply), self._timeout, "RedisStore", _UNREACHABLE)
+            return await guarded(self._in_slot(reply), self._timeout, "RedisStore", _UNREACHABLE)
         except redis_errors.ResponseError as exc:
             # Redis may echo the command's arguments (the key, the record): cut them off in the
             # exception itself, which keeps its class (set() catches NoScriptError) and traceback.
@@ -369,6 +379,25 @@ class RedisStore(BatchedReads, SessionStore):
             if _means_not_now(exc):
                 raise StoreUnavailableError(f"RedisStore: Redis answered {exc}") from exc
             raise
+
+    async def _in_slot(self, reply: Awaitable[object] | object) -> object:
+        """Await one command once a connection of the client's pool is free (under the store's
+        time-out): redis-py's pool raises "Too many connections" rather than wait, which would
+        answer 503 to a burst of requests on a healthy server (a cluster's node pools wait).
+        """
+        if self._slots is None:
+            return await cast("Awaitable[object]", reply)
+        async with self._slots:
+            return await cast("Awaitable[object]", reply)
+
+
+def _slots_for(client: Redis | RedisCluster) -> asyncio.Semaphore | None:
+    """Return a semaphore of as many slots as the client's pool has connections (none for a
+    cluster, or for a pool that waits by itself: redis-py's ``BlockingConnectionPool``).
+    """
+    if isinstance(client, RedisCluster) or isinstance(client.connection_pool, BlockingConnectionPool):
+        return None
+    return asyncio.Semaphore(client.connection_pool.max_connections)
 
 
 async def _raised(error: BaseException) -> object:
