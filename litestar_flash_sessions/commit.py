@@ -106,21 +106,35 @@ _GONE: Final = Plan(None, None, _ENDED_ELSEWHERE)
 _GONE_SHOWN: Final = Plan(None, None, _SHOWN_AND_ENDED_ELSEWHERE)
 
 
-def encode_within_limit(draft: Draft, content: Live) -> bytes:
-    """Return ``content``, the session the request leaves, encoded to be stored.
+def encode_within_limit(draft: Draft, content: Live, stored: bytes | None) -> bytes:
+    """Return ``content``, the session the request leaves, encoded to replace ``stored`` (the
+    encoded session it replaces; ``None`` for a new one).
 
     Raises:
-        SessionTooLargeError: It is over the draft's ``max_size``: a value grew in place (``set``
-            checks what it is given, not what is done to it afterwards), or concurrent requests'
-            changes together outgrew the limit. Nothing is written.
+        SessionTooLargeError: It is over the draft's ``max_size`` and larger than ``stored``: a
+            value grew in place (``set`` checks what it is given, not what is done to it
+            afterwards), or concurrent requests' changes together outgrew the limit. Nothing is
+            written. A session stored over the limit already (a limit lowered since) may still
+            shrink, be read or touched: refusing those would leave its user stuck.
     """
     record = encode(content)
-    if len(record) > draft.max_size:
+    if len(record) > draft.max_size and (stored is None or len(record) > len(stored)):
         raise SessionTooLargeError(
             f"the session would be {len(record)} bytes, over its limit of {draft.max_size} "
             "(SessionConfig.max_size_bytes or the store's): a value grew in place past it"
         )
     return record
+
+
+def survivors_record(draft: Draft, survivors: Live) -> bytes | None:
+    """Return what the request did after ``delete_session()`` encoded for its fresh session, or
+    ``None`` (logged) when it grew in place past the limit: the logout stands without it.
+    """
+    try:
+        return encode_within_limit(draft, survivors, None)
+    except SessionTooLargeError as exc:
+        logger.warning("what followed delete_session() was not kept: %s", exc)
+        return None
 
 
 def _ended_elsewhere(outcome: Outcome) -> bool:
@@ -182,8 +196,8 @@ def decide(
             # binding) ends it: its old id must stop working, and an empty session needs no new one.
             return _ending(draft, config, shown_elsewhere=shown_elsewhere)
         outcome = Outcome(retry_flash=shown_elsewhere, max_age=lifetime.cookie_max_age(content, config))
-        return Plan(encode_within_limit(draft, content), ttl, outcome, True, content)
-    record = encode_within_limit(draft, content)
+        return Plan(encode_within_limit(draft, content, plain), ttl, outcome, True, content)
+    record = encode_within_limit(draft, content, plain)
     outcome = Outcome(retry_flash=True) if shown_elsewhere else NOTHING
     if record == plain:
         return Plan(None, None, outcome)  # the store already holds exactly this
@@ -354,7 +368,10 @@ async def _create(
     content = draft.survivors(now, flashes_only=flashes_only) if draft.delete else draft.content(now)
     if content is None or content.is_empty:
         return otherwise  # no record, no cookie: nothing per anonymous visitor
-    plan = Plan(encode_within_limit(draft, content), lifetime.store_ttl(content, config, now), NOTHING, False, content)
+    record = survivors_record(draft, content) if draft.delete else encode_within_limit(draft, content, None)
+    if record is None:
+        return otherwise
+    plan = Plan(record, lifetime.store_ttl(content, config, now), NOTHING, False, content)
     for _ in range(3):  # a fresh id is taken only when a revocation tombstoned the key it listed
         session_id = new_session_id()
         if await _write(store, config, store_key(session_id), plan, None, before=None, after=content.owner) is not None:

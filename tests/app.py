@@ -225,6 +225,13 @@ async def grow(session: Session, key: FromPath[str], data: JSONBody[list[Any]]) 
     session.setdefault(key, []).extend(data)
 
 
+@post("/logout-then-grow", status_code=200)
+async def logout_then_grow(session: Session, data: JSONBody[list[Any]]) -> None:
+    """Log out, then keep a list for the fresh session and grow it in place."""
+    session.delete_session()
+    session.setdefault("recent", []).extend(data)
+
+
 @post("/rotate", status_code=200)
 async def rotate(session: Session) -> None:
     session.rotate_key()
@@ -361,6 +368,7 @@ HANDLERS = [
     to_anonymous,
     append,
     grow,
+    logout_then_grow,
     flash_category,
     rotate,
     rotate_state,

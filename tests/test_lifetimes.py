@@ -11,7 +11,7 @@ from litestar_flash_sessions import SessionBackend, SessionConfig
 from litestar_flash_sessions.commit import store_key
 from litestar_flash_sessions.config import MAX_LIFETIME_SECONDS
 from litestar_flash_sessions.stores import CookieStore, MemoryStore, SessionStore
-from tests.conftest import ClientFactory, app_client, session_id
+from tests.conftest import ClientFactory, RecordingHandler, app_client, session_id
 from tests.harness import SECRET, FakeClock, Harness
 
 
@@ -156,6 +156,44 @@ async def test_a_value_grown_in_place_past_the_size_limit_is_refused_at_the_comm
         assert (await client.get("/read/cart")).json()["value"] is None, "nothing was saved"
         assert (await client.get("/read/user")).json()["value"] == "ann"
         assert (await client.post("/grow/cart", json=["x" * 100])).status_code == 200
+
+
+async def test_a_session_stored_over_a_lowered_limit_may_still_be_read_rotated_and_shrunk(
+    make_client: ClientFactory,
+) -> None:
+    # Stored under a larger limit (or grown in place before the limit was checked at the
+    # commit): only what would make it larger still is refused; its user is not stuck.
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann", "blob": "x" * 3000})
+        await client.post("/flash", json={"m": "hello"})
+        cookies = [(cookie.name, cookie.value, cookie.domain) for cookie in client.cookies.jar]
+    async with make_client(max_size_bytes=1000) as client:
+        for name, value, domain in cookies:
+            client.cookies.set(name, value, domain=domain)
+        assert (await client.get("/read/m")).json()["value"] == "hello", "a flash read (a change)"
+        assert (await client.post("/set", json={"theme": "dark"})).status_code == 413, "it would grow"
+        assert (await client.post("/rotate")).status_code == 200
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+        assert (await client.post("/set", json={"blob": None})).status_code == 200, "it shrinks"
+        assert (await client.post("/set", json={"theme": "dark"})).status_code == 200, "under the limit again"
+
+
+async def test_a_logout_stands_when_what_followed_it_grew_past_the_limit(
+    make_client: ClientFactory, store: SessionBackend, session_log: RecordingHandler
+) -> None:
+    async with make_client(max_size_bytes=1000) as client:
+        await client.post("/set", json={"user": "ann"})
+        old = [(cookie.name, cookie.value) for cookie in client.cookies.jar]
+        response = await client.post("/logout-then-grow", json=["x" * 100] * 20)
+        assert response.status_code == 200
+        assert any("Max-Age=0" in header for header in response.headers.get_list("set-cookie"))
+        assert (await client.get("/read/user")).json()["value"] is None
+        if not isinstance(store, CookieStore):  # (a copy of a sealed cookie lives on: docs/security.md)
+            client.cookies.clear()
+            for name, value in old:
+                client.cookies.set(name, value, domain="testserver.local")
+            assert (await client.get("/read/user")).json()["value"] is None, "the old cookie opens nothing"
+        assert "what followed delete_session() was not kept" in session_log.text
 
 
 async def test_the_size_limit_counts_a_key_in_bytes_not_characters(make_client: ClientFactory) -> None:

@@ -11,7 +11,7 @@ import msgspec
 
 from litestar_flash_sessions import lifetime
 from litestar_flash_sessions.backend import EXPIRE, NOTHING, Loaded, Outcome, SessionBackend
-from litestar_flash_sessions.commit import encode_within_limit, new_session_id
+from litestar_flash_sessions.commit import encode_within_limit, new_session_id, survivors_record
 from litestar_flash_sessions.cookies import COOKIE_NAME, MAX_SET_COOKIE_BYTES, check_max_cookies
 from litestar_flash_sessions.crypto import _HEADER as _SEALER_HEADER
 from litestar_flash_sessions.crypto import _TAG as _SEALER_TAG
@@ -178,8 +178,8 @@ class CookieStore(SessionBackend):
         if draft.delete:
             now = self.now()
             survivors = draft.survivors(now)
-            if survivors is not None:  # what the request did after delete_session() lives on in a fresh session
-                record = encode_within_limit(draft, survivors)
+            # What the request did after delete_session() lives on in a fresh session.
+            if survivors is not None and (record := survivors_record(draft, survivors)) is not None:
                 token = self.seal(new_session_id(), record, lifetime.store_ttl(survivors, config, now))
                 return Outcome(cookie=token, max_age=lifetime.cookie_max_age(survivors, config))
             return NOTHING if session_id is None else EXPIRE
@@ -196,7 +196,6 @@ class CookieStore(SessionBackend):
         ttl = lifetime.store_ttl(content, config, now)
         # Sealed to expire a little after the idle timeout: the next re-seal may lag by TOUCH_SECONDS.
         slack = lifetime.touch_interval(content, config)
-        token = self.seal(
-            session_id, encode_within_limit(draft, content), None if ttl is None else ttl + math.ceil(slack)
-        )
+        record = encode_within_limit(draft, content, loaded.plain)
+        token = self.seal(session_id, record, None if ttl is None else ttl + math.ceil(slack))
         return Outcome(token, False, content.lifetime or config.cookie_max_age)  # lifetime.cookie_max_age, inline
