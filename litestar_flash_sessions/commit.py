@@ -315,7 +315,7 @@ async def commit(store: SessionStore, loaded: Loaded, config: SessionConfig) -> 
             row (then nothing this request changed was written).
     """
     draft = loaded.draft
-    if not (draft.modified or draft.delete or draft.rotate or draft.touch):
+    if not draft.writes:
         return NOTHING  # only read: the load already slid the expiry
     key = loaded.key
     if key is None:

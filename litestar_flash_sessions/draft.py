@@ -109,6 +109,11 @@ class Draft(msgspec.Struct):
         return bool(self.written) or self._changed_besides_values
 
     @property
+    def writes(self) -> bool:
+        """Whether a server-side store's commit has anything to write (else it only read)."""
+        return self.modified or self.delete or self.rotate or self.touch
+
+    @property
     def changed(self) -> bool:
         """As :attr:`modified`, but a set of the value a key already held counts for nothing."""
         return self.rewritten or self._changed_besides_values

@@ -247,7 +247,10 @@ class SessionMiddleware:
                         replaced = True
                         # Its error page may read the session, flashes included: nothing is saved.
                         draft.committed = False
-                        await self._answer_failure(exc, scope, receive, send)
+                        try:
+                            await self._answer_failure(exc, scope, receive, send)
+                        finally:
+                            draft.committed = True  # later changes (a background task) raise again
                         return
                     if outcome.retry_flash:
                         replaced = True
@@ -299,15 +302,16 @@ class SessionMiddleware:
                 kind = message["type"]
                 if kind == "websocket.accept":
                     _apply_websocket_scope_session(loaded, scope)
+                    writes = loaded.draft.writes
                     outcome = await self._commit(loaded, scope)
                     cookie = self._headers(outcome, scope)[:-1]
                     accept = cast("WebSocketAcceptEvent", message)
                     accept["headers"] = [*(accept.get("headers") or ()), *cookie]
-                    await self._after_websocket_commit(loaded, outcome)
+                    await self._after_websocket_commit(loaded, outcome, wrote=writes)
                 elif kind in ("websocket.send", "websocket.close"):
                     _apply_websocket_scope_session(loaded, scope)
                     if server_side and loaded.draft.modified:
-                        await self._after_websocket_commit(loaded, await self._commit(loaded, scope))
+                        await self._after_websocket_commit(loaded, await self._commit(loaded, scope), wrote=True)
                 await send(message)
 
             await self.app(scope, receive, send_committing)
@@ -317,18 +321,22 @@ class SessionMiddleware:
         finally:
             _CURRENT_SESSION.reset(token)
 
-    async def _after_websocket_commit(self, loaded: Loaded, outcome: Outcome) -> None:
-        """Go on, after a WebSocket's commit, in the session as stored under the id its cookie names
-        (the same, a new session's, a rotation's, what followed ``delete_session()``): its record,
-        its flashes' ids, its user, so that the next commit compares with what is stored. Where
-        there is none (a cookie store, a session ended, never stored, or the store down), later
-        changes raise: they would land where no cookie leads, or bring an ended session back.
+    async def _after_websocket_commit(self, loaded: Loaded, outcome: Outcome, *, wrote: bool) -> None:
+        """Go on, after a WebSocket's commit (``wrote``: one that may have written), in the session
+        as stored under the id its cookie names (the same, a new session's, a rotation's, what
+        followed ``delete_session()``): its record, its flashes' ids, its user, so that the next
+        commit compares with what is stored. Where there is none (a cookie store, a session not
+        stored at the handshake, ended, or the store down), later changes raise: they would land
+        where no cookie leads, or bring an ended session back.
         """
         draft = loaded.draft
+        draft.id_fixed = True  # no later cookie can reach the browser: the id must stay
         session_id = None if outcome.expire else outcome.cookie or loaded.session.id
         if session_id is None or not isinstance(self.backend, SessionStore):
             draft.committed = True
             return
+        if not wrote:
+            return  # what was loaded is what is stored: the next compare-and-set compares with it
         try:
             fresh = await self.backend.load(session_id, self.config)
         except UNAVAILABLE as exc:
@@ -338,8 +346,9 @@ class SessionMiddleware:
         if fresh.key is None:
             draft.committed = True  # gone already (revoked, logged out in between)
             return
-        fresh.draft.max_size = draft.max_size
-        fresh.draft.id_fixed = True  # no later cookie can reach the browser: the id must stay
+        fresh.draft.max_size, fresh.draft.id_fixed = draft.max_size, True
+        fresh.draft.flashes += [flash for flash in draft.flashes if flash.id < 0]  # flash(now=True): not stored
+        fresh.draft.now_next = draft.now_next
         loaded.draft, loaded.key, loaded.base, loaded.plain = fresh.draft, fresh.key, fresh.base, fresh.plain
         loaded.session._carry_on_in(fresh.session)
 

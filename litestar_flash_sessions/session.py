@@ -482,7 +482,14 @@ class FlashSession:
             )
 
     def _check_open(self, change: str) -> None:
-        if self._draft.committed:
+        draft = self._draft
+        if draft.committed and draft.id_fixed:
+            raise RuntimeError(
+                f"session {change} after the WebSocket handshake, where no stored session could "
+                "take it (the cookie store's, one not stored at the handshake, or one ended since): "
+                "make the change before accept(), or over HTTP"
+            )
+        if draft.committed:
             raise RuntimeError(
                 f"session {change} after the response started (in a streamed body or a background "
                 "task?): the session was already saved, so this change would be lost"

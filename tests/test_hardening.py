@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from litestar import Response
+from litestar.background_tasks import BackgroundTask
 
-from litestar_flash_sessions import SessionConfig
+from litestar_flash_sessions import Session, SessionConfig
 from litestar_flash_sessions.middleware import OutageLog, in_cookie_path
 from litestar_flash_sessions.stores import MemoryStore
 from tests.conftest import RecordingHandler, app_client
@@ -227,3 +229,34 @@ async def test_a_flash_category_that_is_not_text_is_refused_and_the_session_kept
         assert (await client.get("/read/user")).json()["value"] == "ann"
         assert (await client.post("/flash-category", json={"category": "info"})).status_code == 200
         assert (await client.get("/read/m")).json()["value"] == "hello"
+
+
+async def test_after_a_failed_commit_a_later_change_still_raises() -> None:
+    # The error page may read the session; a background task that changes it afterwards must
+    # still be told the change cannot be saved, not have it dropped without a word.
+    from litestar import Litestar, post
+
+    from litestar_flash_sessions import SessionPlugin
+    from tests.conftest import in_loop_client
+
+    outcomes: list[str] = []
+
+    async def change_later(session: Session) -> None:
+        try:
+            session.set("late", 1)
+        except RuntimeError:
+            outcomes.append("raised")
+        else:
+            outcomes.append("accepted")
+
+    @post("/set-then-later", status_code=200)
+    async def set_then_later(session: Session) -> Response[None]:
+        session.set("x", 1)
+        return Response(None, background=BackgroundTask(change_later, session))
+
+    store = CountingStore()
+    app = Litestar([set_then_later], plugins=[SessionPlugin(SessionConfig(store=store))])
+    async with app.lifespan(), in_loop_client(app) as client:
+        store.down = True
+        assert (await client.post("/set-then-later")).status_code == 503
+    assert outcomes == ["raised"]

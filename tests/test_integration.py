@@ -553,3 +553,47 @@ def test_after_a_websocket_s_handshake_the_id_cannot_change_nor_a_cookie_flash_b
             assert shown == "hello"
             with client.websocket_connect("/ws-late-flash") as ws:
                 assert ws.receive_text() == "", "shown once"
+
+
+@websocket("/ws-anonymous")
+async def ws_anonymous(socket: WebSocket[Any, Any, Any], session: Session) -> None:
+    await socket.accept()  # nothing stored at the handshake: no cookie names a session
+    try:
+        session.set("n", 1)
+    except RuntimeError as exc:
+        await socket.send_text(str(exc))
+    await socket.close()
+
+
+@websocket("/ws-flash-now")
+async def ws_flash_now(socket: WebSocket[Any, Any, Any], session: Session) -> None:
+    await socket.accept()
+    session.flash("note", "for this socket", now=True)
+    session.set("a", 1)
+    await socket.send_text("saved")  # a commit, after which the socket goes on in the stored session
+    await socket.send_text(" ".join(message.value for message in session.flashes("note")))
+    await socket.close()
+
+
+def test_a_websocket_says_why_a_change_after_the_handshake_cannot_be_saved_and_keeps_its_own_flashes() -> None:
+    from litestar.testing import TestClient
+
+    from tests.test_plugin import CountingStore
+
+    store = CountingStore()
+    app = Litestar(
+        [ws_anonymous, ws_flash_now, ws_litestar_api, set_user], plugins=[SessionPlugin(SessionConfig(store=store))]
+    )
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws-anonymous") as ws:
+            refused = ws.receive_text()
+        assert "after the WebSocket handshake" in refused
+        assert "before accept()" in refused
+        assert live_records(store) == [], "no session no cookie leads to"
+        client.post("/set-user")
+        store.calls.clear()
+        with client.websocket_connect("/ws-litestar-api/none") as ws:
+            assert ws.receive_text() == "sent"
+        assert store.calls == ["get"], "a handshake that changes nothing reads the store once"
+        with client.websocket_connect("/ws-flash-now") as ws:
+            assert [ws.receive_text(), ws.receive_text()] == ["saved", "for this socket"]

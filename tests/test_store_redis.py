@@ -7,6 +7,7 @@ Round trips are counted on the server, with ``MONITOR`` (see ``tests.harness_red
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -551,3 +552,20 @@ async def test_a_burst_of_new_sessions_on_an_app_just_started_is_served_whole(
                 for browser in browsers:
                     await browser.aclose()
                 await delete_keys(store._client, store.prefix)
+
+
+async def test_a_command_that_times_out_waiting_for_a_connection_is_a_503_without_a_warning(
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    store = RedisStore(Redis.from_url("redis://127.0.0.1:1/0", max_connections=1), timeout=0.2)
+    assert store._slots is not None
+    await store._slots.acquire()  # the pool's one connection is another request's
+    refused = False
+    try:
+        await store.get("x" * 43, None)
+    except StoreUnavailableError:
+        refused = True  # (the exception and its frames, which hold the command, go here)
+    assert refused
+    await asyncio.sleep(0.01)  # the cancelled wait's callbacks run
+    gc.collect()
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]

@@ -387,8 +387,16 @@ class RedisStore(BatchedReads, SessionStore):
         """
         if self._slots is None:
             return await cast("Awaitable[object]", reply)
-        async with self._slots:
+        try:
+            await self._slots.acquire()
+        except BaseException:  # timed out waiting: the command, made already, is never sent
+            if asyncio.iscoroutine(reply):
+                reply.close()
+            raise
+        try:
             return await cast("Awaitable[object]", reply)
+        finally:
+            self._slots.release()
 
 
 def _slots_for(client: Redis | RedisCluster) -> asyncio.Semaphore | None:
