@@ -36,7 +36,7 @@ from litestar_flash_sessions.session import MESSAGES_KEY, SessionTooLargeError, 
 from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable
 
     from litestar.types import (
         ASGIApp,
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
     from litestar_flash_sessions.backend import Outcome, SessionBackend
     from litestar_flash_sessions.config import SessionConfig
+    from litestar_flash_sessions.draft import Draft
     from litestar_flash_sessions.session import FlashSession
 
 __all__ = ("ROTATE_STATE_KEY", "Loader", "OutageLog", "SessionMiddleware", "provide_session", "retry_location")
@@ -234,7 +235,7 @@ class SessionMiddleware:
                     replaced = True
                     if not isinstance(exc, (SessionTooLargeError, UnstorableValueError)):  # not the client's
                         logger.exception("session not saved: request.set_session() failed: %s", exc, exc_info=exc)
-                    await _answer_with_app_handler(exc, scope, receive, send)
+                    await _read_only_after(draft, _answer_with_app_handler(exc, scope, receive, send))
                     return
                 if committing:
                     try:
@@ -245,12 +246,7 @@ class SessionMiddleware:
                         headers = _VARY_ONLY if outcome is NOTHING else self._headers(outcome, scope)
                     except Exception as exc:
                         replaced = True
-                        # Its error page may read the session, flashes included: nothing is saved.
-                        draft.committed = False
-                        try:
-                            await self._answer_failure(exc, scope, receive, send)
-                        finally:
-                            draft.committed = True  # later changes (a background task) raise again
+                        await _read_only_after(draft, self._answer_failure(exc, scope, receive, send))
                         return
                     if outcome.retry_flash:
                         replaced = True
@@ -398,6 +394,18 @@ async def _answer_with_app_handler(
     request = app.request_class(scope=scope, receive=receive, send=send)
     response = handler(request, exc)
     await response.to_asgi_response(app=None, request=request)(scope, receive, send)
+
+
+async def _read_only_after(draft: Draft, answer: Awaitable[None]) -> None:
+    """Send ``answer``, an error page in place of the handler's response, which may read the
+    session (its flashes included: nothing is saved); then make the session read-only, so that a
+    later change (a background task's) raises instead of being lost.
+    """
+    draft.committed = False
+    try:
+        await answer
+    finally:
+        draft.committed = True
 
 
 def _with_session_headers(

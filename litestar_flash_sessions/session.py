@@ -340,7 +340,9 @@ class FlashSession:
         for flash in draft.flashes:
             (taken if matches(flash) else kept).append(flash)
         if taken:
-            if draft.committed:  # consuming a flash is a change: unsaved, it would show again
+            # Consuming a stored flash is a change: unsaved, it would show again. (A flash for
+            # this request only, flash(now=True), is never stored: reading it changes nothing.)
+            if draft.committed and any(flash.id >= 0 for flash in taken):
                 self._check_open("read of a flash")
             draft.flashes[:] = kept
             for flash in taken:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from litestar import Response
+from litestar import Request, Response
 from litestar.background_tasks import BackgroundTask
 
 from litestar_flash_sessions import Session, SessionConfig
@@ -142,7 +142,7 @@ def test_a_weak_cookie_secret_is_refused_with_advice() -> None:
 
 
 async def test_a_store_failing_at_commit_answers_through_the_apps_exception_handlers() -> None:
-    from litestar import Litestar, MediaType, Request, Response
+    from litestar import Litestar, MediaType, Response
     from litestar.exceptions import HTTPException
 
     from litestar_flash_sessions import SessionPlugin
@@ -178,7 +178,7 @@ async def test_a_store_failing_at_commit_answers_through_the_apps_exception_hand
 @pytest.mark.parametrize("down_at", ["load", "commit"])
 async def test_an_error_page_of_an_outage_may_read_the_session(down_at: str) -> None:
     # A base template shows the user and the flashes on every page, error pages included.
-    from litestar import Litestar, MediaType, Request, Response
+    from litestar import Litestar, MediaType, Response
     from litestar.exceptions import HTTPException
 
     from litestar_flash_sessions import SessionPlugin
@@ -231,7 +231,8 @@ async def test_a_flash_category_that_is_not_text_is_refused_and_the_session_kept
         assert (await client.get("/read/m")).json()["value"] == "hello"
 
 
-async def test_after_a_failed_commit_a_later_change_still_raises() -> None:
+@pytest.mark.parametrize("failure", ["store down", "set_session too large"])
+async def test_after_a_failed_commit_a_later_change_still_raises(failure: str) -> None:
     # The error page may read the session; a background task that changes it afterwards must
     # still be told the change cannot be saved, not have it dropped without a word.
     from litestar import Litestar, post
@@ -250,13 +251,16 @@ async def test_after_a_failed_commit_a_later_change_still_raises() -> None:
             outcomes.append("accepted")
 
     @post("/set-then-later", status_code=200)
-    async def set_then_later(session: Session) -> Response[None]:
-        session.set("x", 1)
+    async def set_then_later(request: Request[Any, Any, Any], session: Session) -> Response[None]:
+        if failure == "store down":
+            session.set("x", 1)
+        else:
+            request.set_session({"blob": "x" * 5000})  # refused as the response starts: a 413
         return Response(None, background=BackgroundTask(change_later, session))
 
     store = CountingStore()
-    app = Litestar([set_then_later], plugins=[SessionPlugin(SessionConfig(store=store))])
+    app = Litestar([set_then_later], plugins=[SessionPlugin(SessionConfig(store=store, max_size_bytes=1000))])
     async with app.lifespan(), in_loop_client(app) as client:
-        store.down = True
-        assert (await client.post("/set-then-later")).status_code == 503
+        store.down = failure == "store down"
+        assert (await client.post("/set-then-later")).status_code == (503 if store.down else 413)
     assert outcomes == ["raised"]

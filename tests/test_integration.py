@@ -557,7 +557,9 @@ def test_after_a_websocket_s_handshake_the_id_cannot_change_nor_a_cookie_flash_b
 
 @websocket("/ws-anonymous")
 async def ws_anonymous(socket: WebSocket[Any, Any, Any], session: Session) -> None:
+    session.flash("note", "for this socket", now=True)  # never stored: readable on a read-only socket
     await socket.accept()  # nothing stored at the handshake: no cookie names a session
+    await socket.send_text(" ".join(message.value for message in session.flashes("note")))
     try:
         session.set("n", 1)
     except RuntimeError as exc:
@@ -586,6 +588,7 @@ def test_a_websocket_says_why_a_change_after_the_handshake_cannot_be_saved_and_k
     )
     with TestClient(app) as client:
         with client.websocket_connect("/ws-anonymous") as ws:
+            assert ws.receive_text() == "for this socket"
             refused = ws.receive_text()
         assert "after the WebSocket handshake" in refused
         assert "before accept()" in refused
