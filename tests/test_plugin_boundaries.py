@@ -7,11 +7,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
 from litestar import Litestar, asgi, get
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
+from litestar_flash_sessions import Session, SessionBackend, SessionConfig, SessionPlugin
 from litestar_flash_sessions.backend import Loaded, Outcome
 from litestar_flash_sessions.stores import MemoryStore
 from tests.conftest import in_loop_client
@@ -134,3 +135,40 @@ async def test_a_config_changed_after_it_was_made_is_followed() -> None:
     async with app.lifespan(), in_loop_client(app) as client:
         await client.get("/write")
     assert store.expiries == [60]
+
+
+# Litestar's TestClient, nested, leaves an anyio stream of its own unclosed (without this plugin too).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("kind", ["memory", "redis", "postgres", "mongo", "webdis"])
+def test_two_test_clients_of_one_app_at_once_share_its_store(kind: str, request: pytest.FixtureRequest) -> None:
+    # Each TestClient runs the app's lifespan on an event loop of its own. The store, which may
+    # own a client of its server, is started by the first and shut down by the last to end:
+    # the second's end must not close what the first still uses.
+    from litestar.testing import TestClient
+
+    from litestar_flash_sessions.stores import MongoStore, PostgresStore, RedisStore, WebdisStore
+    from tests.app import build_app
+    from tests.harness_mongo import unique_database_name
+    from tests.harness_postgres import unique_table
+    from tests.harness_redis import unique_prefix
+
+    store: SessionBackend
+    if kind == "memory":
+        store = MemoryStore()
+    elif kind == "redis":
+        store = RedisStore.from_url(request.getfixturevalue("redis_url"), prefix=unique_prefix())
+    elif kind == "postgres":
+        store = PostgresStore.from_url(request.getfixturevalue("postgres_url"), unique_table())
+    elif kind == "mongo":
+        store = MongoStore.from_url(request.getfixturevalue("mongo_url"), unique_database_name())
+    else:
+        store = WebdisStore.from_url(request.getfixturevalue("webdis_url"), prefix=unique_prefix())
+    app = build_app(SessionConfig(store=store))
+    with TestClient(app) as first:
+        assert first.post("/set", json={"user": "ann"}).status_code == 200
+        with TestClient(app) as second:
+            assert second.get("/read/user").json()["value"] is None, "a browser of its own"
+        assert first.get("/read/user").json()["value"] == "ann", "the first client's store still works"
+        assert first.post("/set", json={"user": "bob"}).status_code == 200
+    with TestClient(app) as again:  # and one after the other, as before
+        assert again.post("/set", json={"user": "cy"}).status_code == 200

@@ -69,6 +69,8 @@ class SessionStore(SessionBackend):
     """
 
     _timeout: float | None = None
+    _lifespans: int = 0
+    """How many app lifespans that entered :meth:`lifespan` are running (see there)."""
 
     @property
     def timeout(self) -> float | None:
@@ -136,7 +138,24 @@ class SessionStore(SessionBackend):
         table, its index) at the first operation that reaches the server; until then requests
         that use the session answer 503. Any other start-up error (a conflicting index, say) is
         a misconfiguration and still fails the start.
+
+        Lifespans that overlap (two test clients of one app, each on an event loop of its own)
+        share the start: the first starts the store, the last to end shuts it down, so that
+        the one that ends first does not close what the other still uses.
         """
+        first = not self._lifespans  # else started by a lifespan still running
+        self._lifespans += 1
+        try:
+            if first:
+                await self._start()
+            yield
+        finally:
+            self._lifespans -= 1
+            if not self._lifespans:
+                await self.shutdown()
+
+    async def _start(self) -> None:
+        """Run :meth:`startup`; a server down then is logged, not raised (see :meth:`lifespan`)."""
         import logging
 
         try:
@@ -150,10 +169,6 @@ class SessionStore(SessionBackend):
                 type(self).__name__,
                 exc,
             )
-        try:
-            yield
-        finally:
-            await self.shutdown()
 
     @cached_property
     def locks(self) -> commit.SessionLocks:
