@@ -262,7 +262,7 @@ class CookieJar:
             ValueError: ``max_age`` is not a positive whole number of at most ten digits, or a
                 value that may be chunked holds a ``.``.
         """
-        https = scope.get("scheme") == "https"
+        https = scope.get("scheme") in _SECURE_SCHEMES
         if max_age is None:
             attributes = self._with_attributes[https]
         elif isinstance(max_age, int) and not isinstance(max_age, bool) and 0 < max_age <= _LONGEST_MAX_AGE:
@@ -290,7 +290,7 @@ class CookieJar:
         """Return the ``Set-Cookie`` headers that make the browser drop the cookie: the first
         one's, and every other chunk's the request carried.
         """
-        https = scope.get("scheme") == "https"
+        https = scope.get("scheme") in _SECURE_SCHEMES
         headers = [(SET_COOKIE, self._expired[https][0])]
         if self._max_cookies > 1:
             headers += self._stale(scope, 1, https)
@@ -382,6 +382,8 @@ class CookieJar:
 
 
 _QUOTE = b'"'
+_SECURE_SCHEMES = ("https", "wss")
+"""Schemes of a request over TLS (``wss``: a WebSocket's handshake, which sets cookies too)."""
 
 
 def _unquoted(value: bytes) -> bytes:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
@@ -132,7 +132,9 @@ class Loader:
         self.backend: SessionBackend = config.store
         self.jar = jar
         self.outages = outages
-        self.cookie_path = config.cookie_path
+        # Compared decoded, as Litestar gives the request's path: a path set percent-encoded
+        # ("/my%20app"), as the browser matches it against the URL, matches too.
+        self.cookie_path = unquote(config.cookie_path)
         self.every_path = self.cookie_path == "/"
         self.max_size = min(config.max_size_bytes, self.backend.max_record_bytes or config.max_size_bytes)
 
@@ -149,7 +151,7 @@ class Loader:
                 through the app's exception handlers).
         """
         scope[_LOADED] = self  # type: ignore[literal-required]
-        if not self.every_path and not in_cookie_path(scope["path"], self.cookie_path):
+        if not self.every_path and not self._in_cookie_path(scope):
             scope["session"] = Loaded.new().session
             return None
         token = self.jar.read(scope)
@@ -162,6 +164,17 @@ class Loader:
         loaded.draft.max_size = self.max_size
         scope["session"] = loaded.session
         return loaded
+
+    def _in_cookie_path(self, scope: Scope) -> bool:
+        """Return whether the browser sends the cookie with this request. Its path is not
+        Litestar's ``path`` alone: behind a root path that is the part after it (``root_path``
+        the part before), and in an app mounted under a prefix the part after the prefix
+        (which only ``raw_path``, the path the server received, still holds).
+        """
+        if in_cookie_path(scope.get("root_path", "") + scope["path"], self.cookie_path):
+            return True
+        raw = scope.get("raw_path")
+        return bool(raw) and in_cookie_path(unquote(raw.decode("latin-1")), self.cookie_path)
 
     async def _load_another(self, scope: Scope, fresh: Loaded) -> Loaded:
         """Return the session of the first further cookie of the name that opens one, else

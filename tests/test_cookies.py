@@ -293,3 +293,47 @@ async def test_a_stale_cookie_of_the_same_name_does_not_hide_the_current_one(sto
         assert await user_with("not-an-id", stale, current) == "ann"
         assert await user_with(current, bob) == "ann", "the first that opens wins"
         assert await user_with(stale, stale, stale, current) is None, "at most three are tried"
+
+
+def test_a_cookie_path_under_a_prefix_is_matched_against_the_path_the_browser_asked_for() -> None:
+    # Behind a root path, in an app mounted under a prefix, or with a path set percent-encoded,
+    # Litestar's path is not the browser's: the session must still be saved there.
+    from litestar import Router, asgi
+    from litestar.testing import TestClient
+
+    from tests.app import HANDLERS
+
+    def saved(client: TestClient[Any], prefix: str) -> bool:
+        set_cookies = client.post(f"{prefix}/set", json={"user": "ann"}).headers.get_list("set-cookie")
+        if not set_cookies:
+            return False
+        # Sent back by hand: behind a root path the client's URL lacks the prefix the browser's has.
+        cookie = set_cookies[0].split(";", 1)[0]
+        return client.get(f"{prefix}/read/user", headers={"cookie": cookie}).json()["value"] == "ann"
+
+    mounted = build_app(SessionConfig(cookie_path="/sub"))
+
+    @asgi("/sub", is_mount=True, copy_scope=True)
+    async def mount(scope: Any, receive: Any, send: Any) -> None:
+        await mounted(scope, receive, send)
+
+    with TestClient(Litestar([mount])) as client:
+        assert saved(client, "/sub"), "in an app mounted at the cookie's path"
+    with TestClient(build_app(SessionConfig(cookie_path="/prefix")), root_path="/prefix") as client:
+        assert saved(client, ""), "behind a root path"
+    encoded = Litestar(
+        [Router("/my app", route_handlers=HANDLERS)], plugins=[SessionPlugin(SessionConfig(cookie_path="/my%20app"))]
+    )
+    with TestClient(encoded) as client:
+        assert saved(client, "/my%20app"), "a path set percent-encoded"
+    with TestClient(build_app(SessionConfig(cookie_path="/prefix"))) as client:
+        assert not saved(client, ""), "outside the cookie's path: never saved"
+
+
+def test_a_cookie_set_at_a_secure_websocket_handshake_is_secure() -> None:
+    jar = CookieJar(SessionConfig(), "session")
+    for scheme, secure in [("wss", True), ("https", True), ("ws", False), ("http", False)]:
+        [(_, header)] = jar.render("v" * 43, {"scheme": scheme})  # type: ignore[typeddict-item]
+        assert header.endswith(b"; Secure") is secure, scheme
+        [(_, expired)] = jar.render_expired({"scheme": scheme})  # type: ignore[typeddict-item]
+        assert expired.endswith(b"; Secure") is secure, scheme
