@@ -280,12 +280,12 @@ class FlashSession:
         user moves it. What ``SessionConfig.device_info`` returns is kept with it.
 
         Raises:
-            ValueError: ``user_id`` is not a non-empty string of at most 256 characters.
+            ValueError: ``user_id`` is not a non-empty string of at most 256 characters that
+                UTF-8 can encode.
             RuntimeError: The response has started, or a WebSocket's handshake: the browser
                 could not learn of the change.
         """
-        if not isinstance(user_id, str) or not 0 < len(user_id) <= _MAX_USER_ID:
-            raise ValueError(f"user_id must be a non-empty string of at most {_MAX_USER_ID} characters")
+        check_user_id(user_id)
         self._check_id_change("bind_user()")
         draft = self._draft
         if draft.user != user_id or draft.handle is None:
@@ -540,6 +540,21 @@ class FlashSession:
                 f"limit of {draft.max_size} (SessionConfig.max_size_bytes or the store's): store less"
             )
         return exact
+
+
+def check_user_id(user_id: object) -> None:
+    """Check that ``user_id`` can name a user: a non-empty string of at most 256 characters
+    that UTF-8 can encode (not a lone surrogate: it could be neither stored nor hashed).
+
+    Raises:
+        ValueError: It cannot.
+    """
+    if not isinstance(user_id, str) or not 0 < len(user_id) <= _MAX_USER_ID:
+        raise ValueError(f"user_id must be a non-empty string of at most {_MAX_USER_ID} characters")
+    try:
+        user_id.encode()
+    except UnicodeEncodeError:
+        raise ValueError("user_id must be text that UTF-8 can encode (it holds a lone surrogate)") from None
 
 
 def _check_encodable(key: str, value: Any) -> int:

@@ -45,6 +45,7 @@ from litestar_flash_sessions.record import (
     seal,
     unseal,
 )
+from litestar_flash_sessions.session import check_user_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -268,18 +269,24 @@ class UserSessionManager:
             )
         return store
 
-    async def list_sessions(self, user_id: str, *, current: str | None = None) -> list[SessionInfo]:
+    async def list_sessions(self, user_id: str | None, *, current: str | None = None) -> list[SessionInfo]:
         """Return the user's live sessions, oldest first; prune the index of dead ones.
 
         Args:
-            user_id: The user.
+            user_id: The user; ``None`` (``session.user_id`` of a visitor not logged in): nobody,
+                who has no sessions.
             current: The handle of the asking request's session (``session.handle``), to mark it.
 
         Raises:
+            ValueError: ``user_id`` cannot name a user (as for ``bind_user``).
             UnsupportedStoreError: The store is a cookie store.
             StoreUnavailableError: The store could not be reached.
         """
-        live = await live_entries(self._store(), self._config, user_id)
+        store = self._store()
+        if user_id is None:
+            return []
+        check_user_id(user_id)
+        live = await live_entries(store, self._config, user_id)
         return [
             SessionInfo(
                 handle=entry.handle,
@@ -291,7 +298,7 @@ class UserSessionManager:
             for entry, record in live
         ]
 
-    async def revoke(self, user_id: str, handle: str) -> bool:
+    async def revoke(self, user_id: str | None, handle: str) -> bool:
         """Revoke the user's session named ``handle``; its next request is anonymous.
 
         Returns:
@@ -303,7 +310,7 @@ class UserSessionManager:
         """
         return bool(await self._revoke(user_id, lambda entry: entry.handle == handle))
 
-    async def revoke_others(self, user_id: str, keep: str | None) -> int:
+    async def revoke_others(self, user_id: str | None, keep: str | None) -> int:
         """Revoke every session of the user but the one named ``keep`` (the current one).
 
         A session bound after this call started reading the index survives: the newer login wins.
@@ -317,7 +324,7 @@ class UserSessionManager:
         """
         return await self._revoke(user_id, lambda entry: entry.handle != keep)
 
-    async def revoke_all(self, user_id: str) -> int:
+    async def revoke_all(self, user_id: str | None) -> int:
         """Revoke every session of the user ("log out everywhere").
 
         Returns:
@@ -329,8 +336,16 @@ class UserSessionManager:
         """
         return await self._revoke(user_id, lambda entry: True)
 
-    async def _revoke(self, user_id: str, chosen: Callable[[IndexEntry], bool]) -> int:
+    async def _revoke(self, user_id: str | None, chosen: Callable[[IndexEntry], bool]) -> int:
+        """Revoke the user's sessions ``chosen`` picks (``None``: nobody, who has none).
+
+        Raises:
+            ValueError: ``user_id`` cannot name a user (as for ``bind_user``).
+        """
         store = self._store()
+        if user_id is None:
+            return 0
+        check_user_id(user_id)
         _, index = await _read_index(store, self._config, index_key(user_id))
         entries = [entry for entry in index.entries if chosen(entry)]
         await revoke_entries(store, self._config, user_id, entries)

@@ -494,3 +494,26 @@ async def test_a_test_can_seed_a_session_bound_to_a_user(server_store: SessionSt
         assert len(await s.assert_exact("ann", browser)) == 1
         assert await s.sessions.revoke_all("ann") == 1
         assert (await aget_session(s.client, app=s.config)).user_id is None
+
+
+async def test_a_visitor_not_logged_in_has_no_sessions_and_odd_user_ids_are_refused_clearly() -> None:
+    # A "my devices" handler passes session.user_id, None for an anonymous visitor: no sessions,
+    # not a 500. A user id that could be neither stored nor hashed is a ValueError everywhere.
+    from litestar_flash_sessions import FlashSession
+    from litestar_flash_sessions.backend import Loaded
+    from litestar_flash_sessions.stores import MemoryStore
+
+    manager = UserSessionManager(SessionConfig(store=MemoryStore()))
+    assert await manager.list_sessions(None) == []
+    assert await manager.revoke_all(None) == 0
+    assert await manager.revoke_others(None, keep=None) == 0
+    assert await manager.revoke(None, "handle") is False
+    lone_surrogate = "ann\udcff"
+    with pytest.raises(ValueError, match="UTF-8"):
+        await manager.list_sessions(lone_surrogate)
+    with pytest.raises(ValueError, match="UTF-8"):
+        await manager.revoke_all(lone_surrogate)
+    session: FlashSession = Loaded.new().session
+    with pytest.raises(ValueError, match="UTF-8"):
+        session.bind_user(lone_surrogate)
+    assert session.user_id is None
