@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -85,6 +86,7 @@ class SessionConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.store, SessionBackend):
             raise ValueError(f"store must be a session store (a SessionBackend), got {self.store!r}")
+        self._check_types()
         if not COOKIE_NAME.fullmatch(self.cookie_name):
             raise ValueError(f"cookie_name {self.cookie_name!r} is not a valid cookie name (an HTTP token)")
         own = self.store.cookie_name
@@ -106,7 +108,10 @@ class SessionConfig:
             raise ValueError(f"cookie_domain {self.cookie_domain!r} must hold no ';' or space")
         if self.cookie_samesite not in ("lax", "strict", "none"):
             raise ValueError(f"cookie_samesite must be 'lax', 'strict' or 'none', not {self.cookie_samesite!r}")
-        if self.cleanup_interval_seconds is not None and self.cleanup_interval_seconds <= 0:
+        interval = self.cleanup_interval_seconds
+        if interval is not None and (
+            isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < math.inf
+        ):
             raise ValueError("cleanup_interval_seconds must be a positive number of seconds, or None for off")
         if self.cookie_samesite == "none" and self.cookie_secure is False:
             raise ValueError("cookie_samesite='none' needs a secure cookie: browsers reject it otherwise")
@@ -120,6 +125,25 @@ class SessionConfig:
             from litestar_flash_sessions.crypto import Sealer
 
             self.record_sealer = Sealer(self.encryption_secret, b"record", owner="encryption_secret")
+
+    def _check_types(self) -> None:
+        """Refuse a value of the wrong type with a ``ValueError`` that names the field: a string
+        where a flag is due is truthy (``cookie_secure="no"`` would be on), ``True`` is the number 1.
+        """
+        for name in ("cookie_name", "cookie_path"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string, not {getattr(self, name)!r}")
+        if self.cookie_domain is not None and not isinstance(self.cookie_domain, str):
+            raise ValueError(f"cookie_domain must be a string or None, not {self.cookie_domain!r}")
+        for name in ("cookie_httponly", "cookie_partitioned"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        if self.cookie_secure is not None and not isinstance(self.cookie_secure, bool):
+            raise ValueError(
+                f"cookie_secure must be True, False or None (secure over HTTPS), not {self.cookie_secure!r}"
+            )
+        if isinstance(self.max_size_bytes, bool):
+            raise ValueError("max_size_bytes must be a positive number of bytes, not a flag")
 
     def _check_users(self) -> None:
         if self.device_info is not None and not callable(self.device_info):

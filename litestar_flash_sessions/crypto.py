@@ -128,6 +128,8 @@ class Sealer:
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+        if not isinstance(secrets, (str, list, tuple)):
+            raise ValueError(f"{owner} needs a secret (a string) or a list of them, not {type(secrets).__name__}")
         secret_list = [secrets] if isinstance(secrets, str) else list(secrets)
         if not secret_list:
             raise ValueError(f"{owner} needs at least one secret")

@@ -27,6 +27,17 @@ from tests.harness import SECRET
         ({"cookie_samesite": "sometimes"}, "cookie_samesite must be"),
         ({"cookie_samesite": "none", "cookie_secure": False}, "needs a secure cookie"),
         ({"cleanup_interval_seconds": 0}, "cleanup_interval_seconds must be a positive"),
+        # The wrong type: a string where a flag is due is truthy, True is the number 1.
+        ({"cookie_secure": "no"}, "cookie_secure must be True, False or None"),
+        ({"cookie_partitioned": "no"}, "cookie_partitioned must be True or False"),
+        ({"cookie_httponly": None}, "cookie_httponly must be True or False"),
+        ({"max_size_bytes": True}, "max_size_bytes must be a positive number"),
+        ({"cookie_name": None}, "cookie_name must be a string"),
+        ({"cookie_path": None}, "cookie_path must be a string"),
+        ({"cookie_domain": 123}, "cookie_domain must be a string or None"),
+        ({"cleanup_interval_seconds": "5"}, "cleanup_interval_seconds must be a positive"),
+        ({"cleanup_interval_seconds": float("nan")}, "cleanup_interval_seconds must be a positive"),
+        ({"cleanup_interval_seconds": float("inf")}, "cleanup_interval_seconds must be a positive"),
     ],
 )
 def test_bad_config_is_a_value_error(fields: dict[str, Any], message: str) -> None:
@@ -115,3 +126,25 @@ def test_the_session_object_exposes_the_documented_api_only() -> None:
     documented |= {"bind_user", "unbind_user", "user_id", "handle"}  # docs/users.md
     mapping = {"clear", "items", "keys", "pop", "setdefault", "update", "values"}
     assert public == documented | mapping
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "5", float("nan"), float("inf"), True])
+def test_a_store_timeout_that_is_not_a_positive_number_is_refused_when_the_store_is_made(timeout: Any) -> None:
+    # 0 or less answered every request 503 (logged as an outage), "5" failed at start-up.
+    from litestar_flash_sessions.stores import SQLiteStore
+
+    with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+        SQLiteStore(":memory:", timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: CookieStore(None), "needs a secret"),
+        (lambda: CookieStore(SECRET, cookie_name=1), "not a valid cookie name"),
+        (lambda: validate_identifier(1, "table"), "not a plain identifier"),
+    ],
+)
+def test_a_store_argument_of_the_wrong_type_is_a_value_error(make: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()

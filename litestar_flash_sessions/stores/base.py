@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import time
 from abc import abstractmethod
@@ -244,12 +245,28 @@ def validate_identifier(name: str, what: str) -> str:
         ValueError: ``name`` is not 1 to 63 letters, digits or underscores starting with a
             letter or underscore (so it can never inject SQL).
     """
-    if not _IDENTIFIER.fullmatch(name):
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise ValueError(
             f"{what} {name!r} is not a plain identifier: use 1 to 63 letters, digits or underscores, "
             "starting with a letter or underscore"
         )
     return name
+
+
+def validate_timeout(timeout: float | None) -> float | None:
+    """Return ``timeout`` if it is ``None`` or a positive, finite number of seconds.
+
+    Raises:
+        ValueError: It is not (``0`` or a negative number would answer every request 503,
+            ``nan`` never time out, a string fail at the first request).
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+        raise ValueError(
+            f"timeout must be a positive number of seconds, or None to wait as long as the driver, not {timeout!r}"
+        )
+    return timeout
 
 
 def validate_key_prefix(prefix: str) -> str:

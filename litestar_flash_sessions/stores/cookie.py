@@ -99,7 +99,7 @@ class CookieStore(SessionBackend):
         max_cookies: int = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not COOKIE_NAME.fullmatch(cookie_name):
+        if not isinstance(cookie_name, str) or not COOKIE_NAME.fullmatch(cookie_name):
             raise ValueError(f"cookie_name {cookie_name!r} is not a valid cookie name (an HTTP token)")
         self.cookie_name = cookie_name
         self.max_cookies: int = check_max_cookies(max_cookies)

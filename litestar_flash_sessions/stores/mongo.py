@@ -28,7 +28,13 @@ from pymongo.errors import (
 )
 
 from litestar_flash_sessions.stores._batch import BatchedReads, Read, by_expiry
-from litestar_flash_sessions.stores.base import SessionStore, guarded, stored_bytes, validate_identifier
+from litestar_flash_sessions.stores.base import (
+    SessionStore,
+    guarded,
+    stored_bytes,
+    validate_identifier,
+    validate_timeout,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -152,7 +158,7 @@ class MongoStore(BatchedReads, SessionStore):
         self._collection: _Collection | None = database[self._name]
         self._owned: AsyncDatabase[Any] | None = None  # from_url: the database of the store's own client
         self._connect: Callable[[], AsyncDatabase[Any]] | None = None  # from_url: opens another one
-        self._timeout = timeout
+        self._timeout = validate_timeout(timeout)
         self._clock = clock
         # The TTL index exists (this store created it, or found it there): no operation asks again.
         self._indexed = False

@@ -26,7 +26,13 @@ import asyncpg
 
 from litestar_flash_sessions.stores._batch import BatchedReads, Read, by_expiry
 from litestar_flash_sessions.stores._sql import Dialect, Statements
-from litestar_flash_sessions.stores.base import SessionStore, delete_in_batches, guarded, validate_identifier
+from litestar_flash_sessions.stores.base import (
+    SessionStore,
+    delete_in_batches,
+    guarded,
+    validate_identifier,
+    validate_timeout,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -111,7 +117,7 @@ class PostgresStore(BatchedReads, SessionStore):
     ) -> None:
         self._sql = Statements(validate_identifier(table, "table"), _POSTGRES)
         self._batched = _batched_reads(table)
-        self._timeout = timeout
+        self._timeout = validate_timeout(timeout)
         self._clock = clock
         self._dsn: str | None = pool if isinstance(pool, str) else None
         self._pool: Any = pool if isinstance(pool, asyncpg.Pool) else None

@@ -29,7 +29,13 @@ from redis.asyncio.sentinel import Sentinel
 
 from litestar_flash_sessions.stores._batch import BatchedReads, Read
 from litestar_flash_sessions.stores._lua import CAS_SCRIPT, CAS_SHA, READ_SCRIPT, READ_SHA, WRITTEN, cas_arguments
-from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError, guarded, validate_key_prefix
+from litestar_flash_sessions.stores.base import (
+    SessionStore,
+    StoreUnavailableError,
+    guarded,
+    validate_key_prefix,
+    validate_timeout,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
@@ -142,7 +148,7 @@ class RedisStore(BatchedReads, SessionStore):
         self._owns_client = False
         self._sentinel: Sentinel | None = None
         self._prefix = validate_key_prefix(prefix)
-        self._timeout = timeout
+        self._timeout = validate_timeout(timeout)
         self._wait_replicas = wait_replicas
         self._wait_timeout_ms = max(1, round(wait_timeout * 1000))
 

@@ -30,6 +30,7 @@ from litestar_flash_sessions.stores.base import (
     guarded,
     stored_bytes,
     validate_identifier,
+    validate_timeout,
 )
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ class SQLiteStore(BatchedReads, SessionStore):
             raise RuntimeError(f"{_STORE} needs SQLite 3.35 or later; this Python has {sqlite3.sqlite_version}")
         self._sql = Statements(validate_identifier(table, "table"), _SQLITE)
         self._table = table
-        self._timeout = timeout
+        self._timeout = validate_timeout(timeout)
         self._clock = clock
         self._path = None if isinstance(db, aiosqlite.Connection) else os.fspath(db)
         self._db = db if isinstance(db, aiosqlite.Connection) else None

@@ -32,7 +32,13 @@ import httpx
 
 from litestar_flash_sessions.stores._batch import BatchedReads, Read
 from litestar_flash_sessions.stores._lua import CAS_SCRIPT, WRITTEN, cas_arguments
-from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError, guarded, validate_key_prefix
+from litestar_flash_sessions.stores.base import (
+    SessionStore,
+    StoreUnavailableError,
+    guarded,
+    validate_key_prefix,
+    validate_timeout,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -135,7 +141,7 @@ class WebdisStore(BatchedReads, SessionStore):
         self._client = client
         self._owns_client = client is None
         self._client_options: dict[str, Any] = {"timeout": timeout}
-        self._timeout = timeout
+        self._timeout = validate_timeout(timeout)
 
     @classmethod
     def from_url(
