@@ -373,6 +373,12 @@ def _install(
         # so that the app's own Set-Cookie later replaces them rather than adding a second cookie.
         pairs = [(key.decode(), value.decode("latin-1")) for key, value in headers]
         jar.extract_cookies(httpx.Response(200, headers=pairs, request=_request(client, config)))
+        if _cookie_header(client, config) is None:  # the client refused them, as a browser would
+            raise ValueError(
+                f"the client would not send the session cookie to its base URL {client.base_url}: give "
+                f"it a base_url under cookie_domain={config.cookie_domain!r}, and https:// when the "
+                "cookie is Secure"
+            )
     return dict(_name_and_value(value) for _, value in headers)
 
 

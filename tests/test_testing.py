@@ -259,3 +259,16 @@ def test_the_pytest_plugin_gives_the_helpers(
         session_seeder.set(client, {"user": "ann"}, flashes={"notice": "hi"})
         assert client.get("/read/notice").json()["value"] == "hi"
         assert session_seeder.get(client) == {"user": "ann"}
+
+
+def test_seeding_a_cookie_the_client_would_not_send_says_why() -> None:
+    from litestar.testing import TestClient
+
+    from litestar_flash_sessions.testing import set_session as seed
+
+    app = build_app(SessionConfig(cookie_domain="example.com"))  # the client's host is testserver.local
+    with TestClient(app) as client, pytest.raises(ValueError, match="would not send the session cookie"):
+        seed(client, {"user": "ann"})
+    with TestClient(app, base_url="http://www.example.com") as client:
+        seed(client, {"user": "ann"})
+        assert client.get("/read/user").json()["value"] == "ann"
