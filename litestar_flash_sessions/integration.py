@@ -18,59 +18,20 @@ that a session middleware is in place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.session import SessionMiddleware as LitestarSessionMiddleware
 from litestar.middleware.session.base import BaseBackendConfig
-from litestar.types import Empty
 
-from litestar_flash_sessions.middleware import Loader, SessionMiddleware, apply_litestar_session_change
+from litestar_flash_sessions.middleware import Loader, SessionMiddleware
 
 if TYPE_CHECKING:
     from litestar.config.app import AppConfig
     from litestar.types import ASGIApp, Receive, Scope, Scopes, Send
 
-__all__ = ("AppSessionMiddleware", "SessionBackendConfig", "applying_session_changes", "check_no_other_session_cookie")
-
-T = TypeVar("T")
-
-
-class _AppliesSessionChangesAtOnce:
-    """Litestar's ``set_session()`` and ``clear_session()`` on a connection, applied at once to
-    the session the plugin loaded (a mixin before the app's request or WebSocket class): left in
-    ``scope["session"]`` until the response starts, they would undo what the request then did
-    through the plugin's API (``session.flash("Welcome")`` after ``request.set_session(...)``).
-    """
-
-    scope: Scope
-
-    def set_session(self, value: Any) -> None:
-        """Replace the session's values (and rotate its id: a login), or Litestar's own."""
-        if not apply_litestar_session_change(self.scope, value):
-            super().set_session(value)  # type: ignore[misc]
-
-    def clear_session(self) -> None:
-        """End the session (``delete_session()``), or Litestar's own."""
-        if not apply_litestar_session_change(self.scope, Empty):
-            super().clear_session()  # type: ignore[misc]
-
-
-_APPLYING: dict[type, type] = {}
-
-
-def applying_session_changes(connection_class: type[T]) -> type[T]:
-    """Return ``connection_class`` with :class:`_AppliesSessionChangesAtOnce` before it (one
-    subclass per class; a class that has it already is returned as it is).
-    """
-    if issubclass(connection_class, _AppliesSessionChangesAtOnce):
-        return connection_class
-    if connection_class not in _APPLYING:
-        _APPLYING[connection_class] = type(
-            connection_class.__name__, (_AppliesSessionChangesAtOnce, connection_class), {"__module__": __name__}
-        )
-    return _APPLYING[connection_class]
+__all__ = ("AppSessionMiddleware", "SessionBackendConfig", "check_no_other_session_cookie")
 
 
 class _PluginBackend:

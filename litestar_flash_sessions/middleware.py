@@ -32,8 +32,7 @@ from litestar.utils.scope import get_serializer_from_scope
 
 from litestar_flash_sessions.backend import NOTHING, Loaded
 from litestar_flash_sessions.cookies import CookieJar, CookieTooLargeError
-from litestar_flash_sessions.record import encode
-from litestar_flash_sessions.session import MESSAGES_KEY, FlashSession, SessionTooLargeError, UnstorableValueError
+from litestar_flash_sessions.session import MESSAGES_KEY, SessionTooLargeError, UnstorableValueError
 from litestar_flash_sessions.stores.base import SessionStore, StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -53,16 +52,9 @@ if TYPE_CHECKING:
     from litestar_flash_sessions.backend import Outcome, SessionBackend
     from litestar_flash_sessions.config import SessionConfig
     from litestar_flash_sessions.draft import Draft
+    from litestar_flash_sessions.session import FlashSession
 
-__all__ = (
-    "ROTATE_STATE_KEY",
-    "Loader",
-    "OutageLog",
-    "SessionMiddleware",
-    "apply_litestar_session_change",
-    "provide_session",
-    "retry_location",
-)
+__all__ = ("ROTATE_STATE_KEY", "Loader", "OutageLog", "SessionMiddleware", "provide_session", "retry_location")
 
 logger = logging.getLogger("litestar_flash_sessions")
 
@@ -544,7 +536,7 @@ def _apply_websocket_scope_session(loaded: Loaded, scope: Scope) -> None:
     current = scope.get("session")
     if current is not loaded.session:
         scope["session"] = loaded.session  # applied once, even if it raises
-        _apply_scope_session(loaded.session, current, scope)
+        _apply_scope_session(loaded, current, scope)
 
 
 def _committing(message: HTTPResponseStartEvent, loaded: Loaded, scope: Scope) -> bool:
@@ -563,52 +555,18 @@ def _committing(message: HTTPResponseStartEvent, loaded: Loaded, scope: Scope) -
         loaded.session.rotate_key()
     current = scope.get("session")
     if current is not loaded.session:
-        _apply_scope_session(loaded.session, current, scope)
+        _apply_scope_session(loaded, current, scope)
     draft.committed = True  # from here on a change could not be saved: it raises
     return True
 
 
-def apply_litestar_session_change(scope: Scope, value: object) -> bool:
-    """Apply Litestar's ``set_session(value)`` (``clear_session()``: ``Empty``) of a connection at
-    once to the session this plugin loaded for it, which stays ``request.session``; return
-    ``False`` when the plugin loaded none there (Litestar's own behaviour applies then).
-
-    At once, so that what the request does next, through either API, sees the change and is kept.
-    """
-    session = scope.get("session")
-    if scope.get(_LOADED) is None or not isinstance(session, FlashSession):
-        return False
-    if value is not Empty and value is not None and not _surely_kept(session, value, scope):
-        return False  # applied as the response starts: what it cannot keep answers 413 or 400 there
-    _apply_scope_session(session, value, scope)
-    return True
-
-
-_MARGIN = 256
-"""Bytes a session's record takes besides its values and flashes, at most (its times, its user)."""
-
-
-def _surely_kept(session: FlashSession, value: object, scope: Scope) -> bool:
-    """Return whether ``session`` can surely take the values of ``value`` (a mapping or a data
-    model): they encode, and with its flashes they fit its size limit. Applied at once, a
-    replacement refused halfway would have cleared the session already.
-    """
-    draft = session._draft
-    try:
-        values = value if isinstance(value, Mapping) else _as_dict(value, scope)
-        size = len(encode(dict(values))) + len(encode(draft.flashes))
-    except Exception:  # not storable, or not a mapping: answered as the response starts
-        return False
-    return all(isinstance(key, str) for key in values) and size + _MARGIN <= draft.max_size
-
-
-def _apply_scope_session(session: FlashSession, current: object, scope: Scope) -> None:
-    """Apply what Litestar's own API did to ``scope["session"]`` (where not at once: a request
-    class of the app's own, a middleware that replaced it).
+def _apply_scope_session(loaded: Loaded, current: object, scope: Scope) -> None:
+    """Apply what Litestar's own API did to ``scope["session"]``.
 
     ``request.clear_session()`` (``Empty``) deletes the session; ``request.set_session(data)``
     replaces its values and, since replacing the whole session is what a login does, rotates its id.
     """
+    session = loaded.session
     if current is session:
         return
     if current is Empty or current is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from litestar import Request, Response, WebSocket
+from litestar import Request, Response
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi.spec import (
@@ -19,11 +19,7 @@ from litestar_flash_sessions.cleanup import PeriodicCleanup
 from litestar_flash_sessions.cli import add_sessions_commands
 from litestar_flash_sessions.config import SessionConfig
 from litestar_flash_sessions.cookies import CookieJar
-from litestar_flash_sessions.integration import (
-    SessionBackendConfig,
-    applying_session_changes,
-    check_no_other_session_cookie,
-)
+from litestar_flash_sessions.integration import SessionBackendConfig, check_no_other_session_cookie
 from litestar_flash_sessions.middleware import Loader, OutageLog, SessionMiddleware, provide_session
 from litestar_flash_sessions.openapi import documented_config, session_operation
 from litestar_flash_sessions.session import FlashSession, Session, SessionTooLargeError, UnstorableValueError
@@ -114,8 +110,6 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
         )
         app_config.lifespan.append(self._lifespan)
         check_no_other_session_cookie(app_config, self._jar.name)
-        app_config.request_class = applying_session_changes(app_config.request_class or Request)
-        app_config.websocket_class = applying_session_changes(app_config.websocket_class or WebSocket)
         # Values too large or not storable mostly come from the request: a 4xx, not a 500 (the
         # app's own handlers for them, if any, win).
         app_config.exception_handlers.setdefault(SessionTooLargeError, _client_error(413, "session too large"))
