@@ -132,9 +132,7 @@ class Loader:
         self.backend: SessionBackend = config.store
         self.jar = jar
         self.outages = outages
-        # Compared decoded, as Litestar gives the request's path: a path set percent-encoded
-        # ("/my%20app"), as the browser matches it against the URL, matches too.
-        self.cookie_path = unquote(config.cookie_path)
+        self.cookie_path = config.cookie_path
         self.every_path = self.cookie_path == "/"
         self.max_size = min(config.max_size_bytes, self.backend.max_record_bytes or config.max_size_bytes)
 
@@ -166,15 +164,17 @@ class Loader:
         return loaded
 
     def _in_cookie_path(self, scope: Scope) -> bool:
-        """Return whether the browser sends the cookie with this request. Its path is not
-        Litestar's ``path`` alone: behind a root path that is the part after it (``root_path``
-        the part before), and in an app mounted under a prefix the part after the prefix
-        (which only ``raw_path``, the path the server received, still holds).
+        """Return whether the browser sends the cookie with this request: whether the path it
+        asked for, percent-encoded as browsers match it, is within ``cookie_path``. That is the
+        server's ``raw_path`` (which still holds the prefix of an app mounted under one), or
+        ``root_path`` and it (behind a proxy that cut the root path off); without a raw path,
+        Litestar's decoded path after ``root_path``.
         """
-        if in_cookie_path(scope.get("root_path", "") + scope["path"], self.cookie_path):
-            return True
-        raw = scope.get("raw_path")
-        return bool(raw) and in_cookie_path(unquote(raw.decode("latin-1")), self.cookie_path)
+        root, raw = scope.get("root_path", ""), scope.get("raw_path")
+        if not raw:
+            return in_cookie_path(root + scope["path"], unquote(self.cookie_path))
+        path = raw.decode("latin-1")
+        return in_cookie_path(path, self.cookie_path) or (bool(root) and in_cookie_path(root + path, self.cookie_path))
 
     async def _load_another(self, scope: Scope, fresh: Loaded) -> Loaded:
         """Return the session of the first further cookie of the name that opens one, else

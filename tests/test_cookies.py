@@ -328,6 +328,14 @@ def test_a_cookie_path_under_a_prefix_is_matched_against_the_path_the_browser_as
         assert saved(client, "/my%20app"), "a path set percent-encoded"
     with TestClient(build_app(SessionConfig(cookie_path="/prefix"))) as client:
         assert not saved(client, ""), "outside the cookie's path: never saved"
+    under_a = Litestar(
+        [Router("/a", route_handlers=HANDLERS)], plugins=[SessionPlugin(SessionConfig(cookie_path="/a"))]
+    )
+    with TestClient(under_a) as client:
+        assert saved(client, "/a")
+        # The same route through an encoded path: the browser would not send the cookie there,
+        # and a cookie set there would replace the user's own (a logout).
+        assert not saved(client, "/%61"), "matched as browsers match: encoded"
 
 
 def test_a_cookie_set_at_a_secure_websocket_handshake_is_secure() -> None:
