@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -110,7 +111,7 @@ class SessionConfig:
             raise ValueError(f"cookie_samesite must be 'lax', 'strict' or 'none', not {self.cookie_samesite!r}")
         interval = self.cleanup_interval_seconds
         if interval is not None and (
-            isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < math.inf
+            isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not 0 < interval < math.inf
         ):
             raise ValueError("cleanup_interval_seconds must be a positive number of seconds, or None for off")
         if self.cookie_samesite == "none" and self.cookie_secure is False:

@@ -572,7 +572,9 @@ def _apply_scope_session(loaded: Loaded, current: object, scope: Scope) -> None:
     if current is Empty or current is None:
         session.delete_session()
     else:
-        values = current if isinstance(current, Mapping) else _as_dict(current, scope)
+        # A mapping of string keys as it is; any other (a data model, {1: "a"}) in its JSON form, as Litestar stores it.
+        plain = isinstance(current, Mapping) and all(isinstance(key, str) for key in current)
+        values = cast("Mapping[str, Any]", current) if plain else _as_dict(current, scope)
         session.rotate_key()  # first: where the id cannot change (a WebSocket's, later), nothing does
         session.clear()
         for key, value in values.items():

@@ -338,6 +338,7 @@ SET_SESSION_DATA: dict[str, Any] = {
     "too-large": {"blob": "x" * 100_000},
     "unstorable": {"when": object()},
     "not-a-mapping": 42,
+    "int-keys": {1: "a"},
 }
 
 
@@ -369,6 +370,8 @@ async def test_set_session_takes_data_models_and_answers_bad_values_as_session_s
         assert (await client.post("/set-session/dataclass")).text == "set"
         assert client.cookies["session"] != first, "replacing the session (a login) rotates the id"
         assert (await client.get("/mapping")).json()["items"] == {"user_id": "42", "roles": ["admin"]}
+        assert (await client.post("/set-session/int-keys")).status_code == 200
+        assert (await client.get("/mapping")).json()["items"] == {"1": "a"}, "as Litestar stores it (JSON)"
         await client.post("/set-session/struct")
         assert (await client.get("/mapping")).json()["items"] == {"items": ["apple"]}
         kept = client.cookies["session"]

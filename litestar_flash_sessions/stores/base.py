@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import numbers
 import re
 import time
 from abc import abstractmethod
@@ -262,7 +263,7 @@ def validate_timeout(timeout: float | None) -> float | None:
     """
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not 0 < timeout < math.inf:
         raise ValueError(
             f"timeout must be a positive number of seconds, or None to wait as long as the driver, not {timeout!r}"
         )
