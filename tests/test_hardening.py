@@ -3,6 +3,7 @@ answered with 503 (SPEC 9)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -100,17 +101,30 @@ async def test_a_store_outage_is_a_503_with_retry_after_and_vary(session_log: Re
             assert "Cookie" in response.headers["vary"]
 
 
+def down_from(store: CountingStore, stage: str) -> Callable[[], None]:
+    """Make ``store`` go down at the next request: at its load (``"load"``), or between its load
+    and its commit (``"commit"``). Returns what brings it back up.
+    """
+    real = store.get
+
+    async def get(*args: Any) -> Any:
+        store.down = stage == "load"
+        loaded = await real(*args)
+        store.down = True
+        return loaded
+
+    def up() -> None:
+        store.down, store.get = False, real  # type: ignore[method-assign]
+
+    store.get = get  # type: ignore[method-assign]
+    return up
+
+
 async def test_a_store_failing_at_commit_is_a_503_with_retry_after_and_vary() -> None:
     store = CountingStore()
     async with app_client(store) as client:
         await client.post("/set", json={"user": "ann"})
-        real = store.get
-
-        async def get_then_fail(*args: Any) -> Any:
-            store.down = True  # the store goes down between the load and the commit
-            return await real(*args)
-
-        store.get = get_then_fail  # type: ignore[method-assign]
+        down_from(store, "commit")
         response = await client.post("/set", json={"user": "bob"})
         assert response.status_code == 503
         assert response.headers["retry-after"] == "5"
@@ -159,14 +173,7 @@ async def test_a_store_failing_at_commit_answers_through_the_apps_exception_hand
     )
     async with app.lifespan(), in_loop_client(app) as client:
         await client.post("/set", json={"user": "ann"})
-        real = store.get
-
-        async def get_then_fail(*args: Any) -> Any:
-            loaded = await real(*args)
-            store.down = True  # the store goes down between the load and the commit
-            return loaded
-
-        store.get = get_then_fail  # type: ignore[method-assign]
+        down_from(store, "commit")
         response = await client.post("/set", json={"user": "bob"})
         assert response.status_code == 503
         assert response.text == "<h1>503 Session store unavailable</h1>"
@@ -197,21 +204,12 @@ async def test_an_error_page_of_an_outage_may_read_the_session(down_at: str) -> 
     async with app.lifespan(), in_loop_client(app) as client:
         await client.post("/set", json={"user": "ann"})
         await client.post("/flash", json={"_messages": "hi"})  # as Litestar's flash() keeps them
-        real = store.get
-
-        async def failing_get(*args: Any) -> Any:
-            if down_at == "load":
-                store.down = True
-            loaded = await real(*args)
-            store.down = True  # (at the commit)
-            return loaded
-
-        store.get = failing_get  # type: ignore[method-assign]
+        up = down_from(store, down_at)
         response = await client.post("/set", json={"user": "bob"})
         assert response.status_code == 503
         assert response.text == ("503 user=None messages=0" if down_at == "load" else "503 user=bob messages=1")
         assert response.headers["retry-after"] == "5"
-        store.down, store.get = False, real  # type: ignore[method-assign]
+        up()
         assert (await client.get("/read/user")).json()["value"] == "ann", "nothing was saved"
         assert (await client.get("/read/_messages")).json()["value"] == "hi", "the flash is still pending"
 

@@ -163,14 +163,20 @@ async def distinct_writers(store: SessionBackend, writers: int) -> None:
         assert kept == {**{f"k{i}": i for i in range(writers)}, "seed": 1}, "a concurrent write was lost"
 
 
+def shown_once(responses: dict[str, httpx.Response], key: str) -> list[httpx.Response]:
+    """Assert that exactly one of ``responses`` showed the flash ``key`` ("hello"); return it, in a list."""
+    shown = [r for r in responses.values() if r.status_code == 200 and r.json()["read"][key] == "hello"]
+    assert len(shown) == 1, f"the flash was shown {len(shown)} times"
+    return shown
+
+
 async def lone_flash_readers(store: SessionBackend, readers: int, method: str) -> None:
     """N requests read a session's only content, a flash: shown by one, the others retry."""
     async with browser(store) as client:
         await client.start(flashes={"message": "hello"})
         actions = {"read": "message"} if method == "GET" else {"read": ["message"]}
         responses = await race(client, {f"r{i}": (method, actions) for i in range(readers)})
-        shown = [r for r in responses.values() if r.status_code == 200 and r.json()["read"]["message"] == "hello"]
-        assert len(shown) == 1, f"the flash was shown {len(shown)} times"
+        shown = shown_once(responses, "message")
         retry = 303 if method == "GET" else 409
         others = sorted(r.status_code for r in responses.values() if r not in shown)
         assert others == [retry] * (readers - 1)
@@ -255,8 +261,7 @@ async def rotating_flash_read_against_a_flash_read(store: SessionBackend, order:
         old = await client.start({"user": "ann"}, flashes={"m": "hello"})
         requests = {"a": ("POST", {"read": ["m"], "rotate": True}), "b": ("POST", {"read": ["m"]})}
         responses = await race(client, requests, order)
-        shown = [r for r in responses.values() if r.status_code == 200 and r.json()["read"]["m"] == "hello"]
-        assert len(shown) == 1, f"the flash was shown {len(shown)} times"
+        shown_once(responses, "m")
         new = cookie_of(responses["a"])
         assert new is not None, "the rotation's response, retry or not, carries the new id"
         assert await client.live_id(old) is None
@@ -285,8 +290,7 @@ async def flash_read_by_a_logout_against_a_flash_read(store: SessionBackend, ord
         old = await client.start({"user": "ann"}, flashes={"m": "hello"})
         requests = {"a": ("POST", {"read": ["m"], "logout": True}), "b": ("POST", {"read": ["m"]})}
         responses = await race(client, requests, order)
-        shown = [r for r in responses.values() if r.status_code == 200 and r.json()["read"]["m"] == "hello"]
-        assert len(shown) == 1, f"the flash was shown {len(shown)} times"
+        shown_once(responses, "m")
         assert sorted(r.status_code for r in responses.values()) == [200, 409]
         assert await client.live_id(old) is None, "the logout was lost"
 
@@ -298,8 +302,7 @@ async def flash_read_by_a_relogin_against_a_flash_read(store: SessionBackend, or
         old = await client.start({"user": "ann"}, flashes={"m": "hello"})
         requests = {"a": ("POST", {"read": ["m"], "relogin": True}), "b": ("POST", {"read": ["m"]})}
         responses = await race(client, requests, order)
-        shown = [r for r in responses.values() if r.status_code == 200 and r.json()["read"]["m"] == "hello"]
-        assert len(shown) == 1, f"the flash was shown {len(shown)} times"
+        shown_once(responses, "m")
         fresh = cookie_of(responses["a"])
         assert fresh is not None, "the login was lost"
         assert await client.values(fresh, "user") == {"user": "ann"}
