@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from litestar_flash_sessions.backend import SessionBackend
 from litestar_flash_sessions.cookies import COOKIE_NAME
-from litestar_flash_sessions.stores.base import SessionStore
+from litestar_flash_sessions.stores.base import SessionStore, is_positive_seconds
 from litestar_flash_sessions.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -109,10 +107,7 @@ class SessionConfig:
             raise ValueError(f"cookie_domain {self.cookie_domain!r} must hold no ';' or space")
         if self.cookie_samesite not in ("lax", "strict", "none"):
             raise ValueError(f"cookie_samesite must be 'lax', 'strict' or 'none', not {self.cookie_samesite!r}")
-        interval = self.cleanup_interval_seconds
-        if interval is not None and (
-            isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not 0 < interval < math.inf
-        ):
+        if self.cleanup_interval_seconds is not None and not is_positive_seconds(self.cleanup_interval_seconds):
             raise ValueError("cleanup_interval_seconds must be a positive number of seconds, or None for off")
         if self.cookie_samesite == "none" and self.cookie_secure is False:
             raise ValueError("cookie_samesite='none' needs a secure cookie: browsers reject it otherwise")

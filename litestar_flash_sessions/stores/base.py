@@ -254,6 +254,11 @@ def validate_identifier(name: str, what: str) -> str:
     return name
 
 
+def is_positive_seconds(value: object) -> bool:
+    """Return whether ``value`` is a positive, finite number of seconds (not a flag: ``True`` is 1)."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and 0 < float(value) < math.inf
+
+
 def validate_timeout(timeout: float | None) -> float | None:
     """Return ``timeout`` if it is ``None`` or a positive, finite number of seconds.
 
@@ -261,9 +266,7 @@ def validate_timeout(timeout: float | None) -> float | None:
         ValueError: It is not (``0`` or a negative number would answer every request 503,
             ``nan`` never time out, a string fail at the first request).
     """
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not 0 < timeout < math.inf:
+    if timeout is not None and not is_positive_seconds(timeout):
         raise ValueError(
             f"timeout must be a positive number of seconds, or None to wait as long as the driver, not {timeout!r}"
         )
