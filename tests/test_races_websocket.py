@@ -162,23 +162,30 @@ async def ws_steps(socket: WebSocket[Any, Any, Any], session: Session) -> None:
     await socket.close()
 
 
-@pytest.mark.parametrize("ending", ["/logout", "/rotate"])
+@pytest.mark.parametrize("ending", ["/logout", "/rotate", "revocation"])
 async def test_a_socket_left_open_cannot_bring_back_a_session_ended_meanwhile(
     server_store: SessionStore, ending: str
 ) -> None:
-    # The session ends (a logout, or a rotation: its old id must stop working) while a socket
-    # of it is open, after the socket's first commit; then the tombstone left at the old key
-    # goes (it expires, or a full MemoryStore evicts it). The socket's next commit must not
-    # write the session back under the old id: that cookie would work again.
-    app = Litestar([*HANDLERS, ws_steps], plugins=[SessionPlugin(SessionConfig(store=server_store))])
+    # The session ends (a logout, a revocation, or a rotation: its old id must stop working)
+    # while a socket of it is open, after the socket's first commit; then the tombstone left at
+    # the old key goes (it expires, or a full MemoryStore evicts it). The socket's next commit
+    # must not write the session back under the old id: that cookie would work again.
+    plugin = SessionPlugin(SessionConfig(store=server_store))
+    app = Litestar([*HANDLERS, ws_steps], plugins=[plugin])
     async with app.lifespan(), in_loop_client(app) as client:
         browser = Browser(client)
-        old = await browser.start({"user": "ann"})
+        await browser.start({"user": "ann"})
+        response = await browser.request("POST", "/switch-user", {"user": "ann"})  # a login: bound to ann
+        old = browser.cookie = cookie_of(response)
+        assert old is not None
         socket = Socket(app, "/ws-steps", old)
         assert (await socket.next())["type"] == "websocket.accept"
         await socket.say("first")
         assert sent_text(await socket.next()) == "saved"
-        assert (await browser.request("POST", ending)).status_code == 200
+        if ending == "revocation":
+            assert await plugin.user_sessions.revoke_all("ann") == 1
+        else:
+            assert (await browser.request("POST", ending)).status_code == 200
         await server_store.delete(store_key(old))  # the tombstone expires
         await socket.say("second")
         assert sent_text(await socket.next()) == "saved"  # (to the session that followed, if any)
