@@ -240,7 +240,9 @@ class SessionMiddleware:
             if replaced:
                 return  # the handler's body, after we answered in its place
             if loaded is not None and message["type"] == "http.response.start":
-                start = message
+                # A copy to add the session's headers to: an inner middleware may keep the message
+                # it sent (Litestar's response cache replays it to every later visitor).
+                message = start = cast("HTTPResponseStartEvent", {**message})
                 draft = loaded.draft
                 try:
                     committing = _committing(start, loaded, scope)

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from litestar import Request, Response
+from litestar import Litestar, Request, Response, get
 from litestar.background_tasks import BackgroundTask
 
-from litestar_flash_sessions import Session, SessionConfig
+from litestar_flash_sessions import Session, SessionConfig, SessionPlugin
 from litestar_flash_sessions.middleware import OutageLog, in_cookie_path
 from litestar_flash_sessions.stores import MemoryStore
-from tests.conftest import RecordingHandler, app_client
+from tests.conftest import RecordingHandler, app_client, in_loop_client
 from tests.harness import SECRET, FakeClock
 from tests.test_plugin import CountingStore
 
@@ -45,6 +45,33 @@ async def test_secure_is_sent_even_over_plain_http_where_browsers_require_it(fie
     async with app_client(MemoryStore(), base_url="http://testserver.local", **fields) as client:
         (cookie,) = (await client.post("/set", json={"user": "ann"})).headers.get_list("set-cookie")
         assert "; Secure" in cookie
+
+
+@get("/cached-landing", cache=60)
+async def cached_landing(session: Session) -> str:
+    session.setdefault("cart", [])  # a landing page that starts a session
+    return "welcome"
+
+
+@get("/whoami")
+async def whoami(session: Session) -> dict[str, Any]:
+    return {"id": session.id, "cart": session.get("cart")}
+
+
+async def test_litestar_s_response_cache_never_hands_one_visitor_s_cookie_to_another() -> None:
+    # Litestar's response cache (a route's cache=...) sits inside the session middleware and
+    # keeps the messages it passed on; the session's Set-Cookie must not be added to them.
+    app = Litestar([cached_landing, whoami], plugins=[SessionPlugin(SessionConfig())])
+    async with app.lifespan(), in_loop_client(app) as alice, in_loop_client(app) as bob:
+        first = await alice.get("/cached-landing")
+        assert first.text == "welcome"
+        assert first.headers.get_list("set-cookie"), "the first visitor gets a session"
+        alice_id = (await alice.get("/whoami")).json()["id"]
+        replayed = await bob.get("/cached-landing")
+        assert replayed.text == "welcome"
+        assert not replayed.headers.get_list("set-cookie"), "the cached page carried another visitor's cookie"
+        assert (await bob.get("/whoami")).json() == {"id": None, "cart": None}
+        assert alice_id is not None
 
 
 async def test_a_response_that_sets_the_cookie_is_not_cacheable_by_shared_caches() -> None:
