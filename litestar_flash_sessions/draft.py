@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+from operator import attrgetter
 from typing import Any, Final
 
 import msgspec
@@ -167,7 +168,9 @@ def replay(draft: Draft, current: Live, now: float) -> tuple[Live, bool]:
 
     Returns:
         The merged content, and whether a flash the draft delivered had already been removed
-        by another request (then this response must not show it a second time).
+        by another request (then this response must not show it a second time: it becomes a
+        retry, and the flashes the draft showed stay pending, those the other request showed
+        aside, for the page the retry leads to).
     """
     data = dict(current.data)
     for key, value in draft.written.items():
@@ -176,14 +179,21 @@ def replay(draft: Draft, current: Live, now: float) -> tuple[Live, bool]:
         else:
             data[key] = value
     consumed = draft.consumed
-    flashes = current.flashes
     shown_elsewhere = redelivered(draft, current)
-    flashes = [flash for flash in flashes if flash.id not in consumed] if consumed else list(flashes)
+    if shown_elsewhere:
+        # The response becomes a retry, its page never displayed: what it showed stays pending
+        # (the loaded flashes it consumed, the ones it added and showed), except the ones the
+        # other request showed, gone from current already. What it withdrew stays withdrawn.
+        flashes = [flash for flash in current.flashes if consumed.get(flash.id) is not False]
+        own = (flash for flash in (*draft.flashes, *draft.shown) if flash.id >= draft.own_from)
+        added = sorted(own, key=attrgetter("id"))
+    else:
+        flashes = [flash for flash in current.flashes if flash.id not in consumed]
+        added = [flash for flash in draft.flashes if flash.id >= draft.own_from]
     next_id = current.next_flash_id
-    for flash in draft.flashes:
-        if flash.id >= draft.own_from:
-            flashes.append(Flash(next_id, flash.key, flash.value, flash.category))
-            next_id += 1
+    for flash in added:
+        flashes.append(Flash(next_id, flash.key, flash.value, flash.category))
+        next_id += 1
     lifetime = draft.lifetime if draft.lifetime_set else current.lifetime
     bound = draft if draft.user_set else current
     handle = bound.handle

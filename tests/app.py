@@ -75,13 +75,15 @@ GATES: dict[str, Gate] = {}
 
 
 def act_on(session: FlashSession, actions: dict[str, Any]) -> dict[str, Any]:
-    """Do what a race's request asks, in a fixed order: read, set, flash, bind, unbind, rotate, log
-    out, and log in again (a logout, then a login as the same user in a fresh session)."""
+    """Do what a race's request asks, in a fixed order: read, set, flash, read again (``read_after``),
+    bind, unbind, rotate, log out, and log in again (a logout, then a login as the same user in a
+    fresh session)."""
     read = {key: session.get(key) for key in actions.get("read", [])}
     for key, value in actions.get("set", {}).items():
         session.set(key, value)
     for key, value in actions.get("flash", {}).items():
         session.flash(key, value)
+    read.update({key: session.get(key) for key in actions.get("read_after", [])})  # flash, then render
     if actions.get("bind"):
         session.bind_user(actions["bind"])
     if actions.get("unbind"):
@@ -202,6 +204,11 @@ async def switch_user(session: Session, data: JSONBody[dict[str, str]]) -> dict[
     session.bind_user(data["user"])
     session.flash("message", f"Welcome, {data['user']}")
     return {"user_id_after_logout": unbound, "cart_still_readable": session.get("cart")}
+
+
+@post("/clear", status_code=200)
+async def clear(session: Session) -> None:
+    session.clear()
 
 
 @post("/to-anonymous", status_code=200)
@@ -365,6 +372,7 @@ HANDLERS = [
     set_unencodable,
     logout,
     switch_user,
+    clear,
     to_anonymous,
     append,
     grow,

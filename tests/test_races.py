@@ -309,6 +309,20 @@ async def flash_read_by_a_relogin_against_a_flash_read(store: SessionBackend, or
         assert await client.live_id(old) is None, "the logout was lost"
 
 
+async def a_retry_keeps_what_it_showed(store: SessionBackend, order: list[str]) -> None:
+    """A shows flash m while B shows m and o, and flashes n and shows it too (flash, then render):
+    m is shown once, and the request that becomes the retry displayed nothing, so what else it
+    showed stays pending for the page the retry leads to."""
+    async with browser(store) as client:
+        session_id = await client.start({"user": "ann"}, flashes={"m": "hello", "o": "other"})
+        b_actions = {"read": ["m", "o"], "flash": {"n": "own"}, "read_after": ["n"]}
+        responses = await race(client, {"a": ("POST", {"read": ["m"]}), "b": ("POST", b_actions)}, order)
+        shown_once(responses, "m")
+        b_retried = responses["b"].status_code == 409
+        expected = {"o": "other", "n": "own"} if b_retried else {"o": None, "n": None}
+        assert await client.values(session_id, "o", "n") == expected, "what the retry showed was lost"
+
+
 PAIRS: list[Callable[[SessionBackend, list[str]], Awaitable[None]]] = [
     emptying_against_a_write,
     newer_flash_of_the_same_key,
@@ -320,6 +334,7 @@ PAIRS: list[Callable[[SessionBackend, list[str]], Awaitable[None]]] = [
     emptying_rotation_against_a_write,
     flash_read_by_a_logout_against_a_flash_read,
     flash_read_by_a_relogin_against_a_flash_read,
+    a_retry_keeps_what_it_showed,
 ]
 
 
@@ -384,6 +399,20 @@ def without_replay(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
 def without_redelivery_check(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
     real = commit.replay
     monkeypatch.setattr(commit, "replay", lambda draft_, current, now: (real(draft_, current, now)[0], False))
+    return YieldingStore(clock=FakeClock())
+
+
+def dropping_what_a_retry_showed(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
+    """A retry's replay drops the flashes it showed, as if its page had been displayed."""
+    real_replay, real_redelivered = commit.replay, draft.redelivered
+
+    def replay(draft_: draft.Draft, current: Live, now: float) -> tuple[Live, bool]:
+        shown_elsewhere = real_redelivered(draft_, current)
+        with monkeypatch.context() as patched:
+            patched.setattr(draft, "redelivered", lambda *_: False)
+            return real_replay(draft_, current, now)[0], shown_elsewhere
+
+    monkeypatch.setattr(commit, "replay", replay)
     return YieldingStore(clock=FakeClock())
 
 
@@ -472,6 +501,7 @@ BROKEN_BY: dict[Callable[[pytest.MonkeyPatch], SessionBackend], list[Callable[..
     deleting_an_emptied_session: [emptying_against_a_write],
     keeping_an_unpublished_rotation: [rotation_against_a_logout],
     without_redelivery_check: [rotating_flash_read_against_a_flash_read],
+    dropping_what_a_retry_showed: [a_retry_keeps_what_it_showed],
     without_uncacheable_cookies: [rotating_flash_read_against_a_flash_read],
     keeping_the_id_of_an_emptied_rotation: [emptying_rotation_against_a_write],
     without_the_flashes_an_ending_showed: [
