@@ -44,6 +44,7 @@ __all__ = (
     "new_session_id",
     "open_record",
     "read_record",
+    "short_ttl",
     "store_key",
 )
 
@@ -92,7 +93,7 @@ class Plan(msgspec.Struct, frozen=True):
     """What ``record`` encodes, when it is a session (not a tombstone)."""
 
 
-def _short(ttl: int | None) -> int:
+def short_ttl(ttl: int | None) -> int:
     """Return the expiry of a tombstone or an emptied session: as the session's, at most an hour."""
     return TOMBSTONE_SECONDS if ttl is None else min(ttl, TOMBSTONE_SECONDS)
 
@@ -157,7 +158,7 @@ def _ending(draft: Draft, config: SessionConfig, *, shown_elsewhere: bool) -> Pl
     """
     # Not _SHOWN_AND_ENDED_ELSEWHERE: this request ended the session, what it did after lives on.
     outcome = Outcome(expire=True, retry_flash=True) if shown_elsewhere else EXPIRE
-    return Plan(encode(Ended(delivered_ids(draft))), _short(config.ttl), outcome)
+    return Plan(encode(Ended(delivered_ids(draft))), short_ttl(config.ttl), outcome)
 
 
 def decide(
@@ -203,7 +204,7 @@ def decide(
         return Plan(None, None, outcome)  # the store already holds exactly this
     # An emptied session keeps its record (briefly) rather than being deleted: a concurrent write
     # that lands after it must find the session, not a logout.
-    return Plan(record, _short(ttl) if content.is_empty else ttl, outcome, False, content)
+    return Plan(record, short_ttl(ttl) if content.is_empty else ttl, outcome, False, content)
 
 
 class _Lock(msgspec.Struct):
@@ -414,7 +415,7 @@ async def _commit_existing(
             new_id = new_session_id()
             if await _write(store, config, store_key(new_id), plan, None, before=None, after=after) is not None:
                 moved = encode(Moved(store_key(new_id)))
-                if await store.set(key, moved_stored := seal(sealer, key, moved), _short(config.ttl), base):
+                if await store.set(key, moved_stored := seal(sealer, key, moved), short_ttl(config.ttl), base):
                     entry.last = None if followed else (moved_stored, moved)
                     if before is not None:
                         await users.unlist_key(store, config, before, key)

@@ -227,6 +227,26 @@ async def test_what_follows_delete_session_lives_on_in_a_fresh_session(
             assert (await client.get("/me")).json()["user"] is None, "the old id is dead on the server"
 
 
+@pytest.mark.parametrize("emptying", [{"user": None}, {"clear": True}], ids=["set-none", "clear"])
+async def test_a_session_emptied_keeps_its_id(
+    make_client: ClientFactory, store: SessionBackend, emptying: dict[str, Any]
+) -> None:
+    # clear(), or deleting the last value, empties the session; only delete_session() ends it.
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann"})
+        session_id = await current_id(client)
+        if "clear" in emptying:
+            response = await client.post("/clear")
+        else:
+            response = await client.post("/set", json=emptying)
+        assert response.status_code == 200
+        assert not any("Max-Age=0" in header for header in set_cookies(response)), "the cookie was expired"
+        assert await current_id(client) == session_id
+        assert (await client.get("/read/user")).json() == {"value": None, "id": session_id}
+        await client.post("/set", json={"cart": "apples"})
+        assert (await client.get("/read/cart")).json() == {"value": "apples", "id": session_id}
+
+
 async def test_rotating_a_session_left_empty_ends_it(make_client: ClientFactory, store: SessionBackend) -> None:
     async with make_client() as client:
         await client.post("/set", json={"user": "ann"})

@@ -11,7 +11,7 @@ import msgspec
 
 from litestar_flash_sessions import lifetime
 from litestar_flash_sessions.backend import EXPIRE, NOTHING, Loaded, Outcome, SessionBackend
-from litestar_flash_sessions.commit import encode_within_limit, new_session_id, survivors_record
+from litestar_flash_sessions.commit import encode_within_limit, new_session_id, short_ttl, survivors_record
 from litestar_flash_sessions.cookies import COOKIE_NAME, MAX_SET_COOKIE_BYTES, check_max_cookies
 from litestar_flash_sessions.crypto import _HEADER as _SEALER_HEADER
 from litestar_flash_sessions.crypto import _TAG as _SEALER_TAG
@@ -189,11 +189,15 @@ class CookieStore(SessionBackend):
             return NOTHING  # a set of the value a key held seals nothing anew: no new cookie
         now = self.now()
         content = draft.content(now)
-        if content.is_empty:
+        if content.is_empty and (session_id is None or draft.rotate):
+            # Nothing for a new session; a rotation of a session left empty ends it (its old id
+            # must stop working, and an empty session needs no new one), as on server-side stores.
             return NOTHING if session_id is None else EXPIRE
         if session_id is None or draft.rotate:
             session_id = new_session_id()
         ttl = lifetime.store_ttl(content, config, now)
+        if content.is_empty:
+            ttl = short_ttl(ttl)  # emptied: the session and its id stay, as on server-side stores, an hour at most
         # Sealed to expire a little after the idle timeout: the next re-seal may lag by TOUCH_SECONDS.
         slack = lifetime.touch_interval(content, config)
         record = encode_within_limit(draft, content, loaded.plain)
