@@ -25,8 +25,18 @@ from litestar_flash_sessions import lifetime, users
 from litestar_flash_sessions.backend import EXPIRE, NOTHING, Outcome
 from litestar_flash_sessions.conflicts import MAX_ATTEMPTS, back_off
 from litestar_flash_sessions.draft import delivered_ids, redelivered, replay
-from litestar_flash_sessions.record import TOMBSTONE_SECONDS, Ended, Live, Moved, decode, encode, seal, unseal
-from litestar_flash_sessions.session import SessionTooLargeError
+from litestar_flash_sessions.record import (
+    TOMBSTONE_SECONDS,
+    UNDECODABLE,
+    Ended,
+    Live,
+    Moved,
+    decode,
+    encode,
+    seal,
+    unseal,
+)
+from litestar_flash_sessions.session import SessionTooLargeError, UnstorableValueError
 
 if TYPE_CHECKING:
     from litestar_flash_sessions.backend import Loaded
@@ -112,13 +122,17 @@ def encode_within_limit(draft: Draft, content: Live, stored: bytes | None) -> by
     encoded session it replaces; ``None`` for a new one).
 
     Raises:
+        UnstorableValueError: A value is nested deeper than msgspec can encode here.
         SessionTooLargeError: It is over the draft's ``max_size`` and larger than ``stored``: a
             value grew in place (``set`` checks what it is given, not what is done to it
             afterwards), or concurrent requests' changes together outgrew the limit. Nothing is
             written. A session stored over the limit already (a limit lowered since) may still
             shrink, be read or touched: refusing those would leave its user stuck.
     """
-    record = encode(content)
+    try:
+        record = encode(content)
+    except RecursionError as exc:  # set() checked the value where it was given, with less around it
+        raise UnstorableValueError("a session value is nested too deeply to be stored") from exc
     if len(record) > draft.max_size and (stored is None or len(record) > len(stored)):
         raise SessionTooLargeError(
             f"the session would be {len(record)} bytes, over its limit of {draft.max_size} "
@@ -303,7 +317,7 @@ def open_record(
         if plain is None:
             raise msgspec.DecodeError("the record does not open with the encryption secret")
         return raw, plain, decode(plain)
-    except msgspec.DecodeError:
+    except UNDECODABLE:
         logger.warning("corrupt session record in %s; starting a fresh session", type(store).__name__)
         return None, None, None
 

@@ -280,12 +280,13 @@ class SessionMiddleware:
 
     async def _answer_failure(self, exc: Exception, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer in place of the handler's response when the commit failed: a 503 when the store
-        was unreachable, a 413 when the session grew past its limit in place, a 500 when the
-        cookie would be too large or the store failed otherwise.
+        was unreachable, a 413 when the session grew past its limit in place, a 400 when a value
+        is nested too deeply to encode, a 500 when the cookie would be too large or the store
+        failed otherwise.
         """
         failure: Exception
-        if isinstance(exc, SessionTooLargeError):
-            failure = exc  # grown in place past the limit: the 413 a set() over it gets
+        if isinstance(exc, (SessionTooLargeError, UnstorableValueError)):
+            failure = exc  # grown in place past the limit, nested too deeply: the 413 or 400 a set() gets
         elif isinstance(exc, UNAVAILABLE):
             failure = self.loader.unavailable(exc)
         elif isinstance(exc, CookieTooLargeError):

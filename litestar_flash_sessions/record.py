@@ -24,6 +24,7 @@ import msgspec
 __all__ = (
     "TOMBSTONE_SECONDS",
     "TOUCH_SECONDS",
+    "UNDECODABLE",
     "Ended",
     "Flash",
     "IndexEntry",
@@ -137,13 +138,20 @@ decode = msgspec.msgpack.Decoder(Live | Moved | Ended).decode
 
 Raises:
     msgspec.DecodeError: The bytes are not a record (corrupt, or another application's).
+    RecursionError: A value in it is nested deeper than the stack allows here.
 """
+
+UNDECODABLE: Final = (msgspec.DecodeError, RecursionError)
+"""What decoding a record or an index raises for bytes that cannot be read: corrupt ones, and
+values nested deeper than the stack allows where they are read (msgspec counts the stack, so a
+record encoded in one place may not decode in a deeper one). Either counts as a corrupt record:
+a fresh session, never a 500."""
 
 decode_index = msgspec.msgpack.Decoder(UserIndex).decode
 """Decode a user's index.
 
 Raises:
-    msgspec.DecodeError: The bytes are not an index.
+    msgspec.DecodeError: The bytes are not an index (or see :data:`UNDECODABLE`).
 """
 
 

@@ -567,7 +567,7 @@ def _check_encodable(key: str, value: Any) -> int:
         raise TypeError(f"session keys must be strings, got {key!r}")
     try:
         return len(_encode(value))
-    except (TypeError, OverflowError, msgspec.EncodeError) as exc:
+    except (TypeError, OverflowError, msgspec.EncodeError, RecursionError) as exc:
         raise UnstorableValueError(f"session value for key {key!r} cannot be encoded by msgspec: {exc}") from exc
 
 

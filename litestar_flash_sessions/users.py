@@ -34,6 +34,7 @@ from litestar_flash_sessions import lifetime
 from litestar_flash_sessions.conflicts import MAX_ATTEMPTS, back_off
 from litestar_flash_sessions.record import (
     TOMBSTONE_SECONDS,
+    UNDECODABLE,
     Ended,
     IndexEntry,
     Live,
@@ -117,7 +118,7 @@ async def _read_index(
         if plain is None:
             raise msgspec.DecodeError("the index does not open with the encryption secret")
         return raw, decode_index(plain)
-    except msgspec.DecodeError:
+    except UNDECODABLE:
         logger.warning("corrupt user index in %s; starting it anew", type(store).__name__)
         if repair and raw == b"":
             await store.delete(key)
@@ -232,7 +233,7 @@ def _decoded(config: SessionConfig, key: str, raw: bytes | None) -> Live | Moved
     plain = unseal(config.record_sealer, key, raw)
     try:
         return None if plain is None else decode(plain)
-    except msgspec.DecodeError:
+    except UNDECODABLE:
         return None
 
 

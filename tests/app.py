@@ -232,6 +232,27 @@ async def grow(session: Session, key: FromPath[str], data: JSONBody[list[Any]]) 
     session.setdefault(key, []).extend(data)
 
 
+def nested(depth: int) -> list[Any]:
+    """A list nested ``depth`` deep: deeper than 1,000, more than any stack encodes."""
+    outer: list[Any] = []
+    inner = outer
+    for _ in range(depth):
+        inner.append([])
+        inner = inner[0]
+    return outer
+
+
+@post("/set-nested/{depth:int}", status_code=200)
+async def set_nested(session: Session, depth: FromPath[int]) -> None:
+    session.set("deep", nested(depth))
+
+
+@post("/nest-in-place/{depth:int}", status_code=200)
+async def nest_in_place(session: Session, depth: FromPath[int]) -> None:
+    """Set a list, then nest it in place deeper than set() saw."""
+    session.setdefault("deep", []).append(nested(depth))
+
+
 @post("/logout-then-grow", status_code=200)
 async def logout_then_grow(session: Session, data: JSONBody[list[Any]]) -> None:
     """Log out, then keep a list for the fresh session and grow it in place."""
@@ -376,6 +397,8 @@ HANDLERS = [
     to_anonymous,
     append,
     grow,
+    set_nested,
+    nest_in_place,
     logout_then_grow,
     flash_category,
     rotate,

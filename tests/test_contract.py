@@ -481,8 +481,15 @@ async def test_tampered_and_truncated_cookies_give_a_fresh_session(
         assert response.json()["value"] == "ann", "the untouched cookie still works"
 
 
+def nested_too_deeply(record: bytes) -> bytes:
+    """The record with its value "ann" replaced by a list nested deeper than any stack decodes."""
+    assert record.count(b"\xa3ann") == 1
+    return record.replace(b"\xa3ann", b"\x91" * 5000 + b"\x90")
+
+
+@pytest.mark.parametrize("corrupt", [lambda _: b"\xc1 not msgpack", nested_too_deeply], ids=["garbage", "too-deep"])
 async def test_corrupt_record_gives_a_fresh_session_and_a_warning(
-    make_client: ClientFactory, store: SessionBackend, session_log: RecordingHandler
+    make_client: ClientFactory, store: SessionBackend, session_log: RecordingHandler, corrupt: Any
 ) -> None:
     if not isinstance(store, SessionStore):
         pytest.skip("a cookie store has no record on the server to corrupt")
@@ -491,7 +498,8 @@ async def test_corrupt_record_gives_a_fresh_session_and_a_warning(
         session_id = await current_id(client)
         assert session_id is not None
         record = await read_record(store, session_id)
-        assert await store.set(store_key(session_id), b"\xc1 not msgpack", None, record)
+        assert record is not None
+        assert await store.set(store_key(session_id), corrupt(record), None, record)
         response = await client.get("/read/user")
         assert response.json() == {"value": None, "id": None}
         assert "WARNING corrupt session record in" in session_log.text

@@ -289,3 +289,19 @@ async def test_after_a_failed_commit_a_later_change_still_raises(failure: str) -
         store.down = failure == "store down"
         assert (await client.post("/set-then-later")).status_code == (503 if store.down else 413)
     assert outcomes == ["raised"]
+
+
+async def test_a_cookie_nested_too_deeply_to_decode_gives_a_fresh_session() -> None:
+    # Sealed with the store's own secret (it could only come from the app): still never a 500.
+    from litestar_flash_sessions.record import Live, encode
+    from litestar_flash_sessions.stores import CookieStore
+
+    store = CookieStore(SECRET)
+    record = encode(Live({"user": "ann"}, [], created_at=store.now(), seen_at=store.now()))
+    deep = record.replace(b"\xa3ann", b"\x91" * 5000 + b"\x90")
+    token = store.seal("s" * 43, deep, None)
+    async with app_client(store) as client:
+        client.cookies.set("session_data", token, domain="testserver.local")
+        response = await client.get("/read/user")
+        assert response.status_code == 200
+        assert response.json() == {"value": None, "id": None}

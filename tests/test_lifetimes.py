@@ -158,6 +158,22 @@ async def test_a_value_grown_in_place_past_the_size_limit_is_refused_at_the_comm
         assert (await client.post("/grow/cart", json=["x" * 100])).status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/set-nested/5000", "/nest-in-place/5000"])
+async def test_a_value_nested_too_deeply_to_encode_is_a_400_and_saves_nothing(
+    make_client: ClientFactory, path: str
+) -> None:
+    # Refused by set(), or, nested in place after it, at the commit: a 400 either way, not a 500.
+    async with make_client() as client:
+        await client.post("/set", json={"user": "ann"})
+        cookies = dict(client.cookies)
+        response = await client.post(path)
+        assert response.status_code == 400
+        assert "nested too deeply" in response.json()["detail"] or "recursion" in response.json()["detail"]
+        assert dict(client.cookies) == cookies
+        assert (await client.get("/read/deep")).json()["value"] is None, "nothing was saved"
+        assert (await client.get("/read/user")).json()["value"] == "ann"
+
+
 async def test_a_session_stored_over_a_lowered_limit_may_still_be_read_rotated_and_shrunk(
     make_client: ClientFactory,
 ) -> None:

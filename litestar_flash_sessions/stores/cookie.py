@@ -7,8 +7,6 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from litestar_flash_sessions import lifetime
 from litestar_flash_sessions.backend import EXPIRE, NOTHING, Loaded, Outcome, SessionBackend
 from litestar_flash_sessions.commit import encode_within_limit, new_session_id, short_ttl, survivors_record
@@ -16,7 +14,7 @@ from litestar_flash_sessions.cookies import COOKIE_NAME, MAX_SET_COOKIE_BYTES, c
 from litestar_flash_sessions.crypto import _HEADER as _SEALER_HEADER
 from litestar_flash_sessions.crypto import _TAG as _SEALER_TAG
 from litestar_flash_sessions.crypto import Sealer
-from litestar_flash_sessions.record import Live, decode
+from litestar_flash_sessions.record import UNDECODABLE, Live, decode
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -163,7 +161,7 @@ class CookieStore(SessionBackend):
         session_id, record = opened
         try:
             content = decode(record)
-        except msgspec.DecodeError:
+        except UNDECODABLE:
             content = None
         state = lifetime.on_load(content, config, self.now()) if isinstance(content, Live) else None
         if state is None:
