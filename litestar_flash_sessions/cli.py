@@ -11,7 +11,6 @@ the app's own store and configuration::
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import TYPE_CHECKING, TypeVar
 
 import click
@@ -44,9 +43,12 @@ def add_sessions_commands(cli: click.Group) -> None:
         """List USER's live sessions, oldest first: handle, created, last seen, device."""
         found = _run(app, lambda config: UserSessionManager(config).list_sessions(user))
         for info in found:
-            # What device_info kept comes from the client (a User-Agent): shown escaped, so that
-            # it can neither send the terminal control sequences nor forge a column.
-            device = " ".join(f"{_printable(name)}={_printable(value)}" for name, value in sorted(info.device.items()))
+            # What device_info kept comes from the client (a User-Agent): shown escaped and each
+            # value quoted, so that it can neither send the terminal control sequences, reorder
+            # the line's text (bidirectional controls), nor forge a column or a field.
+            device = " ".join(
+                f'{_printable(name)}="{_printable(value)}"' for name, value in sorted(info.device.items())
+            )
             click.echo(f"{info.handle}\t{info.created_at.isoformat()}\t{info.last_seen.isoformat()}\t{device}".rstrip())
         if not found:
             click.echo(f"no live sessions for {user}", err=True)
@@ -66,12 +68,16 @@ def add_sessions_commands(cli: click.Group) -> None:
         click.echo(f"deleted {count} expired session{'s' * (count != 1)}")
 
 
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
-
-
 def _printable(text: str) -> str:
-    """Return ``text`` with control characters (tabs and newlines too) and backslashes escaped."""
-    return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+    """Return ``text`` with every character that is not printable escaped (controls, tabs and
+    newlines, bidirectional and other format characters, separators but the space), and
+    backslashes and double quotes.
+    """
+    return "".join(char if char.isprintable() and char not in '\\"' else _escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    return '\\"' if char == '"' else char.encode("unicode_escape").decode("ascii")
 
 
 def _run(app: Litestar, action: Callable[[SessionConfig], Awaitable[T]]) -> T:

@@ -51,7 +51,7 @@ def test_list_and_revoke_from_the_shell(database: Path) -> None:
     listed = litestar(database, "sessions", "list", EMAIL)
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
-    assert [line.split("\t")[-1] for line in lines] == ["user_agent=Laptop/1", "user_agent=Phone/2"]
+    assert [line.split("\t")[-1] for line in lines] == ['user_agent="Laptop/1"', 'user_agent="Phone/2"']
     laptop = lines[0].split("\t")[0]
 
     revoked = litestar(database, "sessions", "revoke", EMAIL, "--keep", laptop)
@@ -81,12 +81,20 @@ def test_the_cookie_store_says_it_cannot(database: Path) -> None:
 
 
 def test_a_listing_escapes_what_the_client_sent_and_a_user_that_is_not_text_is_refused(database: Path) -> None:
-    log_in(database, ["Evil\tforged column\x1b[2J\x7f"])
+    log_in(database, ['Evil\tforged column\x1b[2J\x7f" forged="field\\'])
     listed = litestar(database, "sessions", "list", EMAIL)
     assert listed.returncode == 0, listed.stderr
     [line] = listed.stdout.splitlines()
-    assert line.split("\t")[-1] == "user_agent=Evil\\tforged column\\x1b[2J\\x7f"
+    assert line.split("\t")[-1] == 'user_agent="Evil\\tforged column\\x1b[2J\\x7f\\" forged=\\"field\\\\"'
     refused = litestar(database, "sessions", "list", "\udcff")  # the byte 0xff in argv
     assert refused.returncode == 1
     assert "UTF-8" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_listing_escapes_bidirectional_and_other_invisible_characters() -> None:
+    # A device_info built from anything but a header (a form field, a client hint) may hold any
+    # character: none may reorder or hide what the terminal shows.
+    from litestar_flash_sessions.cli import _printable
+
+    assert _printable("a\u202eb\u200bc\u2028d\xa0e f") == "a\\u202eb\\u200bc\\u2028d\\xa0e f"
