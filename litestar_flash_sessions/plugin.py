@@ -102,7 +102,17 @@ class SessionPlugin(InitPlugin, ReceiveRoutePlugin, CLIPlugin):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Register the ``session`` dependency, its type names, the store's lifespan and the
         cookie's security scheme.
+
+        Raises:
+            ValueError: The app has another ``SessionPlugin``, or Litestar's own session
+                middleware on the same cookie.
         """
+        if any(isinstance(plugin, SessionPlugin) and plugin is not self for plugin in app_config.plugins):
+            # One ``session`` dependency per app: the other plugin would be silently inert.
+            raise ValueError(
+                "an app takes one SessionPlugin: the session dependency can name one store (mount "
+                "an app of its own for a second one)"
+            )
         app_config.dependencies[DEPENDENCY_KEY] = self._provide
         app_config.dependencies.setdefault(USERS_DEPENDENCY_KEY, Provide(self._provide_user_sessions, use_cache=True))
         app_config.signature_namespace.update(

@@ -78,6 +78,13 @@ async def test_a_mounted_app_with_a_plugin_of_its_own_keeps_its_own_sessions() -
     assert (len(inner_store), len(outer_store)) == (1, 0)
 
 
+def test_a_second_session_plugin_on_one_app_is_refused() -> None:
+    # The session dependency names one store: the first plugin would be silently inert.
+    first, second = SessionPlugin(SessionConfig(cookie_name="a")), SessionPlugin(SessionConfig(cookie_name="b"))
+    with pytest.raises(ValueError, match="one SessionPlugin"):
+        Litestar([who], plugins=[first, second])
+
+
 class PersistentCookies(MemoryStore):
     """A custom store that makes every new cookie persistent, with the NamedTuple API of Outcome."""
 
