@@ -143,11 +143,12 @@ def encode_within_limit(draft: Draft, content: Live, stored: bytes | None) -> by
 
 def survivors_record(draft: Draft, survivors: Live) -> bytes | None:
     """Return what the request did after ``delete_session()`` encoded for its fresh session, or
-    ``None`` (logged) when it grew in place past the limit: the logout stands without it.
+    ``None`` (logged) when it grew in place past the limit or is nested too deeply to encode:
+    the logout stands without it.
     """
     try:
         return encode_within_limit(draft, survivors, None)
-    except SessionTooLargeError as exc:
+    except (SessionTooLargeError, UnstorableValueError) as exc:
         logger.warning("what followed delete_session() was not kept: %s", exc)
         return None
 
@@ -362,7 +363,14 @@ async def commit(store: SessionStore, loaded: Loaded, config: SessionConfig) -> 
         # What the request did after delete_session() ("You have been logged out", a login as
         # someone else) lives on in a fresh session; only its flashes when the session had ended
         # already (revoked, logged out elsewhere): what a revoked session did must not come back.
-        created = await _create(store, draft, config, otherwise=outcome, flashes_only=_ended_elsewhere(outcome))
+        created = await _create(
+            store,
+            draft,
+            config,
+            otherwise=outcome,
+            flashes_only=_ended_elsewhere(outcome),
+            retrying=outcome.retry_flash,
+        )
         return created._replace(retry_flash=True) if outcome.retry_flash else created
     return outcome
 
@@ -374,13 +382,15 @@ async def _create(
     otherwise: Outcome = NOTHING,
     *,
     flashes_only: bool = False,
+    retrying: bool = False,
 ) -> Outcome:
     """Store a session that had no id under a new one (nobody else knows it: no conflict); with
     nothing to store, return ``otherwise``. After ``delete_session()``, what the request did
-    after it is stored (``flashes_only``: its flashes alone).
+    after it is stored (``flashes_only``: its flashes alone; ``retrying``: the ending's response
+    becomes a retry, so the flashes it added and showed are kept too).
     """
     now = store.now()
-    content = draft.survivors(now, flashes_only=flashes_only) if draft.delete else draft.content(now)
+    content = draft.survivors(now, flashes_only=flashes_only, retrying=retrying) if draft.delete else draft.content(now)
     if content is None or content.is_empty:
         return otherwise  # no record, no cookie: nothing per anonymous visitor
     record = survivors_record(draft, content) if draft.delete else encode_within_limit(draft, content, None)

@@ -83,6 +83,9 @@ class Draft(msgspec.Struct):
     id_fixed: bool = False
     """Set after a WebSocket's handshake: the id can no longer change (no cookie can reach the
     browser), so a rotation, a binding or a logout raises."""
+    can_retry: bool = True
+    """Whether the response can become a retry when a flash it showed was shown by a concurrent
+    request (a WebSocket's messages cannot: they go out whatever the commit finds)."""
 
     @classmethod
     def of(cls, loaded: Live, size: int = 0) -> Draft:
@@ -140,13 +143,22 @@ class Draft(msgspec.Struct):
             self.device,
         )
 
-    def survivors(self, now: float, *, flashes_only: bool = False) -> Live | None:
+    def added_from(self, start: int, *, retrying: bool = False) -> list[Flash]:
+        """Return the flashes this request added with an id from ``start`` on, in order: those
+        still pending and, when ``retrying`` (the response becomes a retry, its page never
+        displayed, where it can), also those it showed.
+        """
+        if not (retrying and self.can_retry):
+            return [flash for flash in self.flashes if flash.id >= start]
+        return sorted((flash for flash in (*self.flashes, *self.shown) if flash.id >= start), key=attrgetter("id"))
+
+    def survivors(self, now: float, *, flashes_only: bool = False, retrying: bool = False) -> Live | None:
         """Return the fresh session of what the request changed after ``delete_session()`` (the
         flashes it added, the values it set, the user it bound, the lifetime it gave; with
-        ``flashes_only``, the flashes alone), if anything.
+        ``flashes_only``, the flashes alone), if anything. ``retrying``: see :meth:`added_from`.
         """
         start = self.delete_from
-        kept = [] if start is None else [flash for flash in self.flashes if flash.id >= start]
+        kept = [] if start is None else self.added_from(start, retrying=retrying)
         renumbered = [Flash(i, flash.key, flash.value, flash.category) for i, flash in enumerate(kept)]
         if flashes_only:
             return Live({}, renumbered, len(kept), now, now) if kept else None
@@ -180,18 +192,15 @@ def replay(draft: Draft, current: Live, now: float) -> tuple[Live, bool]:
             data[key] = value
     consumed = draft.consumed
     shown_elsewhere = redelivered(draft, current)
-    if shown_elsewhere:
+    if shown_elsewhere and draft.can_retry:
         # The response becomes a retry, its page never displayed: what it showed stays pending
         # (the loaded flashes it consumed, the ones it added and showed), except the ones the
         # other request showed, gone from current already. What it withdrew stays withdrawn.
         flashes = [flash for flash in current.flashes if consumed.get(flash.id) is not False]
-        own = (flash for flash in (*draft.flashes, *draft.shown) if flash.id >= draft.own_from)
-        added = sorted(own, key=attrgetter("id"))
     else:
         flashes = [flash for flash in current.flashes if flash.id not in consumed]
-        added = [flash for flash in draft.flashes if flash.id >= draft.own_from]
     next_id = current.next_flash_id
-    for flash in added:
+    for flash in draft.added_from(draft.own_from, retrying=shown_elsewhere):
         flashes.append(Flash(next_id, flash.key, flash.value, flash.category))
         next_id += 1
     lifetime = draft.lifetime if draft.lifetime_set else current.lifetime

@@ -309,6 +309,7 @@ class SessionMiddleware:
                 await self.app(scope, receive, send)
                 return
             server_side = isinstance(self.backend, SessionStore)
+            loaded.draft.can_retry = False  # a socket's messages go out whatever its commits find
 
             async def send_committing(message: Message) -> None:
                 kind = message["type"]
@@ -358,7 +359,7 @@ class SessionMiddleware:
         if fresh.key is None:
             draft.committed = True  # gone already (revoked, logged out in between)
             return
-        fresh.draft.max_size, fresh.draft.id_fixed = draft.max_size, True
+        fresh.draft.max_size, fresh.draft.id_fixed, fresh.draft.can_retry = draft.max_size, True, False
         fresh.draft.flashes += [flash for flash in draft.flashes if flash.id < 0]  # flash(now=True): not stored
         fresh.draft.now_next = draft.now_next
         loaded.draft, loaded.key, loaded.base, loaded.plain = fresh.draft, fresh.key, fresh.base, fresh.plain
@@ -594,8 +595,12 @@ def _as_dict(data: object, scope: Scope) -> Mapping[str, Any]:
 
     Raises:
         TypeError: ``data`` is not a mapping once encoded (``set_session(42)``).
+        UnstorableValueError: ``data`` is nested too deeply to encode.
     """
-    values = decode_json(encode_json(data, get_serializer_from_scope(scope)))
+    try:
+        values = decode_json(encode_json(data, get_serializer_from_scope(scope)))
+    except RecursionError as exc:
+        raise UnstorableValueError("request.set_session() was given a value nested too deeply to store") from exc
     if not isinstance(values, dict):
         raise TypeError(f"request.set_session() takes a mapping or a data model, got {type(data).__name__}")
     return values

@@ -76,8 +76,8 @@ GATES: dict[str, Gate] = {}
 
 def act_on(session: FlashSession, actions: dict[str, Any]) -> dict[str, Any]:
     """Do what a race's request asks, in a fixed order: read, set, flash, read again (``read_after``),
-    bind, unbind, rotate, log out, and log in again (a logout, then a login as the same user in a
-    fresh session)."""
+    bind, unbind, rotate, log out, flash and show at once (``then_flash``), and log in again (a
+    logout, then a login as the same user in a fresh session)."""
     read = {key: session.get(key) for key in actions.get("read", [])}
     for key, value in actions.get("set", {}).items():
         session.set(key, value)
@@ -92,6 +92,9 @@ def act_on(session: FlashSession, actions: dict[str, Any]) -> dict[str, Any]:
         session.rotate_key()
     if actions.get("logout"):
         session.delete_session()
+    for key, value in actions.get("then_flash", {}).items():  # for the fresh session, shown here too
+        session.flash(key, value)
+        read[key] = session.get(key)
     if actions.get("relogin"):
         user = session.user_id or session.get("user")
         session.delete_session()
@@ -253,6 +256,17 @@ async def nest_in_place(session: Session, depth: FromPath[int]) -> None:
     session.setdefault("deep", []).append(nested(depth))
 
 
+@post("/logout-then-nest/{depth:int}", status_code=200)
+async def logout_then_nest(session: Session, depth: FromPath[int]) -> str:
+    """Log out, then keep a nested value for the fresh session (refused by set(), or not)."""
+    session.delete_session()
+    try:
+        session.set("deep", nested(depth))
+    except TypeError:
+        return "refused"
+    return "accepted"
+
+
 @post("/logout-then-grow", status_code=200)
 async def logout_then_grow(session: Session, data: JSONBody[list[Any]]) -> None:
     """Log out, then keep a list for the fresh session and grow it in place."""
@@ -399,6 +413,7 @@ HANDLERS = [
     grow,
     set_nested,
     nest_in_place,
+    logout_then_nest,
     logout_then_grow,
     flash_category,
     rotate,

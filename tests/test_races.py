@@ -323,6 +323,23 @@ async def a_retry_keeps_what_it_showed(store: SessionBackend, order: list[str]) 
         assert await client.values(session_id, "o", "n") == expected, "what the retry showed was lost"
 
 
+async def a_logout_retry_keeps_what_it_flashed_and_showed(store: SessionBackend, order: list[str]) -> None:
+    """A shows flash m, logs out, flashes "see you" and shows it (its page); B shows m: when A
+    becomes the retry, its page was never displayed, so "see you" waits in the fresh session."""
+    async with browser(store) as client:
+        old = await client.start({"user": "ann"}, flashes={"m": "hello"})
+        a_actions = {"read": ["m"], "logout": True, "then_flash": {"bye": "see you"}}
+        responses = await race(client, {"a": ("POST", a_actions), "b": ("POST", {"read": ["m"]})}, order)
+        shown_once(responses, "m")
+        assert await client.live_id(old) is None, "the logout was lost"
+        if responses["a"].status_code == 409:
+            fresh = cookie_of(responses["a"])
+            assert fresh is not None, "what the retry flashed and never displayed was lost"
+            assert await client.values(fresh, "bye") == {"bye": "see you"}
+        else:
+            assert expires_cookie(responses["a"]), "shown on the logout's page: nothing left for a fresh session"
+
+
 PAIRS: list[Callable[[SessionBackend, list[str]], Awaitable[None]]] = [
     emptying_against_a_write,
     newer_flash_of_the_same_key,
@@ -335,6 +352,7 @@ PAIRS: list[Callable[[SessionBackend, list[str]], Awaitable[None]]] = [
     flash_read_by_a_logout_against_a_flash_read,
     flash_read_by_a_relogin_against_a_flash_read,
     a_retry_keeps_what_it_showed,
+    a_logout_retry_keeps_what_it_flashed_and_showed,
 ]
 
 
@@ -413,6 +431,15 @@ def dropping_what_a_retry_showed(monkeypatch: pytest.MonkeyPatch) -> SessionBack
             return real_replay(draft_, current, now)[0], shown_elsewhere
 
     monkeypatch.setattr(commit, "replay", replay)
+    return YieldingStore(clock=FakeClock())
+
+
+def dropping_what_a_logout_retry_showed(monkeypatch: pytest.MonkeyPatch) -> SessionBackend:
+    """A logout that becomes a retry keeps only what is still pending for the fresh session."""
+    real = draft.Draft.survivors
+    monkeypatch.setattr(
+        draft.Draft, "survivors", lambda self, now, **options: real(self, now, **{**options, "retrying": False})
+    )
     return YieldingStore(clock=FakeClock())
 
 
@@ -502,6 +529,7 @@ BROKEN_BY: dict[Callable[[pytest.MonkeyPatch], SessionBackend], list[Callable[..
     keeping_an_unpublished_rotation: [rotation_against_a_logout],
     without_redelivery_check: [rotating_flash_read_against_a_flash_read],
     dropping_what_a_retry_showed: [a_retry_keeps_what_it_showed],
+    dropping_what_a_logout_retry_showed: [a_logout_retry_keeps_what_it_flashed_and_showed],
     without_uncacheable_cookies: [rotating_flash_read_against_a_flash_read],
     keeping_the_id_of_an_emptied_rotation: [emptying_rotation_against_a_write],
     without_the_flashes_an_ending_showed: [

@@ -37,6 +37,15 @@ async def ws_act(socket: WebSocket[Any, Any, Any], session: Session, meeting: Fr
     await socket.close()
 
 
+@websocket("/ws-show/{meeting:str}")
+async def ws_show(socket: WebSocket[Any, Any, Any], session: Session, meeting: FromPath[str]) -> None:
+    await socket.accept()
+    session.get("m"), session.get("o")  # the socket shows both flashes
+    await GATES[meeting].wait("socket")
+    await socket.send_text("sent")
+    await socket.close()
+
+
 class Socket:
     """One WebSocket connection to ``app``, driven by hand."""
 
@@ -74,18 +83,18 @@ class Socket:
 
 @asynccontextmanager
 async def site(store: SessionStore) -> AsyncIterator[tuple[Litestar, Browser]]:
-    app = Litestar([*HANDLERS, ws_act], plugins=[SessionPlugin(SessionConfig(store=store))])
+    app = Litestar([*HANDLERS, ws_act, ws_show], plugins=[SessionPlugin(SessionConfig(store=store))])
     async with app.lifespan(), in_loop_client(app) as client:
         yield app, Browser(client)
 
 
-async def race(app: Litestar, browser: Browser, actions: dict[str, Any], order: str) -> Any:
-    """A socket and an HTTP request of the browser's session load it, change it, wait; then they
-    commit in ``order``. Returns the HTTP response."""
+async def race(app: Litestar, browser: Browser, actions: dict[str, Any], order: str, route: str = "ws-act") -> Any:
+    """A socket (of ``route``) and an HTTP request of the browser's session load it,
+    act on it, wait; then they commit in ``order``. Returns the HTTP response."""
     meeting = uuid.uuid4().hex
     gate = GATES[meeting] = Gate(["socket", "request"])
     assert browser.cookie is not None
-    socket = Socket(app, f"/ws-act/{meeting}", browser.cookie)
+    socket = Socket(app, f"/{route}/{meeting}", browser.cookie)
     try:
         assert (await socket.next())["type"] == "websocket.accept"
         request = asyncio.create_task(browser.request("POST", f"/act/{meeting}/request", actions))
@@ -125,6 +134,19 @@ async def test_a_logout_beats_a_socket_write(server_store: SessionStore, order: 
         assert await browser.live_id(old) is None, "the socket's commit did not bring the session back"
         raw = await server_store.get(store_key(old), None)
         assert raw is None or not isinstance(_decoded(raw), Live)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_a_flash_a_socket_showed_is_consumed_whoever_showed_another_first(
+    server_store: SessionStore, order: str
+) -> None:
+    # A socket's message cannot become a retry: what it showed is consumed, even when a request
+    # showed one of those flashes first (that one is shown twice: docs/session.md, WebSockets).
+    async with site(server_store) as (app, browser):
+        await browser.start({"user": "ann"}, flashes={"m": "hello", "o": "other"})
+        response = await race(app, browser, {"read": ["m"]}, order, route="ws-show")
+        assert response.status_code == (409 if order == "socket-first" else 200)
+        assert await browser.values(browser.cookie, "m", "o") == {"m": None, "o": None}, "o would show again"
 
 
 @pytest.mark.parametrize("order", ORDERS)
