@@ -66,7 +66,8 @@ def is_dead(content: Live, config: SessionConfig, now: float) -> bool:
 
 def on_load(content: Live, config: SessionConfig, now: float) -> tuple[bool, bool] | None:
     """Return what a load needs to know of loaded content at once: ``None`` when it
-    :func:`is_dead`, else whether it :func:`is_stale` and whether it :func:`needs_touch`.
+    :func:`is_dead`, else whether it :func:`is_stale` and whether it :func:`needs_touch` (or is
+    empty: see below).
 
     The same rules as those functions, with the timeouts looked up once (a load runs per request).
     """
@@ -83,7 +84,9 @@ def on_load(content: Live, config: SessionConfig, now: float) -> tuple[bool, boo
         if now > content.seen_at + idle + interval:
             return None
     stale = now - content.seen_at >= interval
-    return stale, stale or bool(own and ttl and own > ttl)
+    # An emptied session is written again by every request that reads it: the read slid its
+    # record's expiry to the idle timeout, and it must live at most an hour after its last use.
+    return stale, stale or bool(own and ttl and own > ttl) or content.is_empty
 
 
 def store_ttl(content: Live, config: SessionConfig, now: float) -> int | None:
@@ -102,11 +105,12 @@ def needs_touch(content: Live, config: SessionConfig, now: float) -> bool:
     When ``seen_at`` is ``TOUCH_SECONDS`` old (so device lists and idle checks stay current and
     a persistent cookie's ``Max-Age`` slides about once a minute), and when the session's own
     lifetime is longer than the config's idle timeout, since the read slid the record's expiry
-    by the config's.
+    by the config's; and when the session is empty, which must live at most an hour after its
+    last use (the read slid it to the idle timeout).
     """
     if is_stale(content, config, now):
         return True
-    return bool(content.lifetime and config.ttl and content.lifetime > config.ttl)
+    return bool(content.lifetime and config.ttl and content.lifetime > config.ttl) or content.is_empty
 
 
 def cookie_max_age(content: Live, config: SessionConfig) -> int | None:

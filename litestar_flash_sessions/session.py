@@ -526,6 +526,7 @@ class FlashSession:
 
         Raises:
             SessionTooLargeError: It is over the limit.
+            UnstorableValueError: The value is nested too deeply to encode within the session.
         """
         draft = self._draft
         trial = draft.content(0.0)
@@ -533,7 +534,10 @@ class FlashSession:
             trial.flashes = [*trial.flashes, Flash(draft.next_flash_id, key, value, category)]
         else:
             trial.data = {**trial.data, key: value}
-        exact = len(_encode(trial))
+        try:
+            exact = len(_encode(trial))
+        except RecursionError as exc:  # the value, two levels deeper in the session, than set() checked
+            raise UnstorableValueError(f"session value for key {key!r} is nested too deeply to be stored") from exc
         if exact > draft.max_size:
             raise SessionTooLargeError(
                 f"setting session key {key!r} would make the session about {exact} bytes, over its "

@@ -305,3 +305,25 @@ async def test_a_cookie_nested_too_deeply_to_decode_gives_a_fresh_session() -> N
         response = await client.get("/read/user")
         assert response.status_code == 200
         assert response.json() == {"value": None, "id": None}
+
+
+async def test_request_set_session_of_a_model_nested_too_deeply_is_a_400() -> None:
+    import dataclasses
+
+    from litestar import post
+
+    from tests.app import nested
+
+    @dataclasses.dataclass
+    class Prefs:
+        theme: list[Any]
+
+    @post("/login-model", status_code=200)
+    async def login_model(request: Request[Any, Any, Any], session: Session) -> None:
+        request.set_session(Prefs(nested(5000)))
+
+    app = Litestar([login_model], plugins=[SessionPlugin(SessionConfig())])
+    async with app.lifespan(), in_loop_client(app) as client:
+        response = await client.post("/login-model")
+        assert response.status_code == 400, response.text
+        assert "nested too deeply" in response.json()["detail"]
