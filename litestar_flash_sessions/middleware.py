@@ -232,6 +232,7 @@ class SessionMiddleware:
             return
         replaced = False
         backend, config = self.backend, self.config
+        app = scope.get("litestar_app")
 
         async def send_committing(message: Message) -> None:
             # Commits at http.response.start (inline: this runs per request), so that a store
@@ -245,7 +246,7 @@ class SessionMiddleware:
                 message = start = cast("HTTPResponseStartEvent", {**message})
                 draft = loaded.draft
                 try:
-                    committing = _committing(start, loaded, scope)
+                    committing = _committing(start, loaded, scope, app)
                 except Exception as exc:  # values request.set_session() gave that the session cannot keep
                     replaced = True
                     if not isinstance(exc, (SessionTooLargeError, UnstorableValueError)):  # not the client's
@@ -311,12 +312,18 @@ class SessionMiddleware:
             server_side = isinstance(self.backend, SessionStore)
             loaded.draft.can_retry = False  # a socket's messages go out whatever its commits find
 
+            async def commit() -> Outcome:
+                try:
+                    return await self._commit(loaded, scope)
+                except UNAVAILABLE as exc:  # logged, and the socket closes as at an outage at load
+                    raise self.loader.unavailable(exc) from exc
+
             async def send_committing(message: Message) -> None:
                 kind = message["type"]
                 if kind == "websocket.accept":
                     _apply_websocket_scope_session(loaded, scope)
                     writes = loaded.draft.writes
-                    outcome = await self._commit(loaded, scope)
+                    outcome = await commit()
                     cookie = self._headers(outcome, scope)[:-1]
                     accept = cast("WebSocketAcceptEvent", message)
                     accept["headers"] = [*(accept.get("headers") or ()), *cookie]
@@ -324,13 +331,13 @@ class SessionMiddleware:
                 elif kind in ("websocket.send", "websocket.close"):
                     _apply_websocket_scope_session(loaded, scope)
                     if server_side and loaded.draft.modified:
-                        await self._after_websocket_commit(loaded, await self._commit(loaded, scope), wrote=True)
+                        await self._after_websocket_commit(loaded, await commit(), wrote=True)
                 await send(message)
 
             await self.app(scope, receive, send_committing)
             _apply_websocket_scope_session(loaded, scope)
             if server_side and loaded.draft.modified and not loaded.draft.committed:
-                await self._commit(loaded, scope)
+                await commit()
         finally:
             _CURRENT_SESSION.reset(token)
 
@@ -503,15 +510,19 @@ _LEADING_SLASHES = re.compile(rb"^[/\\]+")
 def retry_location(scope: HTTPScope) -> bytes:
     r"""Return the ``Location`` that sends a request back to its own URL, as a same-origin path.
 
-    The path is the raw one when the server gives it, else ``root_path`` + ``path``; any run of
-    slashes and backslashes it starts with becomes one ``/`` (``//evil.example`` and
-    ``/\evil.example`` would name another host), and unsafe bytes are percent-encoded in the
-    path and the query string, which is kept.
+    The path is the raw one when the server gives it (after ``root_path`` when a proxy cut that
+    off), else ``root_path`` + ``path``; any run of slashes and backslashes it starts with
+    becomes one ``/`` (``//evil.example`` and ``/\evil.example`` would name another host), and
+    unsafe bytes are percent-encoded in the path and the query string, which is kept.
     """
-    raw = scope.get("raw_path")
-    # surrogateescape: a path decoded from bytes that are not UTF-8 holds lone surrogates.
-    unraw = scope.get("root_path", "") + scope["path"]
-    path = raw if raw else quote(unraw, safe="/%!$&'()*+,;=:@~-._", errors="surrogateescape").encode()
+    raw, root = scope.get("raw_path"), scope.get("root_path", "")
+    if raw:
+        encoded_root = _quoted(root)
+        # Behind a proxy that cut the root path off, the raw path lacks it (the cookie path too).
+        under_root = not root or raw == encoded_root or raw.startswith(encoded_root.rstrip(b"/") + b"/")
+        path = raw if under_root else encoded_root.rstrip(b"/") + raw
+    else:
+        path = _quoted(root + scope["path"])
     path = _LEADING_SLASHES.sub(b"/", path)
     if not path.startswith(b"/"):
         path = b"/" + path
@@ -519,6 +530,11 @@ def retry_location(scope: HTTPScope) -> bytes:
     if scope["query_string"]:
         location += b"?" + _percent_encode(scope["query_string"])
     return location
+
+
+def _quoted(path: str) -> bytes:
+    # surrogateescape: a path decoded from bytes that are not UTF-8 holds lone surrogates.
+    return quote(path, safe="/%!$&'()*+,;=:@~-._", errors="surrogateescape").encode()
 
 
 def _percent_encode(value: bytes) -> bytes:
@@ -543,23 +559,28 @@ def _apply_websocket_scope_session(loaded: Loaded, scope: Scope) -> None:
         _apply_scope_session(loaded, current, scope)
 
 
-def _committing(message: HTTPResponseStartEvent, loaded: Loaded, scope: Scope) -> bool:
+def _committing(message: HTTPResponseStartEvent, loaded: Loaded, scope: Scope, app: object) -> bool:
     """Close the draft as the response starts, and return whether to commit it.
 
     A 5xx saves nothing, like a rolled-back transaction (its response gets ``Vary: Cookie``
     here). Otherwise ``request.state.rotate_session_key`` and what Litestar's own API did to
-    ``scope["session"]`` are applied first.
+    ``scope["session"]`` are applied first, unless the response is a mounted app's (``app``
+    is the Litestar app the session was loaded in: a mounted one on the same scope sets its
+    own). A HEAD request's flashes are kept.
     """
     draft = loaded.draft
     if message["status"] >= 500:
         draft.committed = True
         message["headers"] = _with_session_headers(message["headers"], _VARY_ONLY)
         return False
-    if scope["state"].get(ROTATE_STATE_KEY):
-        loaded.session.rotate_key()
-    current = scope.get("session")
-    if current is not loaded.session:
-        _apply_scope_session(loaded, current, scope)
+    if scope.get("litestar_app") is app:  # else a mounted app answered: the scope's session and state are its own
+        if scope["state"].get(ROTATE_STATE_KEY):
+            loaded.session.rotate_key()
+        current = scope.get("session")
+        if current is not loaded.session:
+            _apply_scope_session(loaded, current, scope)
+    if draft.shown and scope.get("method") == "HEAD":
+        loaded.session.keep()  # a HEAD response's body reaches no screen: what it showed stays pending
     draft.committed = True  # from here on a change could not be saved: it raises
     return True
 

@@ -222,8 +222,8 @@ async def test_all_store_calls_of_a_request_share_one_time_out() -> None:
 # --- the flash retry ---------------------------------------------------------------------------
 
 
-def scope(path: str, raw_path: bytes | None = None, query: bytes = b"") -> Any:
-    result: dict[str, Any] = {"type": "http", "path": path, "query_string": query, "root_path": ""}
+def scope(path: str, raw_path: bytes | None = None, query: bytes = b"", root_path: str = "") -> Any:
+    result: dict[str, Any] = {"type": "http", "path": path, "query_string": query, "root_path": root_path}
     if raw_path is not None:
         result["raw_path"] = raw_path
     return result
@@ -240,6 +240,9 @@ def scope(path: str, raw_path: bytes | None = None, query: bytes = b"") -> Any:
         (scope("/caf\u00e9 x"), b"/caf%C3%A9%20x"),
         (scope("//evil.example/x"), b"/evil.example/x"),
         (scope("/x\udcff"), b"/x%FF"),  # a path decoded from bytes that are not UTF-8
+        (scope("/app/show", b"/show", b"x=1", "/app"), b"/app/show?x=1"),  # a proxy cut the root path off
+        (scope("/app/show", b"/app/show", root_path="/app"), b"/app/show"),  # a mounted app: the raw path has it
+        (scope("/application", b"/application", root_path="/app"), b"/app/application"),
     ],
 )
 def test_the_retry_location_is_a_same_origin_path(request_scope: Any, location: bytes) -> None:

@@ -327,3 +327,51 @@ async def test_request_set_session_of_a_model_nested_too_deeply_is_a_400() -> No
         response = await client.post("/login-model")
         assert response.status_code == 400, response.text
         assert "nested too deeply" in response.json()["detail"]
+
+
+async def test_a_head_request_keeps_the_flashes_it_read() -> None:
+    # A link checker's HEAD runs the GET handler, but its body reaches no screen.
+    from litestar import route
+
+    from tests.app import flash
+
+    @route("/show", http_method=["GET", "HEAD"])
+    async def show(session: Session) -> dict[str, Any]:
+        return {"message": session.get("message")}
+
+    app = Litestar([show, flash], plugins=[SessionPlugin(SessionConfig())])
+    async with app.lifespan(), in_loop_client(app) as client:
+        await client.post("/flash", json={"message": "Login successful"})
+        assert (await client.head("/show")).status_code == 200
+        assert (await client.get("/show")).json() == {"message": "Login successful"}
+        assert (await client.get("/show")).json() == {"message": None}, "shown once"
+
+
+@pytest.mark.parametrize("when", ["handshake", "send"])
+def test_a_store_failing_at_a_websocket_s_commit_closes_it_as_an_outage(
+    when: str, session_log: RecordingHandler
+) -> None:
+    from litestar import WebSocket, websocket
+    from litestar.exceptions import WebSocketDisconnect
+    from litestar.testing import TestClient
+
+    from tests.app import set_values
+
+    @websocket("/ws")
+    async def socket_handler(socket: WebSocket[Any, Any, Any], session: Session) -> None:
+        if when == "handshake":
+            session.set("ws", 1)  # saved at the handshake
+        await socket.accept()
+        session.set("later", 1)  # saved before the next message
+        await socket.send_json({"ok": 1})
+        await socket.close()
+
+    store = CountingStore()
+    app = Litestar([set_values, socket_handler], plugins=[SessionPlugin(SessionConfig(store=store))])
+    with TestClient(app, base_url="http://testserver.local") as client:
+        client.post("/set", json={"user": "ann"})
+        down_from(store, "commit")
+        with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect("/ws") as socket:
+            socket.receive_json()
+    assert closed.value.detail == "Session store unavailable"
+    assert "session store unavailable, answering 503 (CountingStore)" in session_log.text

@@ -78,6 +78,43 @@ async def test_a_mounted_app_with_a_plugin_of_its_own_keeps_its_own_sessions() -
     assert (len(inner_store), len(outer_store)) == (1, 0)
 
 
+@pytest.mark.parametrize("child", ["plugin", "litestar"])
+async def test_a_mounted_app_sharing_the_scope_leaves_the_parent_s_session_alone(child: str) -> None:
+    # Mounted on the same scope (copy_scope=False, or Litestar 2's default), the sub-app sets
+    # scope["session"] to its own session (its plugin's, or Litestar's own middleware's): that is
+    # not a set_session() of the parent's.
+    from litestar import Request
+    from litestar.middleware.session.client_side import CookieBackendConfig
+
+    @get("/set")
+    async def set_own(session: Session) -> None:
+        session.set("child_key", "child_value")
+
+    @get("/set")
+    async def set_litestar(request: Request[Any, Any, Any]) -> None:
+        request.set_session({"cart": "child cart"})
+
+    if child == "plugin":
+        inner = Litestar([set_own], plugins=[SessionPlugin(SessionConfig(store=MemoryStore(), cookie_name="inner"))])
+    else:
+        inner = Litestar([set_litestar], middleware=[CookieBackendConfig(secret=b"0" * 16, key="inner").middleware])
+
+    @asgi("/sub", is_mount=True, copy_scope=False)
+    async def mounted(scope: Scope, receive: Receive, send: Send) -> None:
+        await inner(scope, receive, send)
+
+    plugin = SessionPlugin(SessionConfig(store=MemoryStore()))
+    outer = Litestar([mounted, read, write], plugins=[plugin], middleware=[plugin.session_backend_config.middleware])
+    async with outer.lifespan(), inner.lifespan(), in_loop_client(outer) as client:
+        await client.get("/write")
+        before = client.cookies["session"]
+        response = await client.get("/sub/set")
+        assert response.status_code == 200
+        assert "session=" not in response.headers.get("set-cookie", ""), "the parent's session was rotated"
+        assert client.cookies["session"] == before
+        assert (await client.get("/read")).json() == {"user": "ann"}
+
+
 def test_a_second_session_plugin_on_one_app_is_refused() -> None:
     # The session dependency names one store: the first plugin would be silently inert.
     first, second = SessionPlugin(SessionConfig(cookie_name="a")), SessionPlugin(SessionConfig(cookie_name="b"))
