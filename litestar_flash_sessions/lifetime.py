@@ -66,8 +66,7 @@ def is_dead(content: Live, config: SessionConfig, now: float) -> bool:
 
 def on_load(content: Live, config: SessionConfig, now: float) -> tuple[bool, bool] | None:
     """Return what a load needs to know of loaded content at once: ``None`` when it
-    :func:`is_dead`, else whether it :func:`is_stale` and whether it :func:`needs_touch` (or is
-    empty: see below).
+    :func:`is_dead`, else whether it :func:`is_stale` and whether it :func:`needs_touch`.
 
     The same rules as those functions, with the timeouts looked up once (a load runs per request).
     """
