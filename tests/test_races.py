@@ -194,6 +194,20 @@ async def emptying_against_a_write(store: SessionBackend, order: list[str]) -> N
         assert await client.values(session_id, "k") == {"k": "b"}, "B's key was lost"
 
 
+async def read_of_an_emptied_session_against_a_write(store: SessionBackend, order: list[str]) -> None:
+    """A only reads a session emptied before (a read writes it again, to keep its expiry short)
+    while B sets a key: the key stays."""
+    async with browser(store) as client:
+        session_id = await client.start(flashes={"m": "last"})
+        assert await client.values(session_id, "m") == {"m": "last"}  # consumed: the session is empty
+        if isinstance(store._clock, FakeClock):
+            store._clock.advance(1)  # later: A's read writes a newer seen_at (else the same bytes: no write)
+        responses = await race(client, {"a": ("POST", {"read": ["x"]}), "b": ("POST", {"set": {"k": "b"}})}, order)
+        assert [r.status_code for r in responses.values()] == [200, 200]
+        assert await client.live_id(session_id) == session_id, "the session was deleted"
+        assert await client.values(session_id, "k") == {"k": "b"}, "B's key was lost"
+
+
 async def newer_flash_of_the_same_key(store: SessionBackend, order: list[str]) -> None:
     """A consumes flash m=v1 while B flashes m=v2: v2 stays pending."""
     async with browser(store) as client:
@@ -342,6 +356,7 @@ async def a_logout_retry_keeps_what_it_flashed_and_showed(store: SessionBackend,
 
 PAIRS: list[Callable[[SessionBackend, list[str]], Awaitable[None]]] = [
     emptying_against_a_write,
+    read_of_an_emptied_session_against_a_write,
     newer_flash_of_the_same_key,
     rotation_against_a_write,
     rotation_against_a_logout,
@@ -520,7 +535,12 @@ def without_uncacheable_cookies(monkeypatch: pytest.MonkeyPatch) -> SessionBacke
 
 
 BROKEN_BY: dict[Callable[[pytest.MonkeyPatch], SessionBackend], list[Callable[..., Awaitable[None]]]] = {
-    without_compare_and_set: [emptying_against_a_write, newer_flash_of_the_same_key, rotation_against_a_write],
+    without_compare_and_set: [
+        emptying_against_a_write,
+        read_of_an_emptied_session_against_a_write,
+        newer_flash_of_the_same_key,
+        rotation_against_a_write,
+    ],
     without_replay: [emptying_against_a_write, newer_flash_of_the_same_key, rotation_against_a_write],
     without_logout_winning: [logout_against_a_write, rotation_against_a_logout],
     without_following: [rotation_against_a_write, rotation_against_a_logout],
